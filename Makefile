@@ -1,0 +1,52 @@
+# certctl — see README.md. `make dev` and `make test` are the quick start.
+SHELL := /bin/bash
+TEMPORAL_VERSION := v1.5.1
+CERTCTL_TOOLS ?= $(HOME)/.cache/certctl/tools
+TEMPORAL_BIN := $(CERTCTL_TOOLS)/temporal-$(TEMPORAL_VERSION)/temporal
+export CERTCTL_TOOLS
+
+.PHONY: build dev test unit bench deps temporal apt-deps lint fmt record-histories clean
+
+build:
+	go build -o bin/certctl ./starter
+	go build -o bin/certctl-worker ./worker
+
+# The temporal CLI, built once from the Go module proxy into a cache outside
+# the repo and reused while the version matches (about 10 minutes cold).
+temporal: $(TEMPORAL_BIN)
+$(TEMPORAL_BIN):
+	@echo "building the temporal CLI $(TEMPORAL_VERSION) from the Go module proxy (about 10 minutes, once)"
+	mkdir -p $(dir $@)
+	GOBIN=$(dir $@) go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+
+# Debian packages the product and its tests drive for real.
+apt-deps:
+	@if ! command -v nginx >/dev/null && ! test -x /usr/sbin/nginx; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; fi
+
+deps: apt-deps temporal
+
+dev: deps build
+	bin/certctl dev
+
+test: deps
+	go test -count=1 ./...
+
+unit:
+	go test -count=1 -short ./...
+
+bench: deps
+	go test -run '^$$' -bench . -benchtime 10x ./testsuite/
+
+record-histories: deps
+	CERTCTL_RECORD_HISTORIES=1 go test -count=1 -run 'TestIntegration' ./testsuite/
+
+lint:
+	test -z "$$(gofmt -l .)"
+	go vet ./...
+
+fmt:
+	gofmt -w .
+
+clean:
+	rm -rf bin

@@ -1,0 +1,193 @@
+// Package activities holds the deploy steps, written once for every
+// file-based connector: plan, backup, stage, validate, commit, reload, verify,
+// rollback and cleanup. Each is idempotent under retry: a step re-run after
+// it succeeded (a lost completion) finds its work done and reports the same.
+//
+// Results carry paths and fingerprints, never certificate or key bytes.
+package activities
+
+import (
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/target"
+)
+
+// Request is what every step knows about the deploy.
+type Request struct {
+	Target target.Target `json:"target"`
+	// Stamp (unix nanoseconds, chosen once by the workflow) names this
+	// deploy's temp and backup files, so a retried step finds its own files.
+	Stamp  int64 `json:"stamp"`
+	DryRun bool  `json:"dry_run,omitempty"`
+}
+
+// PlanInput is Plan's input: the only steps that see material are Plan and
+// Stage.
+type PlanInput struct {
+	Request
+	Material material.Material `json:"material"`
+}
+
+// Actions Plan can decide.
+const (
+	ActionSkip   = "skip"   // files and served leaf match: nothing to do
+	ActionReload = "reload" // files match but the old leaf is served: reload and verify
+	ActionDeploy = "deploy" // files differ: the whole pipeline
+)
+
+// PlannedFile is one destination, as Plan found it.
+type PlannedFile struct {
+	Role          string      `json:"role"`
+	Path          string      `json:"path"`
+	SHA256        string      `json:"sha256"` // of the new bytes
+	Exists        bool        `json:"exists"`
+	CurrentSHA256 string      `json:"current_sha256,omitempty"`
+	HoldsKey      bool        `json:"holds_key,omitempty"`
+	Mode          target.Mode `json:"mode"`
+	ModeFrom      string      `json:"mode_from"` // explicit, existing, connector-default, key-fallback, fallback
+	UID           int         `json:"uid"`
+	GID           int         `json:"gid"`
+	OwnerFrom     string      `json:"owner_from"`
+}
+
+// Plan is Plan's result.
+type Plan struct {
+	Action     string        `json:"action"`
+	LeafSHA256 string        `json:"leaf_sha256"`
+	// ServedSHA256 is the leaf the endpoint served before the deploy, when it
+	// could be read: after a rollback, verify expects it again.
+	ServedSHA256 string        `json:"served_sha256,omitempty"`
+	Files        []PlannedFile `json:"files"`
+}
+
+// Matches reports whether every destination already holds the new bytes.
+func (p Plan) Matches() bool {
+	for _, f := range p.Files {
+		if f.CurrentSHA256 != f.SHA256 {
+			return false
+		}
+	}
+	return true
+}
+
+// StageInput is Stage's input.
+type StageInput struct {
+	PlanInput
+	Plan Plan `json:"plan"`
+}
+
+// StagedFile is a temp file written beside (or, in a dry run, away from) its
+// destination.
+type StagedFile struct {
+	Path   string `json:"path"`
+	Temp   string `json:"temp"`
+	SHA256 string `json:"sha256"`
+}
+
+// Staged is Stage's result.
+type Staged struct {
+	Files []StagedFile `json:"files"`
+	// PrivateDir holds a dry run's staged files; removed by Cleanup.
+	PrivateDir string `json:"private_dir,omitempty"`
+}
+
+// ValidateInput is Validate's input.
+type ValidateInput struct {
+	Request
+	Plan   Plan   `json:"plan"`
+	Staged Staged `json:"staged"`
+	// Live runs the server's check against the live files (after Commit,
+	// before Reload) for servers whose check cannot see staged files here.
+	Live bool `json:"live,omitempty"`
+}
+
+// Server check modes, in ValidateResult.ServerCheck.
+const (
+	CheckStaged   = "staged"   // the check read the staged files through a private mount namespace
+	CheckDeferred = "deferred" // the check must run on the live files after Commit, before Reload
+	CheckLive     = "live"     // the check ran on the live files
+	CheckNone     = "none"     // the connector has no check command
+	CheckSkipped  = "skipped"  // dry run where the staged files cannot be shown to the check
+)
+
+// ValidateResult says which check ran and what it printed (tail only).
+type ValidateResult struct {
+	ServerCheck string `json:"server_check"`
+	Command     string `json:"command,omitempty"`
+	Output      string `json:"output,omitempty"`
+	Note        string `json:"note,omitempty"`
+}
+
+// Backup is one file's backup.
+type Backup struct {
+	Path   string `json:"path"`
+	Backup string `json:"backup"`
+}
+
+// Backups is Backup's result.
+type Backups struct {
+	Files []Backup `json:"files"`
+}
+
+// CommitInput is Commit's input.
+type CommitInput struct {
+	Request
+	Plan   Plan   `json:"plan"`
+	Staged Staged `json:"staged"`
+}
+
+// CommitResult counts renames done now and found already done by an earlier
+// attempt.
+type CommitResult struct {
+	Renamed     int `json:"renamed"`
+	AlreadyDone int `json:"already_done"`
+}
+
+// CommandResult is Reload's result.
+type CommandResult struct {
+	Command string `json:"command"`
+	Output  string `json:"output,omitempty"`
+}
+
+// VerifyInput is Verify's input.
+type VerifyInput struct {
+	Request
+	// Expected is the leaf fingerprint the endpoint must serve.
+	Expected string `json:"expected"`
+}
+
+// VerifyResult is what the endpoint served.
+type VerifyResult struct {
+	Endpoint string `json:"endpoint"`
+	Served   string `json:"served_sha256"`
+	Attempt  int32  `json:"attempt"`
+}
+
+// RollbackInput is Rollback's input.
+type RollbackInput struct {
+	Request
+	Plan    Plan    `json:"plan"`
+	Backups Backups `json:"backups"`
+}
+
+// RollbackResult lists what was restored and what was removed (files that
+// did not exist before the deploy).
+type RollbackResult struct {
+	Restored []string `json:"restored,omitempty"`
+	Removed  []string `json:"removed,omitempty"`
+}
+
+// CleanupInput is Cleanup's input.
+type CleanupInput struct {
+	Request
+	Plan    Plan    `json:"plan"`
+	Staged  Staged  `json:"staged"`
+	Backups Backups `json:"backups"`
+	// Succeeded prunes old backups down to the retention; otherwise this
+	// deploy's own backups of unchanged files are removed.
+	Succeeded bool `json:"succeeded"`
+}
+
+// CleanupResult lists removed files.
+type CleanupResult struct {
+	Removed []string `json:"removed,omitempty"`
+}

@@ -1,0 +1,145 @@
+// Package connectors says what differs between kinds of target: which files a
+// deploy writes, in what layout, with which defaults, and how the server is
+// checked and reloaded. The steps themselves (plan, backup, stage, commit,
+// rollback) are written once, in package activities.
+package connectors
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/target"
+)
+
+// File is one destination a deploy writes.
+type File struct {
+	Role     string // "cert", "chain", "key", or a connector's own ("pem")
+	Path     string
+	Bytes    []byte
+	HoldsKey bool
+	// Explicit settings from target_config; nil / "" when not set.
+	Mode  *target.Mode
+	Owner string
+	// DefaultMode applies to a file that does not exist yet.
+	DefaultMode os.FileMode
+}
+
+// Defaults are a connector's settings for what a target leaves unset.
+type Defaults struct {
+	ValidateCommand target.Command
+	ReloadCommand   target.Command
+	// Owners are candidate users for new files, first present wins; the
+	// group is the user's own. None present: the file keeps root.
+	Owners []string
+}
+
+// Connector is one kind of target.
+type Connector interface {
+	// Files lays out the material for this target. It is called on the
+	// target's host and must be a pure function of its inputs.
+	Files(cfg target.Config, m material.Material) ([]File, error)
+	// Check validates a target's connector-specific fields.
+	Check(cfg target.Config) error
+	Defaults() Defaults
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Connector{}
+)
+
+// Register makes a connector available under name. Connector packages call it
+// from init.
+func Register(name string, c Connector) {
+	mu.Lock()
+	defer mu.Unlock()
+	registry[name] = c
+}
+
+// Get returns the connector for a target_type.
+func Get(name string) (Connector, error) {
+	mu.RLock()
+	defer mu.RUnlock()
+	c, ok := registry[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown target_type %q (known: %v)", name, namesLocked())
+	}
+	return c, nil
+}
+
+// Names lists the registered connectors.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	return namesLocked()
+}
+
+func namesLocked() []string {
+	var n []string
+	for k := range registry {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// ValidateCommand is the target's command, else the connector's default.
+func ValidateCommand(c Connector, cfg target.Config) target.Command {
+	if len(cfg.ValidateCommand) > 0 {
+		return cfg.ValidateCommand
+	}
+	return c.Defaults().ValidateCommand
+}
+
+// ReloadCommand is the target's command, else the connector's default.
+func ReloadCommand(c Connector, cfg target.Config) target.Command {
+	if len(cfg.ReloadCommand) > 0 {
+		return cfg.ReloadCommand
+	}
+	return c.Defaults().ReloadCommand
+}
+
+// SeparateFiles is the common layout: the leaf in cert_path, the chain in
+// chain_path, the key in key_path. Without a chain_path the chain follows the
+// leaf in cert_path, so the server still sends it.
+func SeparateFiles(cfg target.Config, m material.Material, certMode, chainMode, keyMode os.FileMode) ([]File, error) {
+	if cfg.CertPath == "" {
+		return nil, &target.FieldError{Field: "target_config.cert_path", Msg: "is required"}
+	}
+	if cfg.KeyPath == "" {
+		return nil, &target.FieldError{Field: "target_config.key_path", Msg: "is required"}
+	}
+	b, err := material.Parse(m)
+	if err != nil {
+		return nil, err
+	}
+	leaf := material.EncodeCerts(b.Leaf)
+	chain := material.EncodeCerts(b.Chain...)
+	files := []File{}
+	if cfg.ChainPath == "" {
+		files = append(files, File{Role: "cert", Path: cfg.CertPath, Bytes: append(leaf, chain...), Mode: cfg.CertFileMode, Owner: cfg.CertOwner, DefaultMode: certMode})
+	} else {
+		files = append(files,
+			File{Role: "cert", Path: cfg.CertPath, Bytes: leaf, Mode: cfg.CertFileMode, Owner: cfg.CertOwner, DefaultMode: certMode},
+			File{Role: "chain", Path: cfg.ChainPath, Bytes: chain, Mode: cfg.ChainFileMode, Owner: cfg.ChainOwner, DefaultMode: chainMode})
+	}
+	files = append(files, File{Role: "key", Path: cfg.KeyPath, Bytes: []byte(ensureNewline(m.KeyPEM)), HoldsKey: true, Mode: cfg.KeyFileMode, Owner: cfg.KeyOwner, DefaultMode: keyMode})
+	seen := map[string]string{}
+	for _, f := range files {
+		if r, dup := seen[f.Path]; dup {
+			return nil, &target.FieldError{Field: "target_config." + f.Role + "_path", Msg: fmt.Sprintf("is the same file as %s_path", r)}
+		}
+		seen[f.Path] = f.Role
+	}
+	return files, nil
+}
+
+func ensureNewline(s string) string {
+	if len(s) > 0 && s[len(s)-1] != '\n' {
+		return s + "\n"
+	}
+	return s
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/clientenv"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/workflows"
+	"github.com/spf13/cobra"
+)
+
+type deployFlags struct {
+	target, cert, key, chain string
+	dryRun, detach           bool
+	output                   string
+}
+
+func deployCmd() *cobra.Command {
+	var f deployFlags
+	cmd := &cobra.Command{
+		Use:   "deploy --target TARGET.yaml --cert CERT.pem --key KEY.pem [--chain CHAIN.pem]",
+		Short: "Land a certificate on one target and follow the deploy to its outcome",
+		Long: `Starts DeployWorkflow on the task queue "certctl", prints its ID, each step as it
+finishes, then the outcome on its own last line.
+
+Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
+2 input refused before anything started (the message names the field).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req, err := f.request()
+			if err != nil {
+				return &exitError{code: 2, msg: "invalid input: " + err.Error()}
+			}
+			c, err := dial()
+			if err != nil {
+				return &exitError{code: 1, msg: err.Error()}
+			}
+			defer c.Close()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			return runDeploy(ctx, c, req, f.detach, f.output, cmd.OutOrStdout(), "")
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.target, "target", "", "target file (YAML)")
+	fl.StringVar(&f.cert, "cert", "", "certificate PEM (a fullchain is fine)")
+	fl.StringVar(&f.key, "key", "", "private key PEM")
+	fl.StringVar(&f.chain, "chain", "", "chain PEM (intermediates, issuer of the leaf first)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "run Plan and Validate only; touch nothing live")
+	fl.BoolVar(&f.detach, "detach", false, "print the workflow ID and return without waiting")
+	fl.StringVar(&f.output, "output", "text", "text or json")
+	for _, n := range []string{"target", "cert", "key"} {
+		_ = cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
+
+// request reads and checks everything before anything starts.
+func (f *deployFlags) request() (workflows.DeployRequest, error) {
+	var req workflows.DeployRequest
+	if f.output != "text" && f.output != "json" {
+		return req, errors.New("--output: want text or json")
+	}
+	tf, err := os.Open(f.target)
+	if err != nil {
+		return req, fmt.Errorf("--target: %w", err)
+	}
+	defer tf.Close()
+	t, err := target.Parse(tf)
+	if err != nil {
+		return req, fmt.Errorf("--target %s: %w", f.target, err)
+	}
+	read := func(flag, path string) (string, error) {
+		if path == "" {
+			return "", nil
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "", fmt.Errorf("--%s: %w", flag, err)
+		}
+		if fi.Size() > 1<<20 {
+			return "", fmt.Errorf("--%s: %s is larger than 1 MiB", flag, path)
+		}
+		b, err := os.ReadFile(path)
+		return string(b), err
+	}
+	var m material.Material
+	if m.CertPEM, err = read("cert", f.cert); err != nil {
+		return req, err
+	}
+	if m.KeyPEM, err = read("key", f.key); err != nil {
+		return req, err
+	}
+	if m.ChainPEM, err = read("chain", f.chain); err != nil {
+		return req, err
+	}
+	if _, _, err := activities.Preflight(*t, m, time.Now()); err != nil {
+		return req, err
+	}
+	req = workflows.DeployRequest{Target: *t, Material: m, DryRun: f.dryRun}
+	if v := os.Getenv("CERTCTL_HOST_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return req, fmt.Errorf("CERTCTL_HOST_WAIT: %w", err)
+		}
+		req.HostWait = target.Duration(d)
+	}
+	return req, nil
+}
+
+func dial() (client.Client, error) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	o := clientenv.Options(quiet)
+	c, err := client.Dial(o)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w (set TEMPORAL_ADDRESS, or run `certctl dev`)", o.HostPort, err)
+	}
+	return c, nil
+}
+
+// workflowID is unique per request and says what it is about.
+func workflowID(t target.Target) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("deploy/%s/%s-%s", t.TargetID, time.Now().UTC().Format("20060102T150405Z"), hex.EncodeToString(b))
+}
+
+// deployOutput is what --output json prints.
+type deployOutput struct {
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+	workflows.DeployResult
+}
+
+// runDeploy starts the workflow and follows it. uiBase, when set, prints a
+// Web UI link to the workflow.
+func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest, detach bool, output string, w io.Writer, uiBase string) error {
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        workflowID(req.Target),
+		TaskQueue: workflows.TaskQueue,
+	}, "DeployWorkflow", req)
+	if err != nil {
+		return &exitError{code: 1, msg: "start DeployWorkflow: " + err.Error()}
+	}
+	text := output != "json"
+	if text {
+		fmt.Fprintf(w, "workflow: %s\n", run.GetID())
+		if uiBase != "" {
+			fmt.Fprintf(w, "web ui:   %s\n", uiLink(uiBase, c, run))
+		}
+	}
+	if detach {
+		if !text {
+			return json.NewEncoder(w).Encode(map[string]string{"workflow_id": run.GetID(), "run_id": run.GetRunID()})
+		}
+		return nil
+	}
+	if text {
+		followSteps(ctx, c, run.GetID(), run.GetRunID(), w)
+	}
+	var res workflows.DeployResult
+	err = run.Get(ctx, &res)
+	if err != nil {
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Details(&res) != nil || res.Outcome == "" {
+			return &exitError{code: 1, msg: fmt.Sprintf("deploy %s: %v", run.GetID(), err)}
+		}
+	}
+	if !text {
+		if err := json.NewEncoder(w).Encode(deployOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), DeployResult: res}); err != nil {
+			return err
+		}
+	} else {
+		if res.Error != "" {
+			fmt.Fprintf(w, "error: %s\n", res.Error)
+		}
+		fmt.Fprintf(w, "outcome: %s\n", res.Outcome)
+	}
+	switch {
+	case outcome.Succeeded(res.Outcome):
+		return nil
+	case res.Outcome == outcome.InvalidInput:
+		return &exitError{code: 2}
+	}
+	return &exitError{code: 1}
+}
+
+func uiLink(base string, c client.Client, run client.WorkflowRun) string {
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", strings.TrimRight(base, "/"),
+		clientenv.Options(nil).Namespace, escapeID(run.GetID()), run.GetRunID())
+}
+
+func escapeID(id string) string { return strings.ReplaceAll(id, "/", "%2F") }
+
+// followSteps prints each step as its activity finishes, reading the history
+// with long polls until the workflow closes.
+func followSteps(ctx context.Context, c client.Client, id, runID string, w io.Writer) {
+	names := map[int64]string{}
+	scheduled := map[int64]time.Time{}
+	it := c.GetWorkflowHistory(ctx, id, runID, true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return
+		}
+		line := stepLine(ev, names, scheduled)
+		if line != "" {
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+func stepLine(ev *historypb.HistoryEvent, names map[int64]string, scheduled map[int64]time.Time) string {
+	at := ev.GetEventTime().AsTime()
+	took := func(id int64) string { return fmt.Sprintf("%6d ms", at.Sub(scheduled[id]).Milliseconds()) }
+	switch ev.GetEventType() {
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+		names[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityId()
+		scheduled[ev.GetEventId()] = at
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+		id := ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
+		return fmt.Sprintf("  %-16s ok     %s", names[id], took(id))
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+		a := ev.GetActivityTaskFailedEventAttributes()
+		id := a.GetScheduledEventId()
+		return fmt.Sprintf("  %-16s FAILED %s  %s", names[id], took(id), oneLine(a.GetFailure().GetMessage()))
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+		id := ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()
+		return fmt.Sprintf("  %-16s TIMED OUT %s", names[id], took(id))
+	}
+	return ""
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"gopkg.in/yaml.v3"
+
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/testsuite"
+	"github.com/certctl/certctl/workflows"
+)
+
+type devFlags struct {
+	config, stateDir, workerBin string
+	once                        bool
+}
+
+func devCmd() *cobra.Command {
+	var f devFlags
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "The embedded default: a Temporal dev server, workers, a real nginx on loopback, and one deploy",
+		Long: `Starts the Temporal dev server described by temporal-dev.yaml (the temporal CLI,
+history in a SQLite file under the state dir, Web UI on, certctl's search
+attributes registered), a workflow worker and a host worker, and a real nginx on
+loopback serving a self-signed certificate; then deploys a fresh certificate to
+it and prints the Web UI link to that workflow. Runs until Ctrl-C (or, with
+--once, stops after the deploy).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDev(ctx, f, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "temporal-dev.yaml", "dev server description")
+	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where the dev server's database, logs, nginx and certificates live")
+	fl.StringVar(&f.workerBin, "worker-bin", "", "certctl-worker binary (default: beside certctl, then PATH)")
+	fl.BoolVar(&f.once, "once", false, "stop everything after the deploy instead of waiting for Ctrl-C")
+	return cmd
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "certctl", "dev")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "certctl-dev")
+	}
+	return filepath.Join(home, ".local", "state", "certctl", "dev")
+}
+
+func findWorker(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "certctl-worker")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("certctl-worker"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("certctl-worker not found beside certctl or on PATH: run `make build`")
+}
+
+func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
+	fail := func(format string, args ...any) error {
+		return &exitError{code: 1, msg: fmt.Sprintf(format, args...)}
+	}
+	cfg, err := testsuite.LoadDevConfig(f.config)
+	if err != nil {
+		return fail("%v", err)
+	}
+	workerBin, err := findWorker(f.workerBin)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if _, err := testsuite.NginxBinary(); err != nil {
+		return fail("%v", err)
+	}
+	if err := os.MkdirAll(f.stateDir, 0o700); err != nil {
+		return fail("state dir: %v", err)
+	}
+	// certctl-dev runs the target's files under the state dir: nginx must
+	// be able to traverse it.
+	_ = os.Chmod(f.stateDir, 0o711)
+	address := net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.Port))
+	for _, port := range []int{cfg.Port, cfg.UIPort} {
+		if l, err := net.Listen("tcp", net.JoinHostPort(cfg.IP, strconv.Itoa(port))); err != nil {
+			return fail("port %d on %s is taken (another `certctl dev` or Temporal server running?): %v", port, cfg.IP, err)
+		} else {
+			l.Close()
+		}
+	}
+
+	fmt.Fprintf(w, "state dir:      %s\n", f.stateDir)
+	serverLog, err := os.Create(filepath.Join(f.stateDir, "temporal.log"))
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer serverLog.Close()
+	fmt.Fprintf(w, "temporal:       starting dev server on %s (Web UI http://%s:%d) ...\n", address, cfg.IP, cfg.UIPort)
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		Config: cfg, Port: cfg.Port, UIPort: cfg.UIPort, UI: true,
+		DBFile: filepath.Join(f.stateDir, cfg.DBFilename), Output: serverLog,
+	})
+	if err != nil {
+		return fail("start the Temporal dev server: %v (log: %s)", err, serverLog.Name())
+	}
+	defer func() { _ = srv.Stop() }()
+
+	env := []string{"TEMPORAL_ADDRESS=" + address, "TEMPORAL_NAMESPACE=" + cfg.Namespace}
+	const host = "localhost"
+	for _, args := range [][]string{nil, {"--host", host}} {
+		name := "certctl-worker"
+		if args != nil {
+			name += "-" + host
+		}
+		p, err := testsuite.StartProcess(name, filepath.Join(f.stateDir, name+".log"), env, workerBin, args...)
+		if err != nil {
+			return fail("start %s: %v", name, err)
+		}
+		defer p.Stop()
+		fmt.Fprintf(w, "worker:         %s (pid %d, log %s)\n", name, p.Pid(), p.Log)
+	}
+
+	initial, err := selfSigned()
+	if err != nil {
+		return fail("%v", err)
+	}
+	nginxDir := filepath.Join(f.stateDir, "nginx")
+	_ = os.RemoveAll(nginxDir)
+	ngx, err := testsuite.StartNginx(nginxDir, initial)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer ngx.Stop()
+	fmt.Fprintf(w, "nginx:          https://%s serving a self-signed leaf %s\n", ngx.Endpoint, initial.LeafSHA256)
+
+	ca, err := testsuite.NewCA("certctl dev")
+	if err != nil {
+		return fail("%v", err)
+	}
+	fresh, err := ca.Issue(testsuite.LeafOptions{})
+	if err != nil {
+		return fail("%v", err)
+	}
+	tgt := ngx.Target("dev-nginx", host)
+	inDir := filepath.Join(f.stateDir, "new")
+	if err := os.MkdirAll(inDir, 0o700); err != nil {
+		return fail("%v", err)
+	}
+	certFile, chainFile, keyFile, err := fresh.Write(inDir)
+	if err != nil {
+		return fail("%v", err)
+	}
+	targetFile := filepath.Join(f.stateDir, "target.yaml")
+	if err := writeYAML(targetFile, tgt); err != nil {
+		return fail("%v", err)
+	}
+
+	c, err := client.Dial(client.Options{HostPort: address, Namespace: cfg.Namespace,
+		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer c.Close()
+	fmt.Fprintf(w, "deploying:      a fresh leaf %s to %s\n\n", fresh.LeafSHA256, tgt.TargetID)
+	uiBase := fmt.Sprintf("http://%s:%d", cfg.IP, cfg.UIPort)
+	req := workflows.DeployRequest{Target: tgt, Material: fresh.Material}
+	deployErr := runDeploy(ctx, c, req, false, "text", w, uiBase)
+
+	served, err := ngx.Served(ctx)
+	if err != nil {
+		return fail("nginx after the deploy: %v", err)
+	}
+	fmt.Fprintln(w)
+	if served == fresh.LeafSHA256 {
+		fmt.Fprintf(w, "nginx now serves the new leaf %s\n", served)
+	} else {
+		fmt.Fprintf(w, "nginx serves %s, not the new leaf %s\n", served, fresh.LeafSHA256)
+	}
+	fmt.Fprintf(w, "deploy again:   TEMPORAL_ADDRESS=%s certctl deploy --target %s --cert %s --chain %s --key %s\n",
+		address, targetFile, certFile, chainFile, keyFile)
+	if deployErr != nil {
+		return deployErr
+	}
+	if f.once {
+		return nil
+	}
+	fmt.Fprintf(w, "Web UI:         %s — press Ctrl-C to stop everything\n", uiBase)
+	<-ctx.Done()
+	return nil
+}
+
+func writeYAML(path string, v any) error {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// selfSigned is nginx's starting certificate: what a fresh install serves.
+func selfSigned() (testsuite.Set, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return testsuite.Set{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "localhost (self-signed)"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(30 * 24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return testsuite.Set{}, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return testsuite.Set{}, err
+	}
+	return testsuite.Set{
+		Material: material.Material{
+			CertPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+			// Its own trust anchor: nginx's ssl_trusted_certificate needs a PEM.
+			ChainPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+			KeyPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})),
+		},
+		LeafSHA256: material.Fingerprint(der),
+	}, nil
+}

@@ -1,0 +1,43 @@
+// Command certctl is the operator's CLI: it starts deploys on Temporal and
+// follows them, and runs the embedded default (`certctl dev`).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	_ "github.com/certctl/certctl/connectors/nginx"
+)
+
+// exitError carries an exit code: 1 for a failed outcome, 2 for input refused
+// before anything started.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "certctl",
+		Short:         "Deploy certificates with Temporal: atomic, verified, rolled back on failure",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(deployCmd(), devCmd())
+	if err := root.Execute(); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(os.Stderr, "certctl:", ee.msg)
+			}
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "certctl:", err)
+		os.Exit(2) // cobra's own errors are bad flags: input refused
+	}
+}

@@ -1,0 +1,274 @@
+// Package target holds the description of one deploy target: the YAML an
+// operator writes (and the JSON the workflow carries), parsed strictly and
+// checked before anything starts.
+package target
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileSize bounds a target file: anything larger is a mistake, not a target.
+const MaxFileSize = 64 << 10
+
+// Target is one place a certificate lands.
+type Target struct {
+	TargetID   string `json:"target_id" yaml:"target_id"`
+	TargetType string `json:"target_type" yaml:"target_type"`
+	// Host names the worker whose queue ("certctl-host-<host>") runs the file
+	// steps. Empty for agentless kinds.
+	Host   string `json:"host,omitempty" yaml:"host,omitempty"`
+	Config Config `json:"target_config" yaml:"target_config"`
+}
+
+// Config is target_config, with the operator reference's field names.
+type Config struct {
+	CertPath  string `json:"cert_path,omitempty" yaml:"cert_path,omitempty"`
+	KeyPath   string `json:"key_path,omitempty" yaml:"key_path,omitempty"`
+	ChainPath string `json:"chain_path,omitempty" yaml:"chain_path,omitempty"`
+
+	ValidateCommand Command `json:"validate_command,omitempty" yaml:"validate_command,omitempty"`
+	ReloadCommand   Command `json:"reload_command,omitempty" yaml:"reload_command,omitempty"`
+
+	CertFileMode  *Mode `json:"cert_file_mode,omitempty" yaml:"cert_file_mode,omitempty"`
+	KeyFileMode   *Mode `json:"key_file_mode,omitempty" yaml:"key_file_mode,omitempty"`
+	ChainFileMode *Mode `json:"chain_file_mode,omitempty" yaml:"chain_file_mode,omitempty"`
+
+	// Owners are "user" or "user:group".
+	CertOwner  string `json:"cert_owner,omitempty" yaml:"cert_owner,omitempty"`
+	KeyOwner   string `json:"key_owner,omitempty" yaml:"key_owner,omitempty"`
+	ChainOwner string `json:"chain_owner,omitempty" yaml:"chain_owner,omitempty"`
+
+	PostDeployVerify           Verify   `json:"post_deploy_verify" yaml:"post_deploy_verify"`
+	PostDeployVerifyAttempts   int      `json:"post_deploy_verify_attempts,omitempty" yaml:"post_deploy_verify_attempts,omitempty"`
+	PostDeployVerifyBackoff    Duration `json:"post_deploy_verify_backoff,omitempty" yaml:"post_deploy_verify_backoff,omitempty"`
+	PostDeployVerifyMaxBackoff Duration `json:"post_deploy_verify_max_backoff,omitempty" yaml:"post_deploy_verify_max_backoff,omitempty"`
+
+	// BackupRetention is how many backups per file survive a successful
+	// deploy. nil means the default (3).
+	BackupRetention *int `json:"backup_retention,omitempty" yaml:"backup_retention,omitempty"`
+}
+
+// Verify says where the served leaf is checked after a reload.
+type Verify struct {
+	// Enabled defaults to true: turning verify off must be said out loud.
+	Enabled  *bool    `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	Endpoint string   `json:"endpoint,omitempty" yaml:"endpoint,omitempty"`
+	Timeout  Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// ServerName is the SNI to send; defaults to the endpoint's host name.
+	ServerName string `json:"server_name,omitempty" yaml:"server_name,omitempty"`
+}
+
+// Defaults applied when a field is absent.
+const (
+	DefaultVerifyAttempts   = 3
+	DefaultVerifyBackoff    = time.Second
+	DefaultVerifyMaxBackoff = 16 * time.Second
+	DefaultVerifyTimeout    = 10 * time.Second
+	DefaultBackupRetention  = 3
+)
+
+// VerifyEnabled reports whether the served leaf is checked after reload.
+func (c Config) VerifyEnabled() bool {
+	return c.PostDeployVerify.Enabled == nil || *c.PostDeployVerify.Enabled
+}
+
+// VerifyPolicy returns attempts, first backoff, backoff cap and per-probe timeout.
+func (c Config) VerifyPolicy() (attempts int, backoff, maxBackoff, timeout time.Duration) {
+	attempts, backoff, maxBackoff, timeout = c.PostDeployVerifyAttempts, c.PostDeployVerifyBackoff.D(), c.PostDeployVerifyMaxBackoff.D(), c.PostDeployVerify.Timeout.D()
+	if attempts <= 0 {
+		attempts = DefaultVerifyAttempts
+	}
+	if backoff <= 0 {
+		backoff = DefaultVerifyBackoff
+	}
+	if maxBackoff <= 0 {
+		maxBackoff = DefaultVerifyMaxBackoff
+	}
+	if maxBackoff < backoff {
+		maxBackoff = backoff
+	}
+	if timeout <= 0 {
+		timeout = DefaultVerifyTimeout
+	}
+	return
+}
+
+// Retention returns the number of backups kept per file after success.
+func (c Config) Retention() int {
+	if c.BackupRetention == nil {
+		return DefaultBackupRetention
+	}
+	return *c.BackupRetention
+}
+
+// FieldError names the field of a target that is wrong.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Parse reads a target file (YAML; JSON is YAML too). Unknown fields are
+// refused so a typo never silently falls back to a default.
+func Parse(r io.Reader) (*Target, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fieldErr("target", "file is larger than %d bytes", MaxFileSize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var t Target
+	if err := dec.Decode(&t); err != nil {
+		if err == io.EOF {
+			return nil, fieldErr("target", "file is empty")
+		}
+		return nil, fieldErr("target", "%v", err)
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Validate checks what can be checked without knowing the connector.
+func (t *Target) Validate() error {
+	if t.TargetID == "" {
+		return fieldErr("target_id", "is required")
+	}
+	if strings.ContainsAny(t.TargetID, "/\x00") || strings.TrimSpace(t.TargetID) != t.TargetID {
+		return fieldErr("target_id", "must not contain '/', NUL or surrounding spaces")
+	}
+	if t.TargetType == "" {
+		return fieldErr("target_type", "is required")
+	}
+	if strings.ContainsAny(t.Host, "/ \x00") {
+		return fieldErr("host", "must be a plain host name")
+	}
+	c := &t.Config
+	for _, p := range []struct{ field, path string }{
+		{"target_config.cert_path", c.CertPath},
+		{"target_config.key_path", c.KeyPath},
+		{"target_config.chain_path", c.ChainPath},
+	} {
+		if p.path == "" {
+			continue
+		}
+		if err := CheckPath(p.path); err != nil {
+			return fieldErr(p.field, "%v", err)
+		}
+	}
+	for _, m := range []struct {
+		field string
+		mode  *Mode
+		key   bool
+	}{
+		{"target_config.cert_file_mode", c.CertFileMode, false},
+		{"target_config.chain_file_mode", c.ChainFileMode, false},
+		{"target_config.key_file_mode", c.KeyFileMode, true},
+	} {
+		if m.mode == nil {
+			continue
+		}
+		if *m.mode > 0o777 {
+			return fieldErr(m.field, "%#o is not a permission mode", uint32(*m.mode))
+		}
+		if m.key && *m.mode&0o007 != 0 {
+			return fieldErr(m.field, "%04o would let any user read or write the private key", uint32(*m.mode))
+		}
+	}
+	for _, o := range []struct{ field, v string }{
+		{"target_config.cert_owner", c.CertOwner},
+		{"target_config.key_owner", c.KeyOwner},
+		{"target_config.chain_owner", c.ChainOwner},
+	} {
+		if strings.ContainsAny(o.v, " \x00/") || strings.Count(o.v, ":") > 1 {
+			return fieldErr(o.field, "must be \"user\" or \"user:group\"")
+		}
+	}
+	if c.PostDeployVerifyAttempts < 0 {
+		return fieldErr("target_config.post_deploy_verify_attempts", "must not be negative")
+	}
+	if c.BackupRetention != nil && *c.BackupRetention < 0 {
+		return fieldErr("target_config.backup_retention", "must not be negative")
+	}
+	if c.VerifyEnabled() && c.PostDeployVerify.Endpoint == "" {
+		return fieldErr("target_config.post_deploy_verify.endpoint",
+			"is required while verify is enabled (set post_deploy_verify.enabled: false to deploy without checking what is served)")
+	}
+	return nil
+}
+
+// CheckPath refuses paths that are relative, climb with "..", or hold NUL.
+func CheckPath(p string) error {
+	switch {
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("path contains a NUL byte")
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("path %q is not absolute", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return fmt.Errorf("path %q contains \"..\"", p)
+		}
+	}
+	if filepath.Clean(p) != p {
+		return fmt.Errorf("path %q is not clean (want %q)", p, filepath.Clean(p))
+	}
+	return nil
+}
+
+// Duration reads "10s"-style strings in YAML and JSON.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON accepts "10s" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err2 := json.Unmarshal(b, &n); err2 != nil {
+			return fmt.Errorf("duration must be a string like \"10s\"")
+		}
+		*d = Duration(n)
+		return nil
+	}
+	return d.set(s)
+}
+
+// MarshalYAML writes "10s".
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML accepts "10s".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.set(n.Value) }
+
+func (d *Duration) set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,84 @@
+// Command certctl-worker runs certctl's workflows and steps.
+//
+//	certctl-worker [--host NAME] [--metrics-addr 127.0.0.1:9464]
+//
+// With --host it polls only "certctl-host-NAME": the file steps of targets on
+// this machine. Without it polls "certctl": the workflows and the steps of
+// agentless targets. One machine may run both.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/clientenv"
+	_ "github.com/certctl/certctl/connectors/nginx"
+	"github.com/certctl/certctl/workflows"
+)
+
+func main() {
+	host := flag.String("host", "", "poll certctl-host-`NAME` (file steps for targets on this host) instead of certctl")
+	metricsAddr := flag.String("metrics-addr", "", "serve Prometheus metrics at `ADDR`/metrics (e.g. 127.0.0.1:9464)")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(*host, *metricsAddr, logger); err != nil {
+		logger.Error("certctl-worker stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(host, metricsAddr string, logger *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if metricsAddr != "" {
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.Handler())
+		srv := &http.Server{Handler: mux}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		logger.Info("serving metrics", "addr", ln.Addr().String())
+	}
+	c, err := client.DialContext(ctx, clientenv.Options(logger))
+	if err != nil {
+		return fmt.Errorf("connect to Temporal: %w", err)
+	}
+	defer c.Close()
+
+	queue := workflows.TaskQueue
+	if host != "" {
+		queue = workflows.HostQueue(host)
+	}
+	w := worker.New(c, queue, worker.Options{})
+	if host == "" {
+		w.RegisterWorkflowWithOptions(workflows.DeployWorkflow, workflow.RegisterOptions{Name: "DeployWorkflow"})
+	}
+	w.RegisterActivity(&activities.Activities{})
+	logger.Info("certctl-worker polling", "task_queue", queue)
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Stop()
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return ctx.Err()
+}

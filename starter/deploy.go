@@ -174,8 +174,9 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		}
 		return nil
 	}
+	printed := map[string]bool{}
 	if text {
-		followSteps(ctx, c, run.GetID(), run.GetRunID(), w)
+		printed = followSteps(ctx, c, run.GetID(), run.GetRunID(), w)
 	}
 	var res workflows.DeployResult
 	err = run.Get(ctx, &res)
@@ -183,6 +184,14 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		var ae *temporal.ApplicationError
 		if !errors.As(err, &ae) || ae.Details(&res) != nil || res.Outcome == "" {
 			return &exitError{code: 1, msg: fmt.Sprintf("deploy %s: %v", run.GetID(), err)}
+		}
+	}
+	if text {
+		// Steps that ran no activity (a verify turned off) are said too.
+		for _, s := range res.Steps {
+			if !printed[s.Name] {
+				fmt.Fprintf(w, "  %-16s %s\n", s.Name, s.Detail)
+			}
 		}
 	}
 	if !text {
@@ -213,23 +222,25 @@ func escapeID(id string) string { return strings.ReplaceAll(id, "/", "%2F") }
 
 // followSteps prints each step as its activity finishes, reading the history
 // with long polls until the workflow closes.
-func followSteps(ctx context.Context, c client.Client, id, runID string, w io.Writer) {
+func followSteps(ctx context.Context, c client.Client, id, runID string, w io.Writer) map[string]bool {
+	printed := map[string]bool{}
 	names := map[int64]string{}
 	scheduled := map[int64]time.Time{}
 	it := c.GetWorkflowHistory(ctx, id, runID, true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
-			return
+			return printed
 		}
-		line := stepLine(ev, names, scheduled)
-		if line != "" {
+		if name, line := stepLine(ev, names, scheduled); line != "" {
+			printed[name] = true
 			fmt.Fprintln(w, line)
 		}
 	}
+	return printed
 }
 
-func stepLine(ev *historypb.HistoryEvent, names map[int64]string, scheduled map[int64]time.Time) string {
+func stepLine(ev *historypb.HistoryEvent, names map[int64]string, scheduled map[int64]time.Time) (string, string) {
 	at := ev.GetEventTime().AsTime()
 	took := func(id int64) string { return fmt.Sprintf("%6d ms", at.Sub(scheduled[id]).Milliseconds()) }
 	switch ev.GetEventType() {
@@ -238,16 +249,16 @@ func stepLine(ev *historypb.HistoryEvent, names map[int64]string, scheduled map[
 		scheduled[ev.GetEventId()] = at
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
 		id := ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
-		return fmt.Sprintf("  %-16s ok     %s", names[id], took(id))
+		return names[id], fmt.Sprintf("  %-16s ok     %s", names[id], took(id))
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
 		a := ev.GetActivityTaskFailedEventAttributes()
 		id := a.GetScheduledEventId()
-		return fmt.Sprintf("  %-16s FAILED %s  %s", names[id], took(id), oneLine(a.GetFailure().GetMessage()))
+		return names[id], fmt.Sprintf("  %-16s FAILED %s  %s", names[id], took(id), oneLine(a.GetFailure().GetMessage()))
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		id := ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()
-		return fmt.Sprintf("  %-16s TIMED OUT %s", names[id], took(id))
+		return names[id], fmt.Sprintf("  %-16s TIMED OUT %s", names[id], took(id))
 	}
-	return ""
+	return "", ""
 }
 
 func oneLine(s string) string {

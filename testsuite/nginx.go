@@ -120,7 +120,9 @@ func (n *Nginx) args(extra ...string) []string {
 
 // ValidateCommand and ReloadCommand are the argv a target uses for this
 // private nginx.
-func (n *Nginx) ValidateCommand() target.Command { return append(target.Command{"nginx"}, n.args("-t")...) }
+func (n *Nginx) ValidateCommand() target.Command {
+	return append(target.Command{"nginx"}, n.args("-t")...)
+}
 
 // ReloadCommand reloads this nginx.
 func (n *Nginx) ReloadCommand() target.Command {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	sdktestsuite "go.temporal.io/sdk/testsuite"
 	"gopkg.in/yaml.v3"
@@ -152,8 +154,9 @@ func StartDevServer(ctx context.Context, o DevServerOptions) (*sdktestsuite.DevS
 		extra = append(extra, "--headless")
 	}
 	opts := sdktestsuite.DevServerOptions{
-		ExistingPath:     cli,
-		ClientOptions:    &client.Options{HostPort: net.JoinHostPort(cfg.IP, strconv.Itoa(port)), Namespace: cfg.Namespace},
+		ExistingPath: cli,
+		ClientOptions: &client.Options{HostPort: net.JoinHostPort(cfg.IP, strconv.Itoa(port)), Namespace: cfg.Namespace,
+			Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))},
 		DBFilename:       o.DBFile,
 		EnableUI:         o.UI,
 		LogLevel:         cfg.LogLevel,

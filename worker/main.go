@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/clientenv"
@@ -68,7 +67,7 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	}
 	w := worker.New(c, queue, worker.Options{})
 	if host == "" {
-		w.RegisterWorkflowWithOptions(workflows.DeployWorkflow, workflow.RegisterOptions{Name: "DeployWorkflow"})
+		workflows.Register(w)
 	}
 	w.RegisterActivity(&activities.Activities{})
 	logger.Info("certctl-worker polling", "task_queue", queue)

@@ -1,0 +1,13 @@
+package workflows
+
+import "go.temporal.io/sdk/workflow"
+
+// Registry is what workers, the test environment and the replayer share.
+type Registry interface {
+	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
+}
+
+// Register registers every workflow under its contract name.
+func Register(r Registry) {
+	r.RegisterWorkflowWithOptions(DeployWorkflow, workflow.RegisterOptions{Name: "DeployWorkflow"})
+}

@@ -248,7 +248,7 @@ func selfSigned() (testsuite.Set, error) {
 	}
 	return testsuite.Set{
 		Material: material.Material{
-			CertPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+			CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 			// Its own trust anchor: nginx's ssl_trusted_certificate needs a PEM.
 			ChainPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 			KeyPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})),

@@ -54,12 +54,12 @@ type Step struct {
 
 // DeployResult is the workflow's result, and the details of its failure.
 type DeployResult struct {
-	Outcome    string               `json:"outcome"`
-	TargetID   string               `json:"target_id"`
-	LeafSHA256 string               `json:"leaf_sha256"`
-	Steps      []Step               `json:"steps"`
-	Error      string               `json:"error,omitempty"`
-	Backups    []activities.Backup  `json:"backups,omitempty"`
+	Outcome    string                   `json:"outcome"`
+	TargetID   string                   `json:"target_id"`
+	LeafSHA256 string                   `json:"leaf_sha256"`
+	Steps      []Step                   `json:"steps"`
+	Error      string                   `json:"error,omitempty"`
+	Backups    []activities.Backup      `json:"backups,omitempty"`
 	Files      []activities.PlannedFile `json:"files,omitempty"`
 }
 

@@ -3,6 +3,8 @@ SHELL := /bin/bash
 TEMPORAL_VERSION := v1.5.1
 CERTCTL_TOOLS ?= $(HOME)/.cache/certctl/tools
 TEMPORAL_BIN := $(CERTCTL_TOOLS)/temporal-$(TEMPORAL_VERSION)/temporal
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(CERTCTL_TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 export CERTCTL_TOOLS
 
 .PHONY: build dev test unit bench deps temporal apt-deps lint fmt record-histories clean
@@ -24,12 +26,18 @@ apt-deps:
 	@if ! command -v nginx >/dev/null && ! test -x /usr/sbin/nginx; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; fi
 
-deps: apt-deps temporal
+$(STATICCHECK):
+	mkdir -p $(dir $@)
+	GOBIN=$(dir $@) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+deps: apt-deps temporal $(STATICCHECK)
 
 dev: deps build
 	bin/certctl dev
 
-test: deps
+# Everything, integration tests included (a real dev server, real workers,
+# a real nginx); nothing skips.
+test: deps lint
 	go test -count=1 ./...
 
 unit:
@@ -41,9 +49,10 @@ bench: deps
 record-histories: deps
 	CERTCTL_RECORD_HISTORIES=1 go test -count=1 -run 'TestIntegration' ./testsuite/
 
-lint:
-	test -z "$$(gofmt -l .)"
+lint: $(STATICCHECK)
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	go vet ./...
+	$(STATICCHECK) ./...
 
 fmt:
 	gofmt -w .

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -274,7 +275,7 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 	}
 	var out Staged
 	if in.DryRun {
-		dir, err := os.MkdirTemp("", "certctl-dryrun-")
+		dir, err := makeDryRunDir(in.Request)
 		if err != nil {
 			return out, err
 		}
@@ -304,6 +305,43 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 		out.Files = append(out.Files, StagedFile{Path: f.Path, Temp: tmp, SHA256: pf.SHA256})
 	}
 	return out, syncDirs(temps)
+}
+
+// dryRunDir is where a dry run stages. It is named by the deploy, so a
+// retried Stage reuses it and Cleanup finds it even when Stage's result was
+// lost (a failed activity returns none to the workflow).
+func dryRunDir(req Request) string {
+	id := strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r == '.' || unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return r
+		}
+		return '_'
+	}, req.Target.TargetID)
+	return filepath.Join(os.TempDir(), fmt.Sprintf("certctl-dryrun-%s-%d", id, req.Stamp))
+}
+
+// makeDryRunDir creates dryRunDir, or reuses it when it is already this
+// process's own private directory.
+func makeDryRunDir(req Request) (string, error) {
+	dir := dryRunDir(req)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	if !ownPrivateDir(dir) {
+		return "", fmt.Errorf("%s exists and is not this worker's private directory", dir)
+	}
+	return dir, nil
+}
+
+// ownPrivateDir reports whether dir is a directory (not a link) owned by this
+// process's user that no one else can enter.
+func ownPrivateDir(dir string) bool {
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
 }
 
 // Commit renames every staged file over its destination and fsyncs the
@@ -368,6 +406,11 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 			problems = append(problems, fmt.Sprintf("restore %s from %s: %v", f.Path, bak, err))
 			continue
 		}
+		if !sameBytes(tmp, f.CurrentSHA256) {
+			_ = os.Remove(tmp)
+			problems = append(problems, fmt.Sprintf("backup %s no longer holds what %s held before the deploy; %s left as it is", bak, f.Path, f.Path))
+			continue
+		}
 		if err := os.Rename(tmp, f.Path); err != nil {
 			_ = os.Remove(tmp)
 			problems = append(problems, fmt.Sprintf("restore %s from %s: %v", f.Path, bak, err))
@@ -401,7 +444,12 @@ func describeBackups(b Backups) string {
 // Cleanup removes what a deploy leaves behind. Always: staged temp files and
 // a dry run's private directory. After success: backups beyond the
 // retention, oldest first. After a failure before Commit: this deploy's own
-// backups, which copy files that never changed.
+// backups, which copy files that never changed (a backup of a file that did
+// change is kept, whatever the caller says).
+//
+// This deploy's temps, backups and private directory are found by the names
+// derived from its stamp, not only through in.Staged and in.Backups: when
+// Backup or Stage fails, its result never reaches the workflow.
 func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResult, error) {
 	var res CleanupResult
 	var dirs []string
@@ -416,9 +464,21 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 			rm(s.Temp)
 		}
 	}
+	if !in.DryRun {
+		for _, f := range in.Plan.Files {
+			rm(TempPath(f.Path, in.Stamp))
+		}
+	}
 	if in.Staged.PrivateDir != "" {
 		if err := os.RemoveAll(in.Staged.PrivateDir); err != nil {
 			return res, err
+		}
+	}
+	if in.DryRun {
+		if d := dryRunDir(in.Request); ownPrivateDir(d) {
+			if err := os.RemoveAll(d); err != nil {
+				return res, err
+			}
 		}
 	}
 	if in.Succeeded {
@@ -434,9 +494,11 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 				}
 			}
 		}
-	} else {
-		for _, b := range in.Backups.Files {
-			rm(b.Backup)
+	} else if !in.DryRun {
+		for _, f := range in.Plan.Files {
+			if f.Exists && sameBytes(f.Path, f.CurrentSHA256) {
+				rm(BackupPath(f.Path, in.Stamp))
+			}
 		}
 	}
 	return res, syncDirs(dirs)

@@ -51,8 +51,8 @@ type PlannedFile struct {
 
 // Plan is Plan's result.
 type Plan struct {
-	Action     string        `json:"action"`
-	LeafSHA256 string        `json:"leaf_sha256"`
+	Action     string `json:"action"`
+	LeafSHA256 string `json:"leaf_sha256"`
 	// ServedSHA256 is the leaf the endpoint served before the deploy, when it
 	// could be read: after a rollback, verify expects it again.
 	ServedSHA256 string        `json:"served_sha256,omitempty"`

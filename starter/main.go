@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	_ "github.com/certctl/certctl/connectors/nginx"
+	_ "github.com/certctl/certctl/connectors/all"
 )
 
 // exitError carries an exit code: 1 for a failed outcome, 2 for input refused

@@ -25,7 +25,7 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/clientenv"
-	_ "github.com/certctl/certctl/connectors/nginx"
+	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/workflows"
 )
 

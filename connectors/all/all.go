@@ -1,0 +1,6 @@
+// Package all registers every connector; the binaries import it once.
+package all
+
+import (
+	_ "github.com/certctl/certctl/connectors/nginx" // nginx
+)

@@ -79,7 +79,7 @@ func ParseConcatenated(field string, data []byte) (*Bundle, error) {
 		} else if strings.HasSuffix(b.Type, "PRIVATE KEY") {
 			_ = pem.Encode(&keys, b)
 		} else {
-			return nil, errf(field, "unexpected PEM block %q", b.Type)
+			return nil, errf(field, "unexpected PEM block %s", blockType(b.Type))
 		}
 	}
 	return Parse(Material{CertPEM: certs.String(), KeyPEM: keys.String()})
@@ -95,7 +95,7 @@ func parseCerts(field, text string, required bool) ([]*x509.Certificate, error) 
 			break
 		}
 		if b.Type != "CERTIFICATE" {
-			return nil, errf(field, "PEM block %d is %q, want CERTIFICATE", len(out)+1, b.Type)
+			return nil, errf(field, "PEM block %d is %s, want CERTIFICATE", len(out)+1, blockType(b.Type))
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
@@ -120,29 +120,46 @@ func parseKey(field, text string) (crypto.Signer, error) {
 	if len(bytes.TrimSpace(rest)) > 0 {
 		return nil, errf(field, "holds more than one PEM block")
 	}
+	// Messages name key formats, never the PEM type: an error travels into
+	// workflow history, which must never show "PRIVATE KEY".
 	var key any
 	var err error
-	switch b.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(b.Bytes)
-	case "ENCRYPTED PRIVATE KEY":
+	var format string
+	switch {
+	case b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED"):
 		return nil, errf(field, "is encrypted; servers reload unattended and need an unencrypted key")
+	case b.Type == "PRIVATE KEY":
+		format = "PKCS #8"
+		key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	case b.Type == "RSA PRIVATE KEY":
+		format = "PKCS #1 RSA"
+		key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	case b.Type == "EC PRIVATE KEY":
+		format = "SEC 1 EC"
+		key, err = x509.ParseECPrivateKey(b.Bytes)
+	case strings.Contains(b.Type, "PRIVATE KEY"):
+		return nil, errf(field, "holds an unsupported kind of private key; want PEM of PKCS #8, PKCS #1 (RSA) or SEC 1 (EC)")
 	default:
-		return nil, errf(field, "PEM block is %q, want a PRIVATE KEY", b.Type)
+		return nil, errf(field, "PEM block is %s, want a private key", blockType(b.Type))
 	}
 	if err != nil {
 		// The parser's own message never holds key bytes, but keep it generic.
-		return nil, errf(field, "private key does not parse (%s)", b.Type)
+		return nil, errf(field, "%s private key does not parse", format)
 	}
 	s, ok := key.(crypto.Signer)
 	if !ok {
 		return nil, errf(field, "unsupported private key type %T", key)
 	}
 	return s, nil
+}
+
+// blockType names a PEM block type for an error message: quoted, unless it is
+// a private key's, which is named without the words "PRIVATE KEY".
+func blockType(t string) string {
+	if strings.Contains(t, "PRIVATE KEY") {
+		return "a private key"
+	}
+	return fmt.Sprintf("%q", t)
 }
 
 // Check is what must hold before anything is written: the key belongs to the

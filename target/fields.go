@@ -41,7 +41,7 @@ func (m *Mode) UnmarshalJSON(b []byte) error {
 func (m Mode) MarshalYAML() (any, error) { return m.String(), nil }
 
 // UnmarshalYAML reads 0640, "0640" or 0o640 as octal.
-func (m *Mode) UnmarshalYAML(n *yaml.Node) error { return m.parse(n.Value) }
+func (m *Mode) UnmarshalYAML(n *yaml.Node) error { return at(n, m.parse(n.Value)) }
 
 func (m *Mode) parse(s string) error {
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O")
@@ -87,6 +87,9 @@ func (c *Command) fromList(list []string) error {
 	if len(list) > 0 && list[0] == "" {
 		return fmt.Errorf("command's program is empty")
 	}
+	if len(list) == 0 {
+		list = nil // an empty list is no command, as an empty string is
+	}
 	*c = Command(list)
 	return nil
 }
@@ -112,15 +115,31 @@ func (c *Command) UnmarshalYAML(n *yaml.Node) error {
 	case yaml.ScalarNode:
 		v, err := ParseCommand(n.Value)
 		*c = v
-		return err
+		return at(n, err)
 	case yaml.SequenceNode:
 		var list []string
 		if err := n.Decode(&list); err != nil {
-			return err
+			return at(n, err)
 		}
-		return c.fromList(list)
+		return at(n, c.fromList(list))
 	}
-	return fmt.Errorf("command must be a string or a list of strings")
+	return at(n, fmt.Errorf("command must be a string or a list of strings"))
+}
+
+// nodeError is an error of one YAML value; Parse turns its position into the
+// name of the field.
+type nodeError struct {
+	line, col int
+	err       error
+}
+
+func (e *nodeError) Error() string { return e.err.Error() }
+
+func at(n *yaml.Node, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &nodeError{line: n.Line, col: n.Column, err: err}
 }
 
 func (c Command) String() string { return strings.Join(c, " ") }

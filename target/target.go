@@ -6,6 +6,7 @@ package target
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -131,19 +132,112 @@ func Parse(r io.Reader) (*Target, error) {
 	if len(data) > MaxFileSize {
 		return nil, fieldErr("target", "file is larger than %d bytes", MaxFileSize)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var t Target
-	if err := dec.Decode(&t); err != nil {
-		if err == io.EOF {
-			return nil, fieldErr("target", "file is empty")
-		}
-		return nil, fieldErr("target", "%v", err)
+	t, err := decode(data)
+	if err != nil {
+		return nil, err
 	}
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
 	return &t, nil
+}
+
+// decode reads the first YAML document strictly and refuses any other.
+func decode(data []byte) (t Target, err error) {
+	defer func() {
+		// yaml.v3 panics on some malformed input (such as "{{0},<<}"): a bad
+		// file must be refused, never crash the starter.
+		if r := recover(); r != nil {
+			err = fieldErr("target", "is not YAML the decoder can read (%v)", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&t); err != nil {
+		if err == io.EOF {
+			return t, fieldErr("target", "file is empty")
+		}
+		return t, decodeErr(data, err)
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); err != io.EOF {
+		if err != nil || len(more.Content) != 1 || more.Content[0].ShortTag() != "!!null" {
+			return t, fieldErr("target", "holds more than one YAML document: give one target per file")
+		}
+	}
+	return t, nil
+}
+
+// decodeErr names the field a decoding error is about: the unknown field, the
+// field whose value does not parse. It falls back to "target".
+func decodeErr(data []byte, err error) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return fieldErr("target", "%v", err)
+	}
+	var ne *nodeError
+	if errors.As(err, &ne) {
+		// An anchored value may be decoded where an alias names it: no field then.
+		f := fieldAt(&root, "", func(k, v *yaml.Node) bool { return v.Line == ne.line && v.Column == ne.col && v.Anchor == "" })
+		if f == "" {
+			return fieldErr("target", "line %d: %v", ne.line, ne.err)
+		}
+		return fieldErr(f, "%v", ne.err)
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		// yaml.v3 says "line 5: field cert_pth not found in type target.Config"
+		// or "line 7: cannot unmarshal !!str `many` into int" (long values cut
+		// to 7 characters and "...").
+		var line int
+		var name string
+		var match func(k, v *yaml.Node) bool
+		msg := te.Errors[0]
+		if _, err := fmt.Sscanf(msg, "line %d: field %s not found", &line, &name); err == nil {
+			match = func(k, v *yaml.Node) bool { return k.Line == line && k.Value == name }
+		} else if _, err := fmt.Sscanf(msg, "line %d:", &line); err == nil {
+			if i, j := strings.Index(msg, "`"), strings.LastIndex(msg, "`"); i >= 0 && j > i {
+				val := strings.TrimSuffix(msg[i+1:j], "...")
+				match = func(k, v *yaml.Node) bool {
+					return v.Kind == yaml.ScalarNode && v.Anchor == "" && v.Line == line && strings.HasPrefix(v.Value, val)
+				}
+			}
+		}
+		if match != nil {
+			if f := fieldAt(&root, "", match); f != "" {
+				return fieldErr(f, "%s", strings.Join(te.Errors, "; "))
+			}
+		}
+	}
+	return fieldErr("target", "%v", err)
+}
+
+// fieldAt returns the dotted name of the first mapping key, in document order,
+// for which match holds, or "".
+func fieldAt(n *yaml.Node, prefix string, match func(k, v *yaml.Node) bool) string {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			if f := fieldAt(c, prefix, match); f != "" {
+				return f
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			f := k.Value
+			if prefix != "" {
+				f = prefix + "." + f
+			}
+			if match(k, v) {
+				return f
+			}
+			if g := fieldAt(v, f, match); g != "" {
+				return g
+			}
+		}
+	}
+	return ""
 }
 
 // Validate checks what can be checked without knowing the connector.
@@ -262,7 +356,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // UnmarshalYAML accepts "10s".
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.set(n.Value) }
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return at(n, d.set(n.Value)) }
 
 func (d *Duration) set(s string) error {
 	v, err := time.ParseDuration(s)

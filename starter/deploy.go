@@ -129,7 +129,10 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 
 func dial() (client.Client, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	o := clientenv.Options(quiet)
+	o, err := clientenv.Options(quiet)
+	if err != nil {
+		return nil, err
+	}
 	c, err := client.Dial(o)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s: %w (set TEMPORAL_ADDRESS, or run `certctl dev`)", o.HostPort, err)
@@ -151,8 +154,8 @@ type deployOutput struct {
 	workflows.DeployResult
 }
 
-// runDeploy starts the workflow and follows it. uiBase, when set, prints a
-// Web UI link to the workflow.
+// runDeploy starts the workflow and follows it. uiBase, when set, is the Web
+// UI's namespace URL: a link to the workflow is printed.
 func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest, detach bool, output string, w io.Writer, uiBase string) error {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        workflowID(req.Target),
@@ -165,7 +168,7 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 	if text {
 		fmt.Fprintf(w, "workflow: %s\n", run.GetID())
 		if uiBase != "" {
-			fmt.Fprintf(w, "web ui:   %s\n", uiLink(uiBase, c, run))
+			fmt.Fprintf(w, "web ui:   %s\n", uiLink(uiBase, run))
 		}
 	}
 	if detach {
@@ -213,9 +216,9 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 	return &exitError{code: 1}
 }
 
-func uiLink(base string, c client.Client, run client.WorkflowRun) string {
-	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", strings.TrimRight(base, "/"),
-		clientenv.Options(nil).Namespace, escapeID(run.GetID()), run.GetRunID())
+// uiLink links to a workflow; nsURL is the Web UI's ".../namespaces/<ns>".
+func uiLink(nsURL string, run client.WorkflowRun) string {
+	return fmt.Sprintf("%s/workflows/%s/%s/history", strings.TrimRight(nsURL, "/"), escapeID(run.GetID()), run.GetRunID())
 }
 
 func escapeID(id string) string { return strings.ReplaceAll(id, "/", "%2F") }

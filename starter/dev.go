@@ -26,6 +26,8 @@ import (
 	"go.temporal.io/sdk/log"
 	"gopkg.in/yaml.v3"
 
+	"github.com/certctl/certctl/clientenv"
+	"github.com/certctl/certctl/codec"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -111,7 +113,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	// be able to traverse it.
 	_ = os.Chmod(f.stateDir, 0o711)
 	address := net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.Port))
-	for _, port := range []int{cfg.Port, cfg.UIPort} {
+	for _, port := range []int{cfg.Port, cfg.UIPort, cfg.CodecPort} {
 		if l, err := net.Listen("tcp", net.JoinHostPort(cfg.IP, strconv.Itoa(port))); err != nil {
 			return fail("port %d on %s is taken (another `certctl dev` or Temporal server running?): %v", port, cfg.IP, err)
 		} else {
@@ -120,6 +122,19 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	}
 
 	fmt.Fprintf(w, "state dir:      %s\n", f.stateDir)
+	keyFile, cdc, err := devCodec(f.stateDir)
+	if err != nil {
+		return fail("%v", err)
+	}
+	uiOrigin := fmt.Sprintf("http://%s:%d", cfg.IP, cfg.UIPort)
+	codecAddr := net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.CodecPort))
+	codecCtx, stopCodec := context.WithCancel(context.Background())
+	defer stopCodec()
+	codecErr := make(chan error, 1)
+	go func() {
+		codecErr <- serveCodec(codecCtx, cdc, codecAddr, []string{uiOrigin, fmt.Sprintf("http://localhost:%d", cfg.UIPort)}, "", io.Discard)
+	}()
+	fmt.Fprintf(w, "codec server:   http://%s (payloads encrypted with key %s from %s)\n", codecAddr, cdc.KeyID(), keyFile)
 	serverLog, err := os.Create(filepath.Join(f.stateDir, "temporal.log"))
 	if err != nil {
 		return fail("%v", err)
@@ -127,7 +142,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	defer serverLog.Close()
 	fmt.Fprintf(w, "temporal:       starting dev server on %s (Web UI http://%s:%d) ...\n", address, cfg.IP, cfg.UIPort)
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		Config: cfg, Port: cfg.Port, UIPort: cfg.UIPort, UI: true,
+		Config: cfg, Port: cfg.Port, UIPort: cfg.UIPort, UI: true, UICodecEndpoint: "http://" + codecAddr,
 		DBFile: filepath.Join(f.stateDir, cfg.DBFilename), Output: serverLog,
 	})
 	if err != nil {
@@ -135,7 +150,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	}
 	defer func() { _ = srv.Stop() }()
 
-	env := []string{"TEMPORAL_ADDRESS=" + address, "TEMPORAL_NAMESPACE=" + cfg.Namespace}
+	env := []string{"TEMPORAL_ADDRESS=" + address, "TEMPORAL_NAMESPACE=" + cfg.Namespace, codec.EnvKeyFile + "=" + keyFile, codec.EnvKeys + "="}
 	const host = "localhost"
 	for _, args := range [][]string{nil, {"--host", host}} {
 		name := "certctl-worker"
@@ -176,7 +191,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	if err := os.MkdirAll(inDir, 0o700); err != nil {
 		return fail("%v", err)
 	}
-	certFile, chainFile, keyFile, err := fresh.Write(inDir)
+	certFile, chainFile, newKeyFile, err := fresh.Write(inDir)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -185,8 +200,10 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 		return fail("%v", err)
 	}
 
-	c, err := client.Dial(client.Options{HostPort: address, Namespace: cfg.Namespace,
-		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	copts := client.Options{HostPort: address, Namespace: cfg.Namespace,
+		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	clientenv.WithCodec(&copts, cdc)
+	c, err := client.Dial(copts)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -194,7 +211,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	fmt.Fprintf(w, "deploying:      a fresh leaf %s to %s\n\n", fresh.LeafSHA256, tgt.TargetID)
 	uiBase := fmt.Sprintf("http://%s:%d", cfg.IP, cfg.UIPort)
 	req := workflows.DeployRequest{Target: tgt, Material: fresh.Material}
-	deployErr := runDeploy(ctx, c, req, false, "text", w, uiBase)
+	deployErr := runDeploy(ctx, c, req, false, "text", w, uiBase+"/namespaces/"+cfg.Namespace)
 
 	served, err := ngx.Served(ctx)
 	if err != nil {
@@ -206,8 +223,8 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	} else {
 		fmt.Fprintf(w, "nginx serves %s, not the new leaf %s\n", served, fresh.LeafSHA256)
 	}
-	fmt.Fprintf(w, "deploy again:   TEMPORAL_ADDRESS=%s certctl deploy --target %s --cert %s --chain %s --key %s\n",
-		address, targetFile, certFile, chainFile, keyFile)
+	fmt.Fprintf(w, "deploy again:   TEMPORAL_ADDRESS=%s %s=%s certctl deploy --target %s --cert %s --chain %s --key %s\n",
+		address, codec.EnvKeyFile, keyFile, targetFile, certFile, chainFile, newKeyFile)
 	if deployErr != nil {
 		return deployErr
 	}
@@ -215,8 +232,38 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 		return nil
 	}
 	fmt.Fprintf(w, "Web UI:         %s — press Ctrl-C to stop everything\n", uiBase)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-codecErr:
+		return fail("codec server: %v", err)
+	}
 	return nil
+}
+
+// devCodec loads the dev payload key from the state dir, making one the
+// first time. The same key then decodes every earlier dev history.
+func devCodec(stateDir string) (string, *codec.Codec, error) {
+	path := filepath.Join(stateDir, "codec-keys")
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		id := "dev-" + time.Now().UTC().Format("20060102")
+		_, b64, err := codec.GenerateKey(id)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := os.WriteFile(path, []byte("# certctl dev payload key (id base64); the last line encrypts\n"+id+" "+b64+"\n"), 0o600); err != nil {
+			return "", nil, err
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, err
+	}
+	keys, err := codec.ParseKeys(string(b))
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := codec.New(keys...)
+	return path, c, err
 }
 
 func writeYAML(path string, v any) error {

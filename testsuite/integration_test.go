@@ -32,6 +32,7 @@ import (
 	"go.temporal.io/sdk/log"
 	"gopkg.in/yaml.v3"
 
+	"github.com/certctl/certctl/clientenv"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -80,14 +81,20 @@ func runMain(m *testing.M) int {
 		return fail(err)
 	}
 	ctx := context.Background()
+	cdc, err := testsuite.UseTestCodec()
+	if err != nil {
+		return fail(err)
+	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{Config: cfg, Output: serverLog})
 	if err != nil {
 		return fail(err)
 	}
 	defer func() { _ = srv.Stop() }()
 	env.address = srv.FrontendHostPort()
-	env.client, err = client.Dial(client.Options{HostPort: env.address,
-		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	copts := client.Options{HostPort: env.address,
+		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	clientenv.WithCodec(&copts, cdc)
+	env.client, err = client.Dial(copts)
 	if err != nil {
 		return fail(err)
 	}

@@ -23,10 +23,12 @@ import (
 // temporal CLI has no server config file, so certctl turns this into flags.
 type DevConfig struct {
 	// CLIVersion is the temporal CLI version built from the Go module proxy.
-	CLIVersion       string            `yaml:"cli_version"`
-	IP               string            `yaml:"ip"`
-	Port             int               `yaml:"port"`
-	UIPort           int               `yaml:"ui_port"`
+	CLIVersion string `yaml:"cli_version"`
+	IP         string `yaml:"ip"`
+	Port       int    `yaml:"port"`
+	UIPort     int    `yaml:"ui_port"`
+	// CodecPort is where `certctl dev` serves the codec for the Web UI.
+	CodecPort        int               `yaml:"codec_port"`
 	Namespace        string            `yaml:"namespace"`
 	DBFilename       string            `yaml:"db_filename"`
 	LogLevel         string            `yaml:"log_level"`
@@ -120,7 +122,9 @@ type DevServerOptions struct {
 	// DBFile persists history; empty keeps it in memory.
 	DBFile string
 	UI     bool
-	Output io.Writer
+	// UICodecEndpoint makes the Web UI decode payloads through a codec server.
+	UICodecEndpoint string
+	Output          io.Writer
 }
 
 // StartDevServer starts `temporal server start-dev` from the temporal CLI
@@ -152,6 +156,9 @@ func StartDevServer(ctx context.Context, o DevServerOptions) (*sdktestsuite.DevS
 	}
 	if !o.UI {
 		extra = append(extra, "--headless")
+	}
+	if o.UICodecEndpoint != "" {
+		extra = append(extra, "--ui-codec-endpoint", o.UICodecEndpoint)
 	}
 	opts := sdktestsuite.DevServerOptions{
 		ExistingPath: cli,

@@ -55,7 +55,11 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 		defer srv.Close()
 		logger.Info("serving metrics", "addr", ln.Addr().String())
 	}
-	c, err := client.DialContext(ctx, clientenv.Options(logger))
+	opts, err := clientenv.Options(logger)
+	if err != nil {
+		return err
+	}
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal: %w", err)
 	}

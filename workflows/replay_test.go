@@ -4,7 +4,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
+
+	"github.com/certctl/certctl/clientenv"
+	"github.com/certctl/certctl/codec"
+	"github.com/certctl/certctl/testsuite"
 )
 
 // TestReplayRecordedHistories replays every history recorded from the real
@@ -19,13 +25,29 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if len(files) < 2 {
 		t.Fatalf("want at least two recorded histories in testsuite/histories, found %d", len(files))
 	}
+	c, err := testsuite.UseTestCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
+			r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{
+				DataConverter:    c.DataConverter(),
+				FailureConverter: failureConverter(c),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
 			Register(r)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}
 		})
 	}
+}
+
+func failureConverter(c *codec.Codec) converter.FailureConverter {
+	var o client.Options
+	clientenv.WithCodec(&o, c)
+	return o.FailureConverter
 }

@@ -33,6 +33,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/certctl/certctl/clientenv"
+	"github.com/certctl/certctl/codec"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -46,6 +47,8 @@ var env struct {
 	client          client.Client
 	ca              *testsuite.CA
 	workDir         string
+	codec           *codec.Codec
+	temporalCLI     string
 }
 
 func TestMain(m *testing.M) {
@@ -83,6 +86,10 @@ func runMain(m *testing.M) int {
 	ctx := context.Background()
 	cdc, err := testsuite.UseTestCodec()
 	if err != nil {
+		return fail(err)
+	}
+	env.codec = cdc
+	if env.temporalCLI, err = testsuite.TemporalCLI(cfg.CLIVersion); err != nil {
 		return fail(err)
 	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{Config: cfg, Output: serverLog})
@@ -186,13 +193,19 @@ func (r deployRun) result(t *testing.T) workflows.DeployResult {
 // deploy writes the target file and material and runs certctl deploy.
 func deploy(t testing.TB, tg target.Target, set testsuite.Set, args ...string) deployRun {
 	t.Helper()
-	dir := t.TempDir()
 	b, err := yaml.Marshal(tg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return deployText(t, string(b), set, args...)
+}
+
+// deployText runs certctl deploy with a target file's text.
+func deployText(t testing.TB, text string, set testsuite.Set, args ...string) deployRun {
+	t.Helper()
+	dir := t.TempDir()
 	tf := filepath.Join(dir, "target.yaml")
-	if err := os.WriteFile(tf, b, 0o600); err != nil {
+	if err := os.WriteFile(tf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cert, chain, key, err := set.Write(dir)
@@ -364,17 +377,8 @@ func TestIntegrationNginxCheckFailsLeavesLiveFilesUntouched(t *testing.T) {
 
 func TestIntegrationReloadFailsRestoresAndServesOldLeaf(t *testing.T) {
 	n, initial := startNginx(t)
-	// A reload that fails once, then is nginx's own: the first reload of the
-	// deploy fails, the rollback's reload is real.
-	script := filepath.Join(n.Dir, "reload-fails-once")
-	marker := filepath.Join(n.Dir, "reload-failed-once")
-	body := fmt.Sprintf("#!/bin/sh\nif [ ! -e %s ]; then touch %s; echo 'reload refused (test)' >&2; exit 1; fi\nexec %s\n",
-		marker, marker, strings.Join(n.ReloadCommand(), " "))
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	tg := n.Target("badreload", testHost)
-	tg.Config.ReloadCommand = target.Command{script}
+	tg.Config.ReloadCommand = reloadFailsOnce(t, n)
 	before := snapshot(t, n.CertPath, n.ChainPath, n.KeyPath)
 	r := deploy(t, tg, issue(t))
 	if r.code != 1 || r.lastLine() != "outcome: ReloadFailed" {

@@ -67,6 +67,9 @@ func New(keys ...Key) (*Codec, error) {
 	}
 	c := &Codec{keys: map[string]Key{}}
 	for _, k := range keys {
+		if k.aes == nil {
+			return nil, fmt.Errorf("codec: key %q has no cipher: make keys with NewKey", k.ID)
+		}
 		if _, dup := c.keys[k.ID]; dup {
 			return nil, fmt.Errorf("codec: key id %q given twice", k.ID)
 		}

@@ -35,8 +35,11 @@ func Handler(c *Codec, o ServerOptions) http.Handler {
 			return
 		}
 		if o.Token != "" {
-			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if subtle.ConstantTimeCompare([]byte(got), []byte(o.Token)) != 1 {
+			// The scheme is case-insensitive (RFC 9110); a bare token
+			// without it is refused.
+			scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") ||
+				subtle.ConstantTimeCompare([]byte(got), []byte(o.Token)) != 1 {
 				http.Error(w, "codec server: missing or wrong bearer token", http.StatusUnauthorized)
 				return
 			}

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
 	"github.com/certctl/certctl/outcome"
@@ -36,6 +37,14 @@ const outputTail = 2048
 // done here the result says "deferred": the workflow runs Validate again with
 // Live after Commit and before Reload.
 func (a *Activities) Validate(ctx context.Context, in ValidateInput) (ValidateResult, error) {
+	res, err := a.validate(ctx, in)
+	if err == nil {
+		failpoint.Hit("validate:done")
+	}
+	return res, err
+}
+
+func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateResult, error) {
 	c, err := connectors.Get(in.Target.TargetType)
 	if err != nil {
 		return ValidateResult{}, outcome.Invalid("target_type", err.Error())
@@ -133,6 +142,7 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 		return res, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("%s: %v: %s", argv, err, res.Output), outcome.ReloadFailed, nil)
 	}
+	failpoint.Hit("reload:done")
 	return res, nil
 }
 
@@ -159,6 +169,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 			case <-time.After(pause):
 			}
 		}
+		failpoint.Hit("verify:probe")
 		served, err = probe(ctx, cfg.PostDeployVerify.Endpoint, cfg.PostDeployVerify.ServerName, timeout)
 		metrics.VerifyAttemptsTotal.Inc()
 		if err == nil && served == in.Expected {
@@ -218,8 +229,13 @@ func runCommand(ctx context.Context, cmd *exec.Cmd) (string, error) {
 	}
 	done := make(chan struct{})
 	if activity.IsActivity(ctx) {
+		// Heartbeat well inside the heartbeat timeout the workflow chose.
+		every := 5 * time.Second
+		if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < every {
+			every = max(hb/3, 100*time.Millisecond)
+		}
 		go func() {
-			t := time.NewTicker(5 * time.Second)
+			t := time.NewTicker(every)
 			defer t.Stop()
 			for {
 				select {

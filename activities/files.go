@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/target"
 )
@@ -260,9 +261,12 @@ func (a *Activities) Backup(ctx context.Context, in StageInput) (Backups, error)
 			}
 		}
 		written = append(written, bak)
+		failpoint.Hit(fmt.Sprintf("backup:after-file-%d", len(written)))
 		out.Files = append(out.Files, Backup{Path: f.Path, Backup: bak})
 	}
-	return out, syncDirs(written)
+	err := syncDirs(written)
+	failpoint.Hit("backup:done")
+	return out, err
 }
 
 // Stage writes each file's new bytes to <path>.certctl-tmp.<stamp> beside its
@@ -302,9 +306,12 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 			return out, fmt.Errorf("stage %s: %w", f.Path, err)
 		}
 		temps = append(temps, tmp)
+		failpoint.Hit(fmt.Sprintf("stage:after-file-%d", len(temps)))
 		out.Files = append(out.Files, StagedFile{Path: f.Path, Temp: tmp, SHA256: pf.SHA256})
 	}
-	return out, syncDirs(temps)
+	err = syncDirs(temps)
+	failpoint.Hit("stage:done")
+	return out, err
 }
 
 // dryRunDir is where a dry run stages. It is named by the deploy, so a
@@ -357,6 +364,7 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, 
 				return res, fmt.Errorf("commit %s: %w", s.Path, err)
 			}
 			res.Renamed++
+			failpoint.Hit(fmt.Sprintf("commit:after-rename-%d", res.Renamed+res.AlreadyDone))
 			continue
 		}
 		if sameBytes(s.Path, s.SHA256) {
@@ -367,7 +375,9 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, 
 			fmt.Sprintf("commit %s: staged file %s is gone and the destination does not hold the new bytes", s.Path, s.Temp),
 			"CommitLost", nil)
 	}
-	return res, syncDirs(paths)
+	err := syncDirs(paths)
+	failpoint.Hit("commit:done")
+	return res, err
 }
 
 // Rollback puts every destination back as it was before the deploy: a file
@@ -418,6 +428,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 		}
 		res.Restored = append(res.Restored, f.Path)
 		touched = append(touched, f.Path)
+		failpoint.Hit(fmt.Sprintf("rollback:after-file-%d", len(touched)))
 	}
 	if err := syncDirs(touched); err != nil {
 		problems = append(problems, err.Error())

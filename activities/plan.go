@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/target"
@@ -145,5 +146,6 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 			p.Action = ActionReload
 		}
 	}
+	failpoint.Hit("plan:done")
 	return p, nil
 }

@@ -49,6 +49,7 @@ var env struct {
 	workDir         string
 	codec           *codec.Codec
 	temporalCLI     string
+	workflowWorker  *testsuite.Process // polls "certctl"; a crash test may replace it
 }
 
 func TestMain(m *testing.M) {
@@ -113,8 +114,12 @@ func runMain(m *testing.M) int {
 		if err != nil {
 			return fail(err)
 		}
-		defer p.Stop()
+		if args == nil {
+			env.workflowWorker = p
+		}
+		defer func() { p.Stop() }()
 	}
+	defer func() { env.workflowWorker.Stop() }()
 	if env.ca, err = testsuite.NewCA("certctl itest"); err != nil {
 		return fail(err)
 	}

@@ -42,7 +42,13 @@ type DeployRequest struct {
 	// HostWait bounds the wait for the host's worker (default 5m); past it
 	// the deploy ends HostUnavailable.
 	HostWait target.Duration `json:"host_wait,omitempty"`
+	// HeartbeatTimeout is how soon a step whose worker died is retried
+	// elsewhere (default 30s).
+	HeartbeatTimeout target.Duration `json:"heartbeat_timeout,omitempty"`
 }
+
+// DefaultHeartbeatTimeout bounds how long a dead worker holds a step.
+const DefaultHeartbeatTimeout = 30 * time.Second
 
 // Step is one finished step, for the operator.
 type Step struct {
@@ -78,11 +84,15 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 	if hostWait <= 0 {
 		hostWait = DefaultHostWait
 	}
+	heartbeat := req.HeartbeatTimeout.D()
+	if heartbeat <= 0 {
+		heartbeat = DefaultHeartbeatTimeout
+	}
 	d.opts = workflow.ActivityOptions{
 		TaskQueue:              queueFor(req.Target),
 		ScheduleToStartTimeout: hostWait,
 		StartToCloseTimeout:    5 * time.Minute,
-		HeartbeatTimeout:       30 * time.Second,
+		HeartbeatTimeout:       heartbeat,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,

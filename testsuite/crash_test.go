@@ -1,0 +1,195 @@
+package testsuite_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/certctl/certctl/failpoint"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/testsuite"
+	"github.com/certctl/certctl/workflows"
+)
+
+// crashDeploy starts a deploy with short timeouts, so a step whose worker
+// died is retried within seconds.
+func crashDeploy(t *testing.T, tg target.Target, set testsuite.Set, heartbeat time.Duration) client.WorkflowRun {
+	t.Helper()
+	tg.Config.PostDeployVerify.Timeout = target.Duration(2 * time.Second)
+	req := workflows.DeployRequest{Target: tg, Material: set.Material,
+		HeartbeatTimeout: target.Duration(heartbeat), HostWait: target.Duration(2 * time.Minute)}
+	run, err := env.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: fmt.Sprintf("deploy/%s/%d", tg.TargetID, time.Now().UnixNano()), TaskQueue: workflows.TaskQueue,
+	}, "DeployWorkflow", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+func resultOf(t *testing.T, run client.WorkflowRun) workflows.DeployResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var res workflows.DeployResult
+	err := run.Get(ctx, &res)
+	var ae *temporal.ApplicationError
+	if err != nil && (!errors.As(err, &ae) || ae.Details(&res) != nil) {
+		t.Fatalf("deploy %s: %v", run.GetID(), err)
+	}
+	return res
+}
+
+func hostWorker(t *testing.T, host string, extraEnv ...string) *testsuite.Process {
+	t.Helper()
+	env := append([]string{"TEMPORAL_ADDRESS=" + envAddress()}, extraEnv...)
+	p, err := testsuite.StartProcess("worker-"+host, filepath.Join(t.TempDir(), "worker.log"), env, envWorker(), "--host", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
+
+func envAddress() string { return env.address }
+func envWorker() string  { return env.worker }
+
+// intact says whether the target's files are whole and belong together: the
+// cert, chain and key parse and the key matches the leaf.
+func intact(n *testsuite.Nginx) error {
+	var all []byte
+	for _, p := range []string{n.CertPath, n.ChainPath, n.KeyPath} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		all = append(append(all, b...), '\n')
+	}
+	b, err := material.ParseConcatenated("files", all)
+	if err != nil {
+		return err
+	}
+	return b.Check(time.Now(), "")
+}
+
+// TestIntegrationCrashMatrix kills the host worker (SIGKILL, from a
+// failpoint) at every step boundary of a deploy, starts a fresh worker, and
+// checks the deploy ends as it would have without the crash: nginx serves the
+// old or the new leaf and never a cert with the other's key, every file is
+// whole, no temp file is left, backups are as promised.
+func TestIntegrationCrashMatrix(t *testing.T) {
+	cases := []struct {
+		point      string
+		want       string
+		failReload bool // the deploy's own reload fails: the crash is in its rollback
+	}{
+		{"plan:done", "Deployed", false},
+		{"backup:after-file-1", "Deployed", false},
+		{"backup:done", "Deployed", false},
+		{"stage:after-file-1", "Deployed", false},
+		{"stage:after-file-2", "Deployed", false},
+		{"stage:done", "Deployed", false},
+		{"validate:done", "Deployed", false},
+		{"commit:after-rename-1", "Deployed", false},
+		{"commit:after-rename-2", "Deployed", false},
+		{"commit:done", "Deployed", false},
+		{"reload:done", "Deployed", false},
+		{"verify:probe", "Deployed", false},
+		{"rollback:after-file-1", "ReloadFailed", true},
+	}
+	var table []string
+	for i, c := range cases {
+		t.Run(strings.ReplaceAll(c.point, ":", "_"), func(t *testing.T) {
+			n, initial := startNginx(t)
+			host := fmt.Sprintf("crash-%d", i)
+			tg := n.Target("crash-"+strings.ReplaceAll(c.point, ":", "-"), host)
+			if c.failReload {
+				tg.Config.ReloadCommand = reloadFailsOnce(t, n)
+			}
+			fresh := issue(t)
+			doomed := hostWorker(t, host, failpoint.Env+"="+c.point+"=kill")
+			run := crashDeploy(t, tg, fresh, 2*time.Second)
+			select {
+			case <-doomed.Exited():
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the worker was not killed at %s", c.point)
+			}
+			// While no worker runs: the old or the new leaf, nothing else.
+			served, err := n.Served(context.Background())
+			if err != nil || (served != initial.LeafSHA256 && served != fresh.LeafSHA256) {
+				t.Fatalf("after the crash nginx serves %q (err %v)", served, err)
+			}
+			hostWorker(t, host)
+			res := resultOf(t, run)
+			want := fresh.LeafSHA256
+			if c.failReload {
+				want = initial.LeafSHA256
+			}
+			if res.Outcome != c.want {
+				t.Fatalf("outcome %s (%s), want %s", res.Outcome, res.Error, c.want)
+			}
+			wantServed(t, n, want)
+			whole := "yes"
+			if err := intact(n); err != nil {
+				whole = "no"
+				t.Errorf("files not intact: %v", err)
+			}
+			wantNoLeftovers(t, n.CertDir, 3)
+			servedName := "new"
+			if want == initial.LeafSHA256 {
+				servedName = "old"
+			}
+			table = append(table, fmt.Sprintf("| %s | %s | %s leaf | %s |", c.point, res.Outcome, servedName, whole))
+		})
+	}
+	t.Logf("crash point | outcome | nginx serves | files intact\n%s", strings.Join(table, "\n"))
+}
+
+// The workflow worker dies while a step runs on the host: a fresh one
+// replays the history and finishes the deploy.
+func TestIntegrationWorkflowWorkerCrash(t *testing.T) {
+	n, _ := startNginx(t)
+	host := "crash-wf"
+	pause := filepath.Join(t.TempDir(), "pause")
+	if err := os.WriteFile(pause, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hostWorker(t, host, failpoint.Env+"=commit:done=pause", failpoint.PauseEnv+"="+pause)
+	fresh := issue(t)
+	run := crashDeploy(t, n.Target("crash-workflow-worker", host), fresh, 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, _ := os.ReadFile(n.CertPath); string(b) == fresh.CertPEM {
+			break // Commit renamed and now waits at the failpoint
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("commit never ran")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	env.workflowWorker.Kill()
+	p, err := testsuite.StartProcess("worker-restarted", filepath.Join(t.TempDir(), "worker.log"),
+		[]string{"TEMPORAL_ADDRESS=" + env.address}, env.worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.workflowWorker = p
+	_ = os.Remove(pause)
+	res := resultOf(t, run)
+	if res.Outcome != "Deployed" {
+		t.Fatalf("outcome %s (%s)", res.Outcome, res.Error)
+	}
+	wantServed(t, n, fresh.LeafSHA256)
+	if err := intact(n); err != nil {
+		t.Fatal(err)
+	}
+}

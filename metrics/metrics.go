@@ -26,3 +26,17 @@ var (
 		Name: "certctl_deploy_verify_attempts_total", Help: "TLS probes made by verify steps.",
 	})
 )
+
+// Approval metrics, recorded by the Audit activity when it writes the line
+// that closes a request (once per request, whatever the retries or replays).
+var (
+	ApprovalDecisionsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "certctl_approval_decisions_total",
+		Help: "Approval requests closed, by outcome (approved, rejected, expired, bypassed) and profile.",
+	}, []string{"outcome", "profile_id"})
+	ApprovalPendingAge = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "certctl_approval_pending_age_seconds",
+		Help:    "Seconds from an approval request to the event that closed it.",
+		Buckets: []float64{60, 300, 1800, 3600, 21600, 86400},
+	})
+)

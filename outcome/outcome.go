@@ -20,8 +20,24 @@ const (
 	RollbackFailed    = "RollbackFailed"    // rollback itself failed: the target needs a person (files and backups named)
 	HostUnavailable   = "HostUnavailable"   // no worker polled the host's queue in time; nothing touched
 	InvalidInput      = "InvalidInput"      // the request was refused before anything was written
-	ApprovalRejected  = "ApprovalRejected"
-	ApprovalExpired   = "ApprovalExpired"
+	ApprovalRejected  = "ApprovalRejected"  // renewal: an approver rejected the request; nothing was issued or deployed
+	ApprovalExpired   = "ApprovalExpired"   // renewal: no decision before the deadline; terminal, nothing was issued or deployed
+)
+
+// Renewal outcomes and approval error types.
+const (
+	// RenewalNotDue: a scheduled renewal found every target's certificate
+	// outside its renewal window; nothing asked, issued or deployed.
+	RenewalNotDue = "RenewalNotDue"
+	// IssueFailed: the issuer could not mint the certificate; nothing deployed.
+	IssueFailed = "IssueFailed"
+	// DeployFailed: a deploy child ended without an outcome of its own
+	// (terminated, timed out).
+	DeployFailed = "DeployFailed"
+	// ApprovalRefused is the type of a refused decision (update `decide`):
+	// two-person integrity, not an approver, a duplicate approver, a closed
+	// request, an empty actor or an unknown decision.
+	ApprovalRefused = "ApprovalRefused"
 )
 
 // Succeeded reports whether an outcome is a success (exit code 0).

@@ -1,0 +1,221 @@
+// Package renewal holds the activities of renewal and approval: Audit (the
+// append-only audit log), Issue (mint through the profile's issuer) and
+// InspectDeployed (read the certificate a target holds, for a scheduled
+// renewal's window check), and the environment the starter reads for them.
+package renewal
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/certctl/certctl/audit"
+	"github.com/certctl/certctl/connectors/issuer/localca"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/metrics"
+	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/profile"
+	"github.com/certctl/certctl/target"
+)
+
+// Environment the starter (never workflow code) reads.
+const (
+	// EnvBypass=true makes every approval auto-approve as system-bypass.
+	// Dev and CI only: the worker logs a WARN at start when it is set.
+	EnvBypass = "CERTCTL_APPROVAL_BYPASS"
+	// EnvApprovalTimeout is how long a request waits for its decisions
+	// (a Go duration; default 168h).
+	EnvApprovalTimeout = "CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT"
+)
+
+// DefaultApprovalTimeout is a request's life without a decision.
+const DefaultApprovalTimeout = 168 * time.Hour
+
+// BypassFromEnv reads CERTCTL_APPROVAL_BYPASS (strconv.ParseBool; unset is false).
+func BypassFromEnv() (bool, error) {
+	v := os.Getenv(EnvBypass)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", EnvBypass, v)
+	}
+	return b, nil
+}
+
+// ApprovalTimeoutFromEnv reads CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT, else
+// the default.
+func ApprovalTimeoutFromEnv() (time.Duration, error) {
+	v := os.Getenv(EnvApprovalTimeout)
+	if v == "" {
+		return DefaultApprovalTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration such as 24h", EnvApprovalTimeout, v)
+	}
+	return d, nil
+}
+
+// Activities are renewal's activities. Register a *Activities (New) with the
+// certctl worker; the host workers register it too, for InspectDeployed.
+type Activities struct {
+	// AuditLog is the audit log's path (audit.PathFromEnv on the worker).
+	AuditLog string
+	// Now is the clock for issuing; nil means time.Now.
+	Now func() time.Time
+
+	once sync.Once
+	log  *audit.Log
+}
+
+// New returns the activities writing the audit log at auditLog.
+func New(auditLog string) *Activities { return &Activities{AuditLog: auditLog} }
+
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// AuditResult says whether this attempt wrote the line (false: an earlier
+// attempt had).
+type AuditResult struct {
+	Written bool `json:"written"`
+}
+
+// Audit appends one event to the audit log, once: a retry finds the line by
+// its id. The line that closes a request counts in
+// certctl_approval_decisions_total and certctl_approval_pending_age_seconds.
+func (a *Activities) Audit(_ context.Context, ev audit.Event) (AuditResult, error) {
+	a.once.Do(func() {
+		path := a.AuditLog
+		if path == "" {
+			path = audit.PathFromEnv()
+		}
+		a.log = &audit.Log{Path: path}
+	})
+	written, err := a.log.Append(ev)
+	if err != nil {
+		return AuditResult{}, err
+	}
+	if written && ev.Closing() {
+		metrics.ApprovalDecisionsTotal.WithLabelValues(ev.Event, ev.ProfileID).Inc()
+		metrics.ApprovalPendingAge.Observe(ev.PendingSeconds)
+	}
+	return AuditResult{Written: written}, nil
+}
+
+// IssueInput is what Issue mints: the profile's certificate fields.
+type IssueInput struct {
+	RequestID string          `json:"request_id"`
+	CertID    string          `json:"cert_id"`
+	ProfileID string          `json:"profile_id"`
+	Issuer    profile.Issuer  `json:"issuer"`
+	Subject   profile.Subject `json:"subject"`
+	SANs      []string        `json:"sans"`
+	KeyType   string          `json:"key_type"`
+	Validity  target.Duration `json:"validity"`
+}
+
+// IssueResult carries the new material (the key too: payloads are
+// encrypted) and facts about the leaf.
+type IssueResult struct {
+	Material   material.Material `json:"material"`
+	LeafSHA256 string            `json:"leaf_sha256"`
+	Serial     string            `json:"serial"`
+	Issuer     string            `json:"issuer"`
+	NotBefore  time.Time         `json:"not_before"`
+	NotAfter   time.Time         `json:"not_after"`
+}
+
+// Issue mints a key and a certificate through the profile's issuer. A bad
+// issuer configuration is InvalidInput (not retried); errors never carry key
+// bytes.
+func (a *Activities) Issue(_ context.Context, in IssueInput) (IssueResult, error) {
+	if in.Issuer.Type != profile.IssuerLocalCA {
+		return IssueResult{}, outcome.Invalid("issuer.type", fmt.Sprintf("unknown issuer %q", in.Issuer.Type))
+	}
+	ca, err := localca.Load(in.Issuer.CACert, in.Issuer.CAKey)
+	if err != nil {
+		return IssueResult{}, issueErr(err)
+	}
+	is, err := ca.Issue(localca.Request{Subject: in.Subject, SANs: in.SANs, KeyType: in.KeyType, Validity: in.Validity.D()}, a.now())
+	if err != nil {
+		return IssueResult{}, issueErr(err)
+	}
+	return IssueResult{
+		Material:   is.Material,
+		LeafSHA256: material.Fingerprint(is.Leaf.Raw),
+		Serial:     fmt.Sprintf("%x", is.Leaf.SerialNumber),
+		Issuer:     ca.Cert.Subject.String(),
+		NotBefore:  is.NotBefore.UTC(),
+		NotAfter:   is.NotAfter.UTC(),
+	}, nil
+}
+
+func issueErr(err error) error {
+	var le *localca.Error
+	if errors.As(err, &le) {
+		return outcome.Invalid(le.Field, le.Msg)
+	}
+	return err
+}
+
+// Deployed is what a target holds now.
+type Deployed struct {
+	TargetID   string    `json:"target_id"`
+	Path       string    `json:"path"`
+	Exists     bool      `json:"exists"`
+	LeafSHA256 string    `json:"leaf_sha256,omitempty"`
+	NotAfter   time.Time `json:"not_after,omitempty"`
+	// Problem says why the file could not be read as a certificate (then
+	// the renewal is due).
+	Problem string `json:"problem,omitempty"`
+}
+
+// InspectDeployed reads the leaf at the target's cert_path (run on the
+// target's queue: its host's worker). A missing or unreadable file is
+// reported, not an error: it makes the renewal due.
+func (a *Activities) InspectDeployed(_ context.Context, t target.Target) (Deployed, error) {
+	d := Deployed{TargetID: t.TargetID, Path: t.Config.CertPath}
+	if d.Path == "" {
+		d.Problem = "the target has no cert_path"
+		return d, nil
+	}
+	data, err := os.ReadFile(d.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		d.Problem = "no certificate deployed yet"
+		return d, nil
+	case err != nil:
+		return d, err
+	}
+	d.Exists = true
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			d.Problem = "holds no PEM certificate"
+			return d, nil
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			d.Problem = "the first certificate does not parse"
+			return d, nil
+		}
+		d.LeafSHA256, d.NotAfter = material.Fingerprint(c.Raw), c.NotAfter.UTC()
+		return d, nil
+	}
+}

@@ -1,0 +1,170 @@
+package renewal
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/certctl/certctl/audit"
+	"github.com/certctl/certctl/connectors/issuer/localca"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/metrics"
+	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/profile"
+	"github.com/certctl/certctl/target"
+)
+
+func value(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.GetCounter().GetValue()
+}
+
+func activityEnv(a *Activities) *testsuite.TestActivityEnvironment {
+	s := &testsuite.WorkflowTestSuite{}
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	return env
+}
+
+// A retried Audit writes its line once and counts the closing decision once.
+func TestAuditWritesOnceAndCountsOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	a := New(path)
+	env := activityEnv(a)
+	counter := metrics.ApprovalDecisionsTotal.WithLabelValues("approved", "p-audit-test")
+	before := value(t, counter)
+	ev := audit.Event{ID: "approval/r-9:run#2", Event: audit.Approved, State: "approved", ProfileID: "p-audit-test",
+		RequestID: "r-9", Actor: "bob", PendingSeconds: 120, Via: "update"}
+	for i, want := range []bool{true, false} {
+		v, err := env.ExecuteActivity(a.Audit, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res AuditResult
+		if err := v.Get(&res); err != nil || res.Written != want {
+			t.Fatalf("attempt %d: written %v, want %v (%v)", i, res.Written, want, err)
+		}
+	}
+	if got := value(t, counter) - before; got != 1 {
+		t.Fatalf("certctl_approval_decisions_total grew by %v, want 1", got)
+	}
+	pending := ev
+	pending.ID, pending.State = "approval/r-9:run#1", "pending"
+	if _, err := env.ExecuteActivity(a.Audit, pending); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(t, counter) - before; got != 1 {
+		t.Fatal("an approval that leaves the request pending must not count as a decision")
+	}
+	lines, _ := audit.Read(path)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines", len(lines))
+	}
+}
+
+func TestIssueThroughLocalCA(t *testing.T) {
+	dir := t.TempDir()
+	caCert, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
+	if err := localca.Create(caCert, caKey, "renewal test CA", 24*time.Hour*30); err != nil {
+		t.Fatal(err)
+	}
+	a := New(filepath.Join(dir, "audit.jsonl"))
+	env := activityEnv(a)
+	in := IssueInput{RequestID: "r-1", CertID: "shop", ProfileID: "p", Issuer: profile.Issuer{Type: profile.IssuerLocalCA, CACert: caCert, CAKey: caKey},
+		Subject: profile.Subject{CommonName: "localhost"}, SANs: []string{"localhost", "127.0.0.1"}, KeyType: profile.KeyECDSAP256,
+		Validity: target.Duration(24 * time.Hour)}
+	v, err := env.ExecuteActivity(a.Issue, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res IssueResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	b, err := material.Parse(res.Material)
+	if err != nil || b.LeafSHA256() != res.LeafSHA256 || b.Check(time.Now(), "127.0.0.1") != nil {
+		t.Fatalf("issued material: %v", err)
+	}
+	if res.Issuer != "CN=renewal test CA" || res.Serial == "" {
+		t.Fatalf("result %+v", res)
+	}
+
+	// A bad CA path is InvalidInput naming the field, never retried, and no
+	// key text in the error.
+	in.Issuer.CAKey = filepath.Join(dir, "missing.key")
+	_, err = env.ExecuteActivity(a.Issue, in)
+	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(err.Error(), "issuer.ca_key") || strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestInspectDeployed(t *testing.T) {
+	dir := t.TempDir()
+	a := New(filepath.Join(dir, "audit.jsonl"))
+	env := activityEnv(a)
+	tg := target.Target{TargetID: "web-1", Config: target.Config{CertPath: filepath.Join(dir, "cert.pem")}}
+	inspect := func() Deployed {
+		t.Helper()
+		v, err := env.ExecuteActivity(a.InspectDeployed, tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d Deployed
+		if err := v.Get(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := inspect(); d.Exists || d.Problem == "" {
+		t.Fatalf("missing file: %+v", d)
+	}
+	caCert, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
+	_ = localca.Create(caCert, caKey, "inspect CA", 24*time.Hour*30)
+	ca, _ := localca.Load(caCert, caKey)
+	is, err := ca.Issue(localca.Request{SANs: []string{"localhost"}, Validity: 48 * time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(tg.Config.CertPath, []byte(is.Material.CertPEM+is.Material.ChainPEM), 0o644)
+	d := inspect()
+	if !d.Exists || d.Problem != "" || d.LeafSHA256 != material.Fingerprint(is.Leaf.Raw) || !d.NotAfter.Equal(is.NotAfter.UTC()) {
+		t.Fatalf("deployed: %+v", d)
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Setenv(EnvBypass, "")
+	t.Setenv(EnvApprovalTimeout, "")
+	if b, err := BypassFromEnv(); b || err != nil {
+		t.Fatal("bypass must default off")
+	}
+	if d, err := ApprovalTimeoutFromEnv(); d != 168*time.Hour || err != nil {
+		t.Fatalf("default timeout %s %v", d, err)
+	}
+	t.Setenv(EnvBypass, "true")
+	t.Setenv(EnvApprovalTimeout, "24h")
+	if b, _ := BypassFromEnv(); !b {
+		t.Fatal("bypass not read")
+	}
+	if d, _ := ApprovalTimeoutFromEnv(); d != 24*time.Hour {
+		t.Fatalf("timeout %s", d)
+	}
+	t.Setenv(EnvBypass, "yes please")
+	t.Setenv(EnvApprovalTimeout, "a week")
+	if _, err := BypassFromEnv(); err == nil {
+		t.Fatal("a bad bypass value must be refused")
+	}
+	if _, err := ApprovalTimeoutFromEnv(); err == nil {
+		t.Fatal("a bad timeout must be refused")
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
@@ -22,6 +24,8 @@ import (
 type Activities struct {
 	// Now is the clock for the validity-window check; nil means time.Now.
 	Now func() time.Time
+	// Client is the workflow worker's own client, for RequestTargetLock.
+	Client client.Client
 }
 
 func (a *Activities) now() time.Time {
@@ -134,7 +138,7 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	cfg := in.Target.Config
 	if cfg.VerifyEnabled() {
 		_, _, _, timeout := cfg.VerifyPolicy()
-		if served, err := probe(ctx, cfg.PostDeployVerify.Endpoint, cfg.PostDeployVerify.ServerName, timeout); err == nil {
+		if served, err := probeTarget(ctx, in.Target, timeout); err == nil {
 			p.ServedSHA256 = served
 		}
 	}

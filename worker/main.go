@@ -24,8 +24,10 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/clientenv"
 	_ "github.com/certctl/certctl/connectors/all"
+	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/workflows"
 )
 
@@ -73,7 +75,19 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	if host == "" {
 		workflows.Register(w)
 	}
-	w.RegisterActivity(&activities.Activities{})
+	// The client serves RequestTargetLock, the local activity by which a
+	// deploy asks for its target's lock.
+	w.RegisterActivity(&activities.Activities{Client: c})
+	// Audit and Issue run on "certctl"; InspectDeployed on the host's queue.
+	auditLog := audit.PathFromEnv()
+	w.RegisterActivity(renewal.New(auditLog))
+	if host == "" {
+		logger.Info("approval audit log", "path", auditLog, "env", audit.EnvPath)
+	}
+	if bypass, err := renewal.BypassFromEnv(); err != nil || bypass {
+		logger.Warn("CERTCTL_APPROVAL_BYPASS is set: renewals started from this environment auto-approve as system-bypass; dev and CI only, never production",
+			"value", os.Getenv(renewal.EnvBypass))
+	}
 	logger.Info("certctl-worker polling", "task_queue", queue)
 	if err := w.Start(); err != nil {
 		return err

@@ -104,7 +104,25 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 			},
 		},
 	}
+	// Version 1 added the per-target lock; histories from before it replay
+	// without one (README "Changing a workflow").
+	if v := workflow.GetVersion(ctx, "target-lock", workflow.DefaultVersion, 1); v == 1 && !req.DryRun {
+		start := workflow.Now(ctx)
+		release, err := acquireTarget(ctx, req.Target.TargetID)
+		d.res.Steps = append(d.res.Steps, Step{Name: "lock", Ms: workflow.Now(ctx).Sub(start).Milliseconds(),
+			Detail: "waited for " + LockWorkflowID(req.Target.TargetID)})
+		if err != nil {
+			d.end(outcome.HostUnavailable, err)
+			return d.finish(ctx, req)
+		}
+		defer release()
+	}
 	d.run(ctx, req.Material)
+	return d.finish(ctx, req)
+}
+
+// finish records the outcome and returns the workflow's result or failure.
+func (d *deploy) finish(ctx workflow.Context, req DeployRequest) (DeployResult, error) {
 
 	_ = workflow.UpsertTypedSearchAttributes(ctx, OutcomeKey.ValueSet(d.res.Outcome))
 	recordDeploy(ctx, req.Target.TargetType, d.res)

@@ -128,6 +128,15 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 		h.cleanups = append(h.cleanups, in.Succeeded)
 		return activities.CleanupResult{}, nil
 	}).Maybe()
+	env.OnActivity(a.RequestTargetLock, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.LockRequest) error {
+		h.rec("Lock")
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(LockGrantedSignal, nil) }, 0)
+		return nil
+	}).Maybe()
+	env.OnSignalExternalWorkflow(mock.Anything, LockWorkflowID(req.Target.TargetID), "", LockReleaseSignal, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
+		h.rec("Release")
+		return nil
+	}).Maybe()
 	env.ExecuteWorkflow(DeployWorkflow, req)
 	if !env.IsWorkflowCompleted() {
 		h.t.Fatal("workflow did not complete")
@@ -153,9 +162,18 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 	return res, err
 }
 
+// wantCalls compares the steps run between taking and releasing the
+// target's lock (a deploy that takes it must release it last).
 func (h *harness) wantCalls(want ...string) {
 	h.t.Helper()
-	if strings.Join(h.called, ",") != strings.Join(want, ",") {
+	called := h.called
+	if len(called) > 0 && called[0] == "Lock" {
+		if called[len(called)-1] != "Release" {
+			h.t.Fatalf("the lock is taken but not released last: %v", called)
+		}
+		called = called[1 : len(called)-1]
+	}
+	if strings.Join(called, ",") != strings.Join(want, ",") {
 		h.t.Fatalf("steps run:\n got  %v\n want %v", h.called, want)
 	}
 }
@@ -182,7 +200,7 @@ func TestDeployed(t *testing.T) {
 	for _, s := range res.Steps {
 		names = append(names, s.Name)
 	}
-	if got := strings.Join(names, ","); got != "plan,backup,stage,validate,commit,reload,verify,cleanup" {
+	if got := strings.Join(names, ","); got != "lock,plan,backup,stage,validate,commit,reload,verify,cleanup" {
 		t.Fatalf("steps %s", got)
 	}
 	if len(h.cleanups) != 1 || !h.cleanups[0] {
@@ -357,5 +375,27 @@ func TestActivitiesRunOnTheHostQueue(t *testing.T) {
 	tg.Host = ""
 	if q := queueFor(tg); q != TaskQueue {
 		t.Fatalf("agentless queue %s", q)
+	}
+}
+
+// Promise 6: a deploy holds its target's lock from before Plan to after its
+// last step; a dry run, which touches nothing live, does not wait for it.
+func TestDeployHoldsTheTargetLock(t *testing.T) {
+	h := newHarness(t, activities.ActionDeploy)
+	res, err := h.run(testRequest())
+	wantOutcome(t, res, err, outcome.Deployed)
+	if h.called[0] != "Lock" || h.called[len(h.called)-1] != "Release" {
+		t.Fatalf("steps %v", h.called)
+	}
+	if res.Steps[0].Name != "lock" {
+		t.Fatalf("the wait for the lock is not shown: %+v", res.Steps[0])
+	}
+	h = newHarness(t, activities.ActionDeploy)
+	req := testRequest()
+	req.DryRun = true
+	res, err = h.run(req)
+	wantOutcome(t, res, err, outcome.DryRunPassed)
+	if h.called[0] == "Lock" {
+		t.Fatal("a dry run waited for the lock")
 	}
 }

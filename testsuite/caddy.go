@@ -1,0 +1,133 @@
+package testsuite
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/certctl/certctl/target"
+)
+
+// Caddy is a real caddy (`caddy run`) serving a certificate it does not
+// manage (`tls CERT KEY`) on loopback from a private Caddyfile, its admin
+// endpoint on another loopback port and its storage under the temp dir.
+type Caddy struct {
+	server
+	Caddyfile         string
+	Admin             string
+	CertDir           string
+	CertPath, KeyPath string
+	bin               string
+	env               []string
+}
+
+// CaddyBinary finds caddy or says how to get it.
+func CaddyBinary() (string, error) { return findBinary("caddy", "caddy") }
+
+// StartCaddy writes a private Caddyfile under dir, installs initial, starts
+// caddy in the foreground and waits until it serves.
+func StartCaddy(dir string, initial Set) (*Caddy, error) {
+	bin, err := CaddyBinary()
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	c := &Caddy{server: server{kind: "caddy", dir: dir, protocol: ProtoTLS,
+		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
+		Caddyfile: filepath.Join(dir, "Caddyfile"), Admin: net.JoinHostPort("127.0.0.1", strconv.Itoa(admin)),
+		CertDir: filepath.Join(dir, "certs"), bin: bin,
+		// caddy keeps its autosaved config and data under these.
+		env: []string{"XDG_DATA_HOME=" + filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg-config")}}
+	c.CertPath, c.KeyPath = filepath.Join(c.CertDir, "cert.pem"), filepath.Join(c.CertDir, "key.pem")
+	if err := os.MkdirAll(c.CertDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeFiles(c.Layout(initial), c.KeyPath); err != nil {
+		return nil, err
+	}
+	// The site has no host name: caddy then picks the certificate by the IP
+	// a client without SNI dials (the verify endpoint 127.0.0.1:PORT), and
+	// automates nothing.
+	conf := fmt.Sprintf(`# written by certctl's testsuite: a private caddy on loopback
+{
+	admin %[1]s
+	storage file_system %[2]s/data
+	skip_install_trust
+	auto_https disable_redirects
+}
+https://:%[3]d {
+	tls %[4]s %[5]s
+	respond "certctl test caddy"
+}
+`, c.Admin, dir, port, c.CertPath, c.KeyPath)
+	if err := os.WriteFile(c.Caddyfile, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	check := exec.Command(bin, c.validateArgs(c.Caddyfile)...)
+	check.Env = append(os.Environ(), c.env...)
+	if out, err := check.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("caddy validate on the test config: %v: %s", err, out)
+	}
+	if err := c.start(c.env, bin, "run", "--config", c.Caddyfile, "--adapter", "caddyfile", "--pidfile", filepath.Join(dir, "caddy.pid")); err != nil {
+		return nil, err
+	}
+	return c, c.waitFirst(initial.LeafSHA256)
+}
+
+func (c *Caddy) validateArgs(caddyfile string) []string {
+	return []string{"validate", "--config", caddyfile, "--adapter", "caddyfile"}
+}
+
+// ValidateCommand is `caddy validate --config CADDYFILE --adapter caddyfile`.
+func (c *Caddy) ValidateCommand() target.Command {
+	return append(target.Command{c.bin}, c.validateArgs(c.Caddyfile)...)
+}
+
+// ReloadCommand is `caddy reload … --address ADMIN --force`.
+func (c *Caddy) ReloadCommand() target.Command {
+	return target.Command{c.bin, "reload", "--config", c.Caddyfile, "--adapter", "caddyfile", "--address", c.Admin, "--force"}
+}
+
+// Target returns a caddy target for this server's files.
+func (c *Caddy) Target(id, host string) target.Target {
+	return target.Target{
+		TargetID: id, TargetType: "caddy", Host: host,
+		Config: target.Config{
+			CertPath: c.CertPath, KeyPath: c.KeyPath,
+			ValidateCommand: c.ValidateCommand(), ReloadCommand: c.ReloadCommand(),
+			PostDeployVerify: target.Verify{Endpoint: c.endpoint, Timeout: target.Duration(5 * time.Second)},
+		},
+	}
+}
+
+// LiveFiles are cert (with chain) and key.
+func (c *Caddy) LiveFiles() []string { return []string{c.CertPath, c.KeyPath} }
+
+// Layout: the chain after the leaf in the cert file.
+func (c *Caddy) Layout(s Set) map[string]string {
+	return map[string]string{c.CertPath: s.CertPEM + s.ChainPEM, c.KeyPath: s.KeyPEM}
+}
+
+// BrokenCheck runs caddy validate on a copy of the Caddyfile with an unknown
+// directive.
+func (c *Caddy) BrokenCheck() (target.Command, error) {
+	broken, err := brokenCopy(c.Caddyfile, "\n:1 {\n\tthis_is_not_a_directive\n}\n")
+	if err != nil {
+		return nil, err
+	}
+	return append(target.Command{c.bin}, c.validateArgs(broken)...), nil
+}
+
+// ReloadScript reloads this caddy.
+func (c *Caddy) ReloadScript() string { return c.ReloadCommand().String() }

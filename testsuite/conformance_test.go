@@ -1,0 +1,668 @@
+package testsuite_test
+
+// The connector conformance suite: every file-based connector, against its
+// real server started here on loopback, through the operator's interface
+// (the certctl binary, a real dev server, real workers). One call runs it for
+// one kind of server: runConformance(t, kind). Nothing skips: a missing
+// server fails with the apt-get command that installs it.
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/testsuite"
+	"github.com/certctl/certctl/workflows"
+)
+
+// confKind is one kind of server under the suite, with what its connector
+// promises for files that do not exist yet.
+type confKind struct {
+	start func(dir string, initial testsuite.Set) (testsuite.RealServer, error)
+	// Documented defaults for new files: mode of the files holding no key,
+	// of the file holding the key, and the owner (a user name; "" is root).
+	certMode, keyMode os.FileMode
+	owner             string
+}
+
+var confKinds = map[string]confKind{
+	"nginx": {start: startNginxConf, certMode: 0o644, keyMode: 0o640, owner: "www-data"},
+	"apache": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartApache(d, s) },
+		certMode: 0o644, keyMode: 0o600, owner: "www-data"},
+	"haproxy": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartHAProxy(d, s) },
+		keyMode: 0o600, owner: "haproxy"},
+	"postfix": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartPostfix(d, s) },
+		certMode: 0o644, keyMode: 0o600},
+	"dovecot": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartDovecot(d, s) },
+		certMode: 0o644, keyMode: 0o600},
+	"caddy": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartCaddy(d, s) },
+		certMode: 0o644, keyMode: 0o600, owner: "caddy"},
+}
+
+func TestConformanceNginx(t *testing.T)  { runConformance(t, "nginx") }
+func TestConformanceApache(t *testing.T) { runConformance(t, "apache") }
+func TestConformanceHAProxy(t *testing.T) {
+	runConformance(t, "haproxy")
+}
+func TestConformancePostfix(t *testing.T) { runConformance(t, "postfix") }
+func TestConformanceDovecot(t *testing.T) { runConformance(t, "dovecot") }
+func TestConformanceCaddy(t *testing.T)   { runConformance(t, "caddy") }
+
+// runConformance runs every case of the suite against fresh servers of kind.
+func runConformance(t *testing.T, kind string) {
+	k, ok := confKinds[kind]
+	if !ok {
+		t.Fatalf("no conformance kind %q", kind)
+	}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, c *confRun)
+	}{
+		{"FirstDeployServedInServerLayout", confFirstDeploy},
+		{"IdenticalDeploySkipsWithoutReload", confIdempotent},
+		{"ServerCheckFailsLeavesLiveFilesUntouched", confCheckFails},
+		{"ReloadFailsRestoresOldLeaf", confReloadFails},
+		{"VerifySeesAnotherLeafRollsBack", confVerifyFails},
+		{"MismatchedKeyNeverReachesServer", confMismatchedKey},
+		{"OwnerAndModePrecedence", confOwnerAndMode},
+		{"DryRunTouchesNothing", confDryRun},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := startConf(t, kind, k)
+			tc.run(t, c)
+			c.wantClean(t)
+		})
+	}
+}
+
+// confRun is one case's server and what it started serving.
+type confRun struct {
+	kind    string
+	k       confKind
+	srv     testsuite.RealServer
+	initial testsuite.Set
+	dir     string // the live files' directory
+	id      string // target_id
+}
+
+func startConf(t *testing.T, kind string, k confKind) *confRun {
+	t.Helper()
+	initial := issue(t)
+	dir := t.TempDir()
+	// Servers whose workers drop root (postfix, dovecot) must traverse it.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := k.start(dir, initial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", kind, srv.Logs())
+		}
+		srv.Stop()
+	})
+	id := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	return &confRun{kind: kind, k: k, srv: srv, initial: initial, dir: filepath.Dir(srv.LiveFiles()[0]), id: id}
+}
+
+func (c *confRun) target() target.Target { return c.srv.Target(c.id, testHost) }
+
+// wantServed waits for the server to serve leaf, and checks it is still up.
+func (c *confRun) wantServed(t *testing.T, leaf string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.srv.WaitServing(ctx, leaf); err != nil {
+		t.Fatalf("%s: %v", c.kind, err)
+	}
+}
+
+// wantClean checks what must hold after every case: the server is up, no
+// temp file is left, and no file holding a key (live or backup) can be read
+// by others.
+func (c *confRun) wantClean(t *testing.T) {
+	t.Helper()
+	if !c.srv.Running() {
+		t.Errorf("%s is no longer running", c.kind)
+	}
+	if tmp := testsuite.TempFiles(c.dir); len(tmp) > 0 {
+		t.Errorf("temp files left behind: %v", tmp)
+	}
+	entries, _ := os.ReadDir(c.dir)
+	for _, e := range entries {
+		p := filepath.Join(c.dir, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "PRIVATE KEY") {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o007 != 0 {
+			t.Errorf("%s holds a key and is mode %04o: readable by others", p, fi.Mode().Perm())
+		}
+	}
+}
+
+// fileState is a file's bytes, mode and owner.
+type fileState struct {
+	data     string
+	mode     os.FileMode
+	uid, gid uint32
+}
+
+func stateOf(t *testing.T, p string) fileState {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return fileState{string(b), fi.Mode().Perm(), st.Uid, st.Gid}
+}
+
+func (c *confRun) snapshot(t *testing.T) map[string]fileState {
+	t.Helper()
+	m := map[string]fileState{}
+	for _, p := range c.srv.LiveFiles() {
+		m[p] = stateOf(t, p)
+	}
+	return m
+}
+
+func wantSame(t *testing.T, before map[string]fileState) {
+	t.Helper()
+	for p, want := range before {
+		if got := stateOf(t, p); got != want {
+			t.Errorf("%s changed (mode %04o→%04o, uid %d→%d, bytes equal %v)", p, want.mode, got.mode, want.uid, got.uid, got.data == want.data)
+		}
+	}
+}
+
+func (c *confRun) backups() []string {
+	b, _ := filepath.Glob(filepath.Join(c.dir, "*.certctl-bak.*"))
+	return b
+}
+
+func wantOutcome(t *testing.T, r deployRun, code int, o string) {
+	t.Helper()
+	if r.code != code || r.lastLine() != "outcome: "+o {
+		t.Fatalf("exit %d, last line %q; want exit %d, outcome %s", r.code, r.lastLine(), code, o)
+	}
+}
+
+// wantLayout checks the live files hold s in the server's layout and the
+// server sends the leaf and its chain, in order.
+func (c *confRun) wantLayout(t *testing.T, s testsuite.Set) {
+	t.Helper()
+	for p, want := range c.srv.Layout(s) {
+		if got := stateOf(t, p).data; got != want {
+			t.Errorf("%s does not hold the %s layout", p, c.kind)
+		}
+	}
+	certs, err := c.srv.Served(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if material.Fingerprint(certs[0].Raw) != s.LeafSHA256 {
+		t.Fatalf("served leaf is not the deployed one")
+	}
+	if len(certs) != 2 || !certs[1].Equal(env.ca.Intermediate) {
+		t.Errorf("%s sends %d certificate(s); want the leaf then its intermediate", c.kind, len(certs))
+	}
+}
+
+// ---- the cases ---------------------------------------------------------------
+
+func confFirstDeploy(t *testing.T, c *confRun) {
+	fresh := issue(t)
+	r := deploy(t, c.target(), fresh)
+	wantOutcome(t, r, 0, outcome.Deployed)
+	for _, step := range []string{"plan", "backup", "stage", "validate", "commit", "reload", "verify", "cleanup"} {
+		if !strings.Contains(r.stdout, "  "+step+" ") {
+			t.Errorf("step %s not printed", step)
+		}
+	}
+	if !strings.Contains(r.stdout, "server check staged") {
+		t.Errorf("the server's check did not run on the staged files")
+	}
+	c.wantServed(t, fresh.LeafSHA256)
+	c.wantLayout(t, fresh)
+	if n := len(c.backups()); n != len(c.srv.LiveFiles()) {
+		t.Errorf("%d backups, want one per live file (%d)", n, len(c.srv.LiveFiles()))
+	}
+}
+
+func confIdempotent(t *testing.T, c *confRun) {
+	fresh := issue(t)
+	tg := c.target()
+	wantOutcome(t, deploy(t, tg, fresh), 0, outcome.Deployed)
+	// The second deploy's reload, were it run, would leave a mark and fail.
+	marker := filepath.Join(t.TempDir(), "reloaded")
+	tg.Config.ReloadCommand = script(t, fmt.Sprintf("touch %s\nexit 1\n", marker))
+	tg.Config.ReloadSignal, tg.Config.PIDFile = "", ""
+	before := c.snapshot(t)
+	r := deploy(t, tg, fresh, "--output", "json")
+	res := r.result(t)
+	if r.code != 0 || res.Outcome != outcome.SkippedIdempotent {
+		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+	}
+	for _, s := range res.Steps {
+		if s.Name != "plan" {
+			t.Errorf("an identical deploy ran %q", s.Name)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("an identical deploy reloaded the server")
+	}
+	wantSame(t, before)
+	c.wantServed(t, fresh.LeafSHA256)
+}
+
+func confCheckFails(t *testing.T, c *confRun) {
+	tg := c.target()
+	broken, err := c.srv.BrokenCheck()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Config.ValidateCommand = broken
+	before := c.snapshot(t)
+	r := deploy(t, tg, issue(t))
+	wantOutcome(t, r, 1, outcome.ValidateFailed)
+	if !strings.Contains(r.stdout, broken[0]) {
+		t.Errorf("the error does not name the server's check")
+	}
+	wantSame(t, before)
+	if b := c.backups(); len(b) != 0 {
+		t.Errorf("a failed check left backups: %v", b)
+	}
+	c.wantServed(t, c.initial.LeafSHA256)
+}
+
+func confReloadFails(t *testing.T, c *confRun) {
+	tg := c.target()
+	// The deploy's reload fails; the rollback's is the server's own.
+	marker := filepath.Join(t.TempDir(), "failed-once")
+	tg.Config.ReloadCommand = script(t, fmt.Sprintf(
+		"if [ ! -e %[1]s ]; then touch %[1]s; echo 'reload refused (test)' >&2; exit 1; fi\n%[2]s\n", marker, c.srv.ReloadScript()))
+	tg.Config.ReloadSignal, tg.Config.PIDFile = "", ""
+	before := c.snapshot(t)
+	r := deploy(t, tg, issue(t))
+	wantOutcome(t, r, 1, outcome.ReloadFailed)
+	for _, step := range []string{"rollback ", "rollback-reload ", "rollback-verify "} {
+		if !strings.Contains(r.stdout, "  "+step) {
+			t.Errorf("step %s not run", step)
+		}
+	}
+	wantSame(t, before)
+	c.wantServed(t, c.initial.LeafSHA256)
+}
+
+func confVerifyFails(t *testing.T, c *confRun) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	other := issue(t)
+	addr, err := testsuite.FakeServer(ctx, other, c.srv.Protocol())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := c.target()
+	tg.Config.PostDeployVerify.Endpoint = addr
+	tg.Config.PostDeployVerifyAttempts = 2
+	before := c.snapshot(t)
+	r := deploy(t, tg, issue(t))
+	wantOutcome(t, r, 1, outcome.VerifyFailed)
+	wantSame(t, before)
+	c.wantServed(t, c.initial.LeafSHA256)
+}
+
+func confMismatchedKey(t *testing.T, c *confRun) {
+	a, b := issue(t), issue(t)
+	a.KeyPEM = b.KeyPEM
+	before := c.snapshot(t)
+	r := deploy(t, c.target(), a)
+	if r.code != 2 || !strings.Contains(r.stderr, "key_pem") || strings.Contains(r.stdout, "workflow:") {
+		t.Fatalf("want exit 2 naming key_pem before any workflow; exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, "PRIVATE KEY") {
+		t.Fatal("the refusal prints key material")
+	}
+	// Past the starter (the temporal CLI, another client): the host refuses
+	// the pair before writing anything.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, err := env.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: "deploy/" + c.id + "/mismatch", TaskQueue: workflows.TaskQueue,
+	}, "DeployWorkflow", workflows.DeployRequest{Target: c.target(), Material: a.Material})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.DeployResult
+	err = run.Get(ctx, &res)
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != outcome.InvalidInput {
+		t.Fatalf("a workflow started with a mismatched key ended %v, want %s", err, outcome.InvalidInput)
+	}
+	if strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Fatal("the error carries key material")
+	}
+	wantSame(t, before)
+	c.wantServed(t, c.initial.LeafSHA256)
+}
+
+// keyFiles and otherFiles split the live files by whether they hold the key.
+func (c *confRun) keyFiles(t *testing.T) (keys, others []string) {
+	for p, v := range c.srv.Layout(c.initial) {
+		if strings.Contains(v, "PRIVATE KEY") {
+			keys = append(keys, p)
+		} else {
+			others = append(others, p)
+		}
+	}
+	return
+}
+
+// setExplicit sets target_config's mode and owner for the file at path.
+func setExplicit(t *testing.T, tg *target.Target, path string, mode target.Mode, owner string) {
+	t.Helper()
+	cfg := &tg.Config
+	switch path {
+	case cfg.PEMPath:
+		cfg.PEMFileMode, cfg.PEMOwner = &mode, owner
+	case cfg.KeyPath:
+		cfg.KeyFileMode, cfg.KeyOwner = &mode, owner
+	case cfg.CertPath:
+		cfg.CertFileMode, cfg.CertOwner = &mode, owner
+	case cfg.ChainPath:
+		cfg.ChainFileMode, cfg.ChainOwner = &mode, owner
+	default:
+		t.Fatalf("%s is not a file of the target", path)
+	}
+}
+
+func wantModeOwner(t *testing.T, p string, mode os.FileMode, uid int, why string) {
+	t.Helper()
+	st := stateOf(t, p)
+	if st.mode != mode || int(st.uid) != uid {
+		t.Errorf("%s (%s): mode %04o uid %d, want %04o uid %d", p, why, st.mode, st.uid, mode, uid)
+	}
+}
+
+func uidOf(t *testing.T, name string) int {
+	t.Helper()
+	if name == "" {
+		return 0
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("user %s: %v", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	return uid
+}
+
+func confOwnerAndMode(t *testing.T, c *confRun) {
+	keys, others := c.keyFiles(t)
+	nobody := uidOf(t, "nobody")
+	// Existing: the destination's owner and mode are kept.
+	for _, p := range keys {
+		if err := os.Chmod(p, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range append(append([]string{}, others...), keys...) {
+		if err := os.Chown(p, nobody, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantOutcome(t, deploy(t, c.target(), issue(t)), 0, outcome.Deployed)
+	for _, p := range keys {
+		wantModeOwner(t, p, 0o640, nobody, "existing")
+	}
+	for _, p := range others {
+		wantModeOwner(t, p, 0o644, nobody, "existing")
+	}
+
+	// Explicit wins over existing.
+	tg := c.target()
+	for _, p := range keys {
+		setExplicit(t, &tg, p, 0o600, "root")
+	}
+	wantOutcome(t, deploy(t, tg, issue(t)), 0, outcome.Deployed)
+	for _, p := range keys {
+		wantModeOwner(t, p, 0o600, 0, "explicit")
+	}
+
+	// An existing key readable by others loses that, whatever it was.
+	for _, p := range keys {
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := issue(t)
+	wantOutcome(t, deploy(t, c.target(), last), 0, outcome.Deployed)
+	for _, p := range keys {
+		wantModeOwner(t, p, 0o640, 0, "existing, without other")
+	}
+	c.wantServed(t, last.LeafSHA256)
+
+	// New files take the connector's defaults. Nothing serves these paths:
+	// verify is off and the commands are no-ops.
+	dir := t.TempDir()
+	fresh := c.target()
+	cfg := &fresh.Config
+	for _, p := range []*string{&cfg.CertPath, &cfg.ChainPath, &cfg.KeyPath, &cfg.PEMPath} {
+		if *p != "" {
+			*p = filepath.Join(dir, filepath.Base(*p))
+		}
+	}
+	off := false
+	cfg.ValidateCommand, cfg.ReloadCommand = target.Command{"true"}, target.Command{"true"}
+	cfg.ReloadSignal, cfg.PIDFile = "", ""
+	cfg.PostDeployVerify = target.Verify{Enabled: &off}
+	fresh.TargetID += "-new"
+	wantOutcome(t, deploy(t, fresh, issue(t)), 0, outcome.Deployed)
+	// The connector's user owns new files; where it is absent they keep root.
+	owner := 0
+	if _, err := user.Lookup(c.k.owner); err == nil && c.k.owner != "" {
+		owner = uidOf(t, c.k.owner)
+	}
+	for _, p := range []string{cfg.CertPath, cfg.ChainPath, cfg.KeyPath, cfg.PEMPath} {
+		if p == "" {
+			continue
+		}
+		mode := c.k.certMode
+		if p == cfg.KeyPath || p == cfg.PEMPath {
+			mode = c.k.keyMode
+		}
+		wantModeOwner(t, p, mode, owner, "connector default")
+	}
+}
+
+func confDryRun(t *testing.T, c *confRun) {
+	before := c.snapshot(t)
+	r := deploy(t, c.target(), issue(t), "--dry-run", "--output", "json")
+	res := r.result(t)
+	if r.code != 0 || res.Outcome != outcome.DryRunPassed {
+		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+	}
+	detail := ""
+	for _, s := range res.Steps {
+		if s.Name == "validate" {
+			detail = s.Detail
+		}
+	}
+	if !strings.Contains(detail, "server check staged") {
+		t.Errorf("a dry run should run the server's check on the staged files: %q", detail)
+	}
+	wantSame(t, before)
+	if b := c.backups(); len(b) != 0 {
+		t.Errorf("a dry run left backups: %v", b)
+	}
+	c.wantServed(t, c.initial.LeafSHA256)
+}
+
+// script writes an executable shell script and returns it as a command.
+func script(t *testing.T, body string) target.Command {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "script.sh")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return target.Command{p}
+}
+
+// ---- nginx on the suite -------------------------------------------------------
+
+// nginxConf puts testsuite's nginx on the suite. Its target leaves chain_path
+// out: nginx sends only what ssl_certificate holds, so the chain belongs after
+// the leaf in cert_path (its chain.pem stays as ssl_trusted_certificate).
+type nginxConf struct{ n *testsuite.Nginx }
+
+func startNginxConf(dir string, initial testsuite.Set) (testsuite.RealServer, error) {
+	n, err := testsuite.StartNginx(dir, initial)
+	if err != nil {
+		return nil, err
+	}
+	return nginxConf{n}, nil
+}
+
+func (x nginxConf) Kind() string { return "nginx" }
+func (x nginxConf) Target(id, host string) target.Target {
+	tg := x.n.Target(id, host)
+	tg.Config.ChainPath = ""
+	return tg
+}
+func (x nginxConf) LiveFiles() []string { return []string{x.n.CertPath, x.n.KeyPath} }
+func (x nginxConf) Layout(s testsuite.Set) map[string]string {
+	return map[string]string{x.n.CertPath: s.CertPEM + s.ChainPEM, x.n.KeyPath: s.KeyPEM}
+}
+func (x nginxConf) BrokenCheck() (target.Command, error) {
+	broken := filepath.Join(x.n.Dir, "broken.conf")
+	conf, err := os.ReadFile(x.n.Conf)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(broken, append(conf, "\nthis is not a directive\n"...), 0o644); err != nil {
+		return nil, err
+	}
+	return target.Command{"nginx", "-t", "-p", x.n.Dir + "/", "-c", broken, "-e", filepath.Join(x.n.Dir, "error.log")}, nil
+}
+func (x nginxConf) ReloadScript() string { return strings.Join(x.n.ReloadCommand(), " ") }
+func (x nginxConf) Served(ctx context.Context) ([]*x509.Certificate, error) {
+	return testsuite.ServedChain(ctx, x.n.Endpoint, testsuite.ProtoTLS)
+}
+func (x nginxConf) WaitServing(ctx context.Context, want string) error {
+	return x.n.WaitServing(ctx, want)
+}
+func (x nginxConf) Running() bool    { return x.n.Running() }
+func (x nginxConf) Endpoint() string { return x.n.Endpoint }
+func (x nginxConf) Protocol() string { return testsuite.ProtoTLS }
+func (x nginxConf) Logs() string {
+	b, _ := os.ReadFile(filepath.Join(x.n.Dir, "error.log"))
+	return string(b)
+}
+func (x nginxConf) Stop() { x.n.Stop() }
+
+// ---- beyond the suite -----------------------------------------------------------
+
+// apache2 -t passes a key that does not match the certificate (and graceful
+// then stops apache): certctl must refuse such a pair before it is written.
+func TestConformanceApacheMismatchedKeyTrap(t *testing.T) {
+	c := startConf(t, "apache", confKinds["apache"])
+	a, b := issue(t), issue(t)
+	a.KeyPEM = b.KeyPEM
+	// The trap is real: the server's own check passes the pair.
+	ap := c.srv.(*testsuite.Apache)
+	trapDir := t.TempDir()
+	cert, chain, key, err := a.Write(trapDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, _ := os.ReadFile(ap.Conf)
+	trapConf := filepath.Join(trapDir, "trap.conf")
+	text := strings.NewReplacer(ap.CertPath, cert, ap.ChainPath, chain, ap.KeyPath, key).Replace(string(conf))
+	if err := os.WriteFile(trapConf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin, _ := testsuite.ApacheBinary()
+	if out, err := exec.Command(bin, "-f", trapConf, "-t").CombinedOutput(); err != nil {
+		t.Logf("apache2 -t refused the mismatched pair (the trap is gone in this version): %v %s", err, out)
+	}
+	before := c.snapshot(t)
+	r := deploy(t, c.target(), a)
+	if r.code != 2 || !strings.Contains(r.stderr, "key_pem") {
+		t.Fatalf("exit %d stderr %q, want 2 naming key_pem", r.code, r.stderr)
+	}
+	wantSame(t, before)
+	time.Sleep(500 * time.Millisecond) // a graceful restart with the bad pair would have ended it by now
+	c.wantServed(t, c.initial.LeafSHA256)
+	c.wantClean(t)
+}
+
+// Dovecot verified over implicit TLS (imaps, 993's role) instead of
+// STARTTLS.
+func TestConformanceDovecotImplicitTLS(t *testing.T) {
+	c := startConf(t, "dovecot", confKinds["dovecot"])
+	d := c.srv.(*testsuite.Dovecot)
+	tg := c.target()
+	tg.Config.PostDeployVerify.Endpoint = d.ImapsEndpoint
+	tg.Config.PostDeployVerify.Protocol = "" // the dovecot connector's default: tls
+	fresh := issue(t)
+	r := deploy(t, tg, fresh, "--output", "json")
+	res := r.result(t)
+	if r.code != 0 || res.Outcome != outcome.Deployed {
+		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+	}
+	certs, err := testsuite.ServedChain(context.Background(), d.ImapsEndpoint, testsuite.ProtoTLS)
+	if err != nil || material.Fingerprint(certs[0].Raw) != fresh.LeafSHA256 {
+		t.Fatalf("imaps does not serve the new leaf (%v)", err)
+	}
+	c.wantClean(t)
+}
+
+// A postfix target that leaves post_deploy_verify.protocol out is verified
+// over SMTP STARTTLS (the connector's default), and a verify over plain TLS
+// at an SMTP port fails rather than passing.
+func TestConformancePostfixVerifyProtocol(t *testing.T) {
+	c := startConf(t, "postfix", confKinds["postfix"])
+	tg := c.target()
+	tg.Config.PostDeployVerify.Protocol = ""
+	fresh := issue(t)
+	wantOutcome(t, deploy(t, tg, fresh), 0, outcome.Deployed)
+	c.wantServed(t, fresh.LeafSHA256)
+
+	tg.Config.PostDeployVerify.Protocol = testsuite.ProtoTLS
+	tg.Config.PostDeployVerifyAttempts = 1
+	before := c.snapshot(t)
+	r := deploy(t, tg, issue(t), "--output", "json")
+	res := r.result(t)
+	if r.code != 1 || res.Outcome != outcome.VerifyFailed {
+		t.Fatalf("exit %d outcome %s, want VerifyFailed", r.code, res.Outcome)
+	}
+	wantSame(t, before)
+	c.wantServed(t, fresh.LeafSHA256)
+	c.wantClean(t)
+}

@@ -1,0 +1,158 @@
+package testsuite
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/certctl/certctl/target"
+)
+
+// Dovecot is a real dovecot (`dovecot -F -c CONF`) serving IMAP with STARTTLS
+// and IMAPS on loopback ports from a private config: the chain follows the
+// leaf in the cert file, the key in its own file. No one can log in.
+type Dovecot struct {
+	server
+	Conf              string
+	CertDir           string
+	CertPath, KeyPath string
+	// ImapsEndpoint is the implicit-TLS listener (993's role).
+	ImapsEndpoint string
+	bin, doveconf string
+	doveadm       string
+}
+
+// DovecotBinaries finds dovecot, doveconf and doveadm or says how to get them.
+func DovecotBinaries() (dovecot, doveconf, doveadm string, err error) {
+	if dovecot, err = findBinary("dovecot", "dovecot-imapd"); err != nil {
+		return
+	}
+	if doveconf, err = findBinary("doveconf", "dovecot-imapd"); err != nil {
+		return
+	}
+	doveadm, err = findBinary("doveadm", "dovecot-imapd")
+	return
+}
+
+// StartDovecot writes a private config under dir, installs initial, starts
+// dovecot in the foreground and waits until IMAP STARTTLS serves it.
+func StartDovecot(dir string, initial Set) (*Dovecot, error) {
+	bin, doveconf, doveadm, err := DovecotBinaries()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat("/usr/lib/dovecot/imap-login"); err != nil {
+		return nil, fmt.Errorf("dovecot's imap-login is missing: install it with `apt-get install -y dovecot-imapd`")
+	}
+	imap, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	imaps, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	d := &Dovecot{server: server{kind: "dovecot", dir: dir, protocol: ProtoIMAP,
+		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(imap))},
+		ImapsEndpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(imaps)),
+		Conf:          filepath.Join(dir, "dovecot.conf"), CertDir: filepath.Join(dir, "certs"),
+		bin: bin, doveconf: doveconf, doveadm: doveadm}
+	d.CertPath, d.KeyPath = filepath.Join(d.CertDir, "cert.pem"), filepath.Join(d.CertDir, "key.pem")
+	if err := os.MkdirAll(d.CertDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeFiles(d.Layout(initial), d.KeyPath); err != nil {
+		return nil, err
+	}
+	users := filepath.Join(dir, "no-users")
+	if err := os.WriteFile(users, nil, 0o644); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`# written by certctl's testsuite: a private dovecot on loopback
+instance_name = certctl-%[1]d
+base_dir = %[2]s/run
+state_dir = %[2]s/state
+log_path = %[2]s/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <%[3]s
+ssl_key = <%[4]s
+mail_location = mbox:%[2]s/mail
+passdb {
+  driver = passwd-file
+  args = %[5]s
+}
+service imap-login {
+  chroot =
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %[1]d
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = %[6]d
+    ssl = yes
+  }
+}
+`, imap, dir, d.CertPath, d.KeyPath, users, imaps)
+	if err := os.WriteFile(d.Conf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	d.logs = append(d.logs, filepath.Join(dir, "dovecot.log"))
+	if out, err := exec.Command(doveconf, "-c", d.Conf, "-n").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("doveconf -n on the test config: %v: %s", err, out)
+	}
+	if err := d.start(nil, bin, "-F", "-c", d.Conf); err != nil {
+		return nil, err
+	}
+	return d, d.waitFirst(initial.LeafSHA256)
+}
+
+// ValidateCommand is `doveconf -c CONF -n`.
+func (d *Dovecot) ValidateCommand() target.Command {
+	return target.Command{d.doveconf, "-c", d.Conf, "-n"}
+}
+
+// ReloadCommand is `doveadm -c CONF reload`.
+func (d *Dovecot) ReloadCommand() target.Command {
+	return target.Command{d.doveadm, "-c", d.Conf, "reload"}
+}
+
+// Target returns a dovecot target for this server's files, verified over
+// IMAP STARTTLS.
+func (d *Dovecot) Target(id, host string) target.Target {
+	return target.Target{
+		TargetID: id, TargetType: "dovecot", Host: host,
+		Config: target.Config{
+			CertPath: d.CertPath, KeyPath: d.KeyPath,
+			ValidateCommand: d.ValidateCommand(), ReloadCommand: d.ReloadCommand(),
+			PostDeployVerify: target.Verify{Endpoint: d.endpoint, Protocol: ProtoIMAP, Timeout: target.Duration(5 * time.Second)},
+		},
+	}
+}
+
+// LiveFiles are cert (with chain) and key.
+func (d *Dovecot) LiveFiles() []string { return []string{d.CertPath, d.KeyPath} }
+
+// Layout: the chain after the leaf in the cert file.
+func (d *Dovecot) Layout(s Set) map[string]string {
+	return map[string]string{d.CertPath: s.CertPEM + s.ChainPEM, d.KeyPath: s.KeyPEM}
+}
+
+// BrokenCheck runs doveconf -n on a copy of the config with an unknown
+// setting.
+func (d *Dovecot) BrokenCheck() (target.Command, error) {
+	broken, err := brokenCopy(d.Conf, "\nthis_is_not_a_setting = yes\n")
+	if err != nil {
+		return nil, err
+	}
+	return target.Command{d.doveconf, "-c", broken, "-n"}, nil
+}
+
+// ReloadScript reloads this dovecot.
+func (d *Dovecot) ReloadScript() string { return d.ReloadCommand().String() }

@@ -1,0 +1,115 @@
+package testsuite
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/certctl/certctl/target"
+)
+
+// HAProxy is a real master-worker haproxy terminating TLS on loopback from a
+// private config: one PEM holding leaf, chain and key.
+type HAProxy struct {
+	server
+	Conf    string
+	CertDir string
+	PEMPath string
+	PIDFile string
+	bin     string
+}
+
+// HAProxyBinary finds haproxy or says how to get it.
+func HAProxyBinary() (string, error) { return findBinary("haproxy", "haproxy") }
+
+// StartHAProxy writes a private config under dir, installs initial as the
+// served PEM, starts `haproxy -W -f CONF -p PIDFILE` in the foreground and
+// waits until it serves.
+func StartHAProxy(dir string, initial Set) (*HAProxy, error) {
+	bin, err := HAProxyBinary()
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	h := &HAProxy{server: server{kind: "haproxy", dir: dir, protocol: ProtoTLS,
+		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
+		Conf: filepath.Join(dir, "haproxy.cfg"), CertDir: filepath.Join(dir, "certs"),
+		PIDFile: filepath.Join(dir, "haproxy.pid"), bin: bin}
+	if err := os.MkdirAll(h.CertDir, 0o755); err != nil {
+		return nil, err
+	}
+	h.PEMPath = filepath.Join(h.CertDir, "site.pem")
+	if err := writeFiles(h.Layout(initial), h.PEMPath); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`# written by certctl's testsuite: a private haproxy on loopback
+global
+    log stderr format raw local0 notice
+    maxconn 64
+defaults
+    mode http
+    log global
+    timeout connect 2s
+    timeout client 5s
+    timeout server 5s
+frontend fe
+    bind 127.0.0.1:%d ssl crt %s
+    http-request return status 200 content-type text/plain string "certctl test haproxy"
+`, port, h.PEMPath)
+	if err := os.WriteFile(h.Conf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command(bin, "-c", "-f", h.Conf).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("haproxy -c on the test config: %v: %s", err, out)
+	}
+	if err := h.start(nil, bin, "-W", "-f", h.Conf, "-p", h.PIDFile); err != nil {
+		return nil, err
+	}
+	return h, h.waitFirst(initial.LeafSHA256)
+}
+
+// ValidateCommand is `haproxy -c -f CONF`.
+func (h *HAProxy) ValidateCommand() target.Command {
+	return target.Command{h.bin, "-c", "-f", h.Conf}
+}
+
+// Target returns a haproxy target for this server's PEM, reloaded by USR2 to
+// the master's pid.
+func (h *HAProxy) Target(id, host string) target.Target {
+	return target.Target{
+		TargetID: id, TargetType: "haproxy", Host: host,
+		Config: target.Config{
+			PEMPath:         h.PEMPath,
+			ValidateCommand: h.ValidateCommand(),
+			ReloadSignal:    "USR2", PIDFile: h.PIDFile,
+			PostDeployVerify: target.Verify{Endpoint: h.endpoint, Timeout: target.Duration(5 * time.Second)},
+		},
+	}
+}
+
+// LiveFiles is the one PEM.
+func (h *HAProxy) LiveFiles() []string { return []string{h.PEMPath} }
+
+// Layout: leaf, chain, key in one file.
+func (h *HAProxy) Layout(s Set) map[string]string {
+	return map[string]string{h.PEMPath: s.CertPEM + s.ChainPEM + s.KeyPEM}
+}
+
+// BrokenCheck runs haproxy -c on a copy of the config with an unknown keyword.
+func (h *HAProxy) BrokenCheck() (target.Command, error) {
+	broken, err := brokenCopy(h.Conf, "    this-is-not-a-keyword on\n")
+	if err != nil {
+		return nil, err
+	}
+	return target.Command{h.bin, "-c", "-f", broken}, nil
+}
+
+// ReloadScript signals the master as the connector does.
+func (h *HAProxy) ReloadScript() string { return "kill -USR2 $(cat " + h.PIDFile + ")" }

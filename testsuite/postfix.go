@@ -1,0 +1,203 @@
+package testsuite
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/certctl/certctl/target"
+)
+
+// Postfix is a real postfix (`postfix -c DIR start-fg`) offering STARTTLS on a
+// loopback port from a private config directory: the chain follows the leaf
+// in the cert file (no chain_path), the key in its own file.
+//
+// Its daemons run as the postfix user: dir and its parents must let others
+// traverse them (o+x). Without a tty its errors go only to the maillog,
+// which Logs shows.
+type Postfix struct {
+	server
+	ConfDir           string
+	CertDir           string
+	CertPath, KeyPath string
+	bin               string
+}
+
+// PostfixBinary finds postfix or says how to get it.
+func PostfixBinary() (string, error) {
+	p, err := findBinary("postfix", "postfix")
+	if err != nil {
+		return "", fmt.Errorf("%v (preseed it first: echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections)", err)
+	}
+	return p, nil
+}
+
+// StartPostfix writes main.cf and master.cf under dir, installs initial,
+// starts postfix in the foreground and waits until STARTTLS serves it.
+func StartPostfix(dir string, initial Set) (*Postfix, error) {
+	bin, err := PostfixBinary()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := user.Lookup("postfix"); err != nil {
+		return nil, fmt.Errorf("no postfix user: reinstall postfix (apt-get install --reinstall postfix)")
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	p := &Postfix{server: server{kind: "postfix", dir: dir, protocol: ProtoSMTP,
+		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
+		ConfDir: dir, CertDir: filepath.Join(dir, "certs"), bin: bin}
+	p.CertPath, p.KeyPath = filepath.Join(p.CertDir, "cert.pem"), filepath.Join(p.CertDir, "key.pem")
+	for _, d := range []string{p.CertDir, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := exec.Command("chown", "postfix:", filepath.Join(dir, "data")).Run(); err != nil {
+		return nil, fmt.Errorf("chown postfix %s: %v", filepath.Join(dir, "data"), err)
+	}
+	if err := writeFiles(p.Layout(initial), p.KeyPath); err != nil {
+		return nil, err
+	}
+	main := fmt.Sprintf(`# written by certctl's testsuite: a private postfix on loopback
+compatibility_level = 3.6
+queue_directory = %[1]s/queue
+data_directory = %[1]s/data
+maillog_file = %[1]s/maillog
+maillog_file_prefixes = %[1]s
+myhostname = localhost
+mydestination =
+alias_maps =
+alias_database =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = %[2]s
+smtpd_tls_key_file = %[3]s
+`, dir, p.CertPath, p.KeyPath)
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(main), 0o644); err != nil {
+		return nil, err
+	}
+	master, err := privateMasterCf(port)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "master.cf"), []byte(master), 0o644); err != nil {
+		return nil, err
+	}
+	p.logs = append(p.logs, filepath.Join(dir, "maillog"))
+	if out, err := exec.Command(bin, "-c", dir, "check").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("postfix check on the test config: %v: %s\n%s", err, out, p.Logs())
+	}
+	p.beforeEnd = func() { _ = exec.Command(bin, "-c", dir, "stop").Run() }
+	p.afterEnd = p.killMaster
+	if err := p.start(nil, bin, "-c", dir, "start-fg"); err != nil {
+		return nil, err
+	}
+	return p, p.waitFirst(initial.LeafSHA256)
+}
+
+// privateMasterCf is Debian's master.cf with every service out of chroot and
+// smtpd listening on 127.0.0.1:port instead of port 25.
+func privateMasterCf(port int) (string, error) {
+	b, err := os.ReadFile("/etc/postfix/master.cf")
+	if err != nil {
+		return "", fmt.Errorf("read Debian's master.cf: %v (reinstall postfix)", err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 8 || strings.HasPrefix(l, "#") || l[0] == ' ' || l[0] == '\t' {
+			out = append(out, l)
+			continue
+		}
+		if f[0] == "smtp" && f[1] == "inet" {
+			out = append(out, fmt.Sprintf("127.0.0.1:%d inet n - n - - smtpd", port))
+			continue
+		}
+		f[4] = "n" // chroot
+		out = append(out, strings.Join(f, " "))
+	}
+	return strings.Join(out, "\n"), nil
+}
+
+// killMaster kills what `postfix stop` left: the master runs in its own
+// session, so stopping the start-fg process group does not reach it.
+func (p *Postfix) killMaster() {
+	b, err := os.ReadFile(filepath.Join(p.dir, "queue", "pid", "master.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "master" {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
+
+// ValidateCommand is `postfix -c DIR check`.
+func (p *Postfix) ValidateCommand() target.Command {
+	return target.Command{p.bin, "-c", p.ConfDir, "check"}
+}
+
+// ReloadCommand is `postfix -c DIR reload`.
+func (p *Postfix) ReloadCommand() target.Command {
+	return target.Command{p.bin, "-c", p.ConfDir, "reload"}
+}
+
+// Target returns a postfix target for this server's files, verified over
+// SMTP STARTTLS.
+func (p *Postfix) Target(id, host string) target.Target {
+	return target.Target{
+		TargetID: id, TargetType: "postfix", Host: host,
+		Config: target.Config{
+			CertPath: p.CertPath, KeyPath: p.KeyPath,
+			ValidateCommand: p.ValidateCommand(), ReloadCommand: p.ReloadCommand(),
+			PostDeployVerify: target.Verify{Endpoint: p.endpoint, Protocol: ProtoSMTP, Timeout: target.Duration(5 * time.Second)},
+		},
+	}
+}
+
+// LiveFiles are cert (with chain) and key.
+func (p *Postfix) LiveFiles() []string { return []string{p.CertPath, p.KeyPath} }
+
+// Layout: the chain after the leaf in the cert file.
+func (p *Postfix) Layout(s Set) map[string]string {
+	return map[string]string{p.CertPath: s.CertPEM + s.ChainPEM, p.KeyPath: s.KeyPEM}
+}
+
+// BrokenCheck runs postfix check on a copy of the config directory whose
+// main.cf holds a line that is not a parameter.
+func (p *Postfix) BrokenCheck() (target.Command, error) {
+	broken := filepath.Join(p.dir, "broken")
+	if err := os.MkdirAll(broken, 0o755); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"main.cf", "master.cf"} {
+		b, err := os.ReadFile(filepath.Join(p.ConfDir, f))
+		if err != nil {
+			return nil, err
+		}
+		if f == "main.cf" {
+			b = append(b, "\nthis line is not a parameter\n"...)
+		}
+		if err := os.WriteFile(filepath.Join(broken, f), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return target.Command{p.bin, "-c", broken, "check"}, nil
+}
+
+// ReloadScript reloads this postfix.
+func (p *Postfix) ReloadScript() string { return p.ReloadCommand().String() }

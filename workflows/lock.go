@@ -1,0 +1,171 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/target"
+)
+
+// One deploy per target at a time (DESIGN promise 6). Each target has a lock
+// workflow, "lock/<target_id>", that grants the target to one deploy at a
+// time in the order the requests reached it. A deploy asks with
+// SignalWithStart (a local activity, so the lock starts on first use), waits
+// for the grant signal, and releases when it ends. Because the lock lives in
+// DeployWorkflow itself, a deploy started from the temporal CLI waits its
+// turn as well as one started by certctl.
+
+// Lock signal names.
+const (
+	LockAcquireSignal = activities.LockAcquireSignal
+	LockReleaseSignal = "release"
+	LockGrantedSignal = "certctl-lock-granted"
+)
+
+// DefaultLockLease frees a target whose holder vanished without releasing
+// (a terminated workflow runs no cleanup).
+const DefaultLockLease = time.Hour
+
+// LockWorkflowID names the lock of a target.
+func LockWorkflowID(targetID string) string { return "lock/" + targetID }
+
+// LockRequest identifies the deploy that asks or releases.
+type LockRequest = activities.LockRequest
+
+// LockState is TargetLockWorkflow's input and what it carries across
+// continue-as-new.
+type LockState struct {
+	TargetID string          `json:"target_id"`
+	Holder   *LockRequest    `json:"holder,omitempty"`
+	Queue    []LockRequest   `json:"queue,omitempty"`
+	Lease    target.Duration `json:"lease,omitempty"`
+}
+
+// lockIdle is how long an unused lock waits for a new request before it ends.
+const lockIdle = 5 * time.Minute
+
+// lockGrantsPerRun bounds a lock's history before it continues as new.
+const lockGrantsPerRun = 200
+
+// TargetLockWorkflow grants one target to one deploy at a time, first come
+// first served. Query "state" shows the holder and the queue.
+func TargetLockWorkflow(ctx workflow.Context, st LockState) error {
+	lease := st.Lease.D()
+	if lease <= 0 {
+		lease = DefaultLockLease
+	}
+	if err := workflow.SetQueryHandler(ctx, "state", func() (LockState, error) { return st, nil }); err != nil {
+		return err
+	}
+	acquire := workflow.GetSignalChannel(ctx, LockAcquireSignal)
+	release := workflow.GetSignalChannel(ctx, LockReleaseSignal)
+	grants := 0
+	for {
+		// Grant while the target is free and someone waits.
+		for st.Holder == nil && len(st.Queue) > 0 {
+			next := st.Queue[0]
+			st.Queue = st.Queue[1:]
+			err := workflow.SignalExternalWorkflow(ctx, next.WorkflowID, next.RunID, LockGrantedSignal, nil).Get(ctx, nil)
+			if err != nil {
+				// The requester is gone; the next one gets it.
+				workflow.GetLogger(ctx).Warn("lock: requester gone", "workflow_id", next.WorkflowID, "error", err)
+				continue
+			}
+			st.Holder = &next
+			grants++
+		}
+		if st.Holder == nil && grants >= lockGrantsPerRun && !pending(acquire, release) {
+			return workflow.NewContinueAsNewError(ctx, TargetLockWorkflow, st)
+		}
+		s := workflow.NewSelector(ctx)
+		s.AddReceive(acquire, func(c workflow.ReceiveChannel, _ bool) {
+			var r LockRequest
+			c.Receive(ctx, &r)
+			if !st.holds(r) && !st.queued(r) {
+				st.Queue = append(st.Queue, r)
+			}
+		})
+		s.AddReceive(release, func(c workflow.ReceiveChannel, _ bool) {
+			var r LockRequest
+			c.Receive(ctx, &r)
+			if st.holds(r) {
+				st.Holder = nil
+				return
+			}
+			st.dequeue(r) // released before it was granted: it gave up
+		})
+		timerCtx, cancelTimer := workflow.WithCancel(ctx)
+		wait := lockIdle
+		if st.Holder != nil {
+			wait = lease
+		}
+		expired := false
+		s.AddFuture(workflow.NewTimer(timerCtx, wait), func(workflow.Future) { expired = true })
+		s.Select(ctx)
+		cancelTimer()
+		if !expired {
+			continue
+		}
+		if st.Holder != nil {
+			workflow.GetLogger(ctx).Warn("lock: lease expired; granting the next deploy", "holder", st.Holder.WorkflowID)
+			st.Holder = nil
+			continue
+		}
+		if len(st.Queue) == 0 && !pending(acquire, release) {
+			return nil // idle: the next request starts a fresh lock
+		}
+	}
+}
+
+func pending(chs ...workflow.ReceiveChannel) bool {
+	for _, c := range chs {
+		if c.Len() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (st *LockState) holds(r LockRequest) bool {
+	return st.Holder != nil && st.Holder.WorkflowID == r.WorkflowID && st.Holder.RunID == r.RunID
+}
+
+func (st *LockState) queued(r LockRequest) bool {
+	for _, q := range st.Queue {
+		if q.WorkflowID == r.WorkflowID && q.RunID == r.RunID {
+			return true
+		}
+	}
+	return false
+}
+
+func (st *LockState) dequeue(r LockRequest) {
+	for i, q := range st.Queue {
+		if q.WorkflowID == r.WorkflowID && q.RunID == r.RunID {
+			st.Queue = append(st.Queue[:i], st.Queue[i+1:]...)
+			return
+		}
+	}
+}
+
+// acquireTarget asks for the target's lock and waits for the grant; the
+// returned func releases it (also when ctx is canceled).
+func acquireTarget(ctx workflow.Context, targetID string) (release func(), err error) {
+	info := workflow.GetInfo(ctx)
+	req := LockRequest{TargetID: targetID, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, a.RequestTargetLock, req).Get(ctx, nil); err != nil {
+		return func() {}, err
+	}
+	workflow.GetSignalChannel(ctx, LockGrantedSignal).Receive(ctx, nil)
+	return func() {
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		_ = workflow.SignalExternalWorkflow(dctx, LockWorkflowID(targetID), "", LockReleaseSignal, req).Get(dctx, nil)
+	}, nil
+}

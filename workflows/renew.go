@@ -1,0 +1,288 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/profile"
+	"github.com/certctl/certctl/renewal"
+	"github.com/certctl/certctl/target"
+)
+
+// RenewWorkflowName is the renewal workflow's contract name.
+const RenewWorkflowName = "RenewWorkflow"
+
+// RenewID is the workflow ID `certctl renew` gives a renewal.
+func RenewID(requestID string) string { return "renew/" + requestID }
+
+// RenewRequest is RenewWorkflow's input. The starter (`certctl renew`, or a
+// schedule it created) reads the profile file and the environment; the
+// workflow reads neither.
+type RenewRequest struct {
+	// RequestID names the approval (approval/<request-id>). Empty (a
+	// scheduled run): derived from the cert id, the run's start time and run
+	// id, so every run asks anew.
+	RequestID   string          `json:"request_id,omitempty"`
+	CertID      string          `json:"cert_id"`
+	RequestedBy string          `json:"requested_by"`
+	Profile     profile.Profile `json:"profile"`
+	// ApprovalTimeout is CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT as the
+	// starter read it; 0 means 168h.
+	ApprovalTimeout target.Duration `json:"approval_timeout,omitempty"`
+	// ApprovalBypass is CERTCTL_APPROVAL_BYPASS=true in the starter's
+	// environment (dev and CI only).
+	ApprovalBypass bool `json:"approval_bypass,omitempty"`
+	// OnlyIfDue (the scheduled path) first reads each target's deployed
+	// certificate and renews only when one is inside the renewal window
+	// (profile renew_before), missing or unreadable. A due renewal asks
+	// approval like any other.
+	OnlyIfDue bool            `json:"only_if_due,omitempty"`
+	HostWait  target.Duration `json:"host_wait,omitempty"`
+}
+
+// RenewDeploy is one target's deploy.
+type RenewDeploy struct {
+	WorkflowID string `json:"workflow_id"`
+	DeployResult
+}
+
+// RenewResult is RenewWorkflow's result, and the details of its failure.
+type RenewResult struct {
+	Outcome   string             `json:"outcome"`
+	RequestID string             `json:"request_id"`
+	CertID    string             `json:"cert_id"`
+	ProfileID string             `json:"profile_id"`
+	Checked   []renewal.Deployed `json:"checked,omitempty"`
+	Approval  *ApprovalStatus    `json:"approval,omitempty"`
+	// The issued leaf.
+	LeafSHA256 string        `json:"leaf_sha256,omitempty"`
+	Serial     string        `json:"serial,omitempty"`
+	NotAfter   *time.Time    `json:"not_after,omitempty"`
+	Deploys    []RenewDeploy `json:"deploys,omitempty"`
+	Error      string        `json:"error,omitempty"`
+}
+
+// RenewWorkflow renews one certificate of a profile: (scheduled runs) check
+// the renewal window, ask approval as a child ApprovalWorkflow where the
+// profile requires it, issue, and deploy to every target as child
+// DeployWorkflows. A rejected or expired approval ends the renewal with
+// ApprovalRejected or ApprovalExpired and nothing downstream runs. Any
+// outcome but Deployed, SkippedIdempotent and RenewalNotDue fails the
+// workflow with an application error of that type, whose details are the
+// RenewResult.
+func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) {
+	info := workflow.GetInfo(ctx)
+	p := req.Profile
+	p.ApplyDefaults()
+	res := RenewResult{RequestID: req.RequestID, CertID: req.CertID, ProfileID: p.ProfileID}
+	fail := func(o, msg string) (RenewResult, error) {
+		res.Outcome, res.Error = o, msg
+		workflow.GetLogger(ctx).Info("renewal ended", "request_id", res.RequestID, "outcome", o)
+		return res, temporal.NewNonRetryableApplicationError(msg, o, nil, res)
+	}
+	if err := p.Validate(); err != nil {
+		return fail(outcome.InvalidInput, "profile: "+err.Error())
+	}
+	if err := profile.CheckID("cert_id", req.CertID); err != nil {
+		return fail(outcome.InvalidInput, err.Error())
+	}
+	if strings.TrimSpace(req.RequestedBy) == "" {
+		return fail(outcome.InvalidInput, "requested_by: is required: two-person integrity needs to know who asked")
+	}
+	if res.RequestID == "" {
+		run := info.WorkflowExecution.RunID
+		if len(run) > 8 {
+			run = run[:8]
+		}
+		res.RequestID = fmt.Sprintf("%s-%s-%s", req.CertID, info.WorkflowStartTime.UTC().Format("20060102T150405Z"), run)
+	}
+	if err := profile.CheckID("request_id", res.RequestID); err != nil {
+		return fail(outcome.InvalidInput, err.Error())
+	}
+	hostWait := req.HostWait.D()
+	if hostWait <= 0 {
+		hostWait = DefaultHostWait
+	}
+
+	if req.OnlyIfDue {
+		due, o, msg := checkDue(ctx, p, hostWait, &res)
+		if o != "" {
+			return fail(o, msg)
+		}
+		if !due {
+			res.Outcome = outcome.RenewalNotDue
+			return res, nil
+		}
+	}
+
+	if p.RequiresApproval {
+		st, err := askApproval(ctx, req, p, res.RequestID)
+		if err != nil {
+			if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+				return fail(outcome.InvalidInput, fmt.Sprintf("request_id: %s was already used (%s exists): a closed request is never reopened; start a new renewal",
+					res.RequestID, ApprovalID(res.RequestID)))
+			}
+			if outcome.Of(err) == outcome.InvalidInput {
+				return fail(outcome.InvalidInput, errMessage(err))
+			}
+			return res, fmt.Errorf("approval %s did not complete: %w", ApprovalID(res.RequestID), err)
+		}
+		res.Approval = &st
+		switch st.State {
+		case StateApproved, StateBypassed:
+		case StateRejected:
+			last := st.Decisions[len(st.Decisions)-1]
+			why := ""
+			if last.Note != "" {
+				why = fmt.Sprintf(" (%q)", last.Note)
+			}
+			return fail(outcome.ApprovalRejected, fmt.Sprintf("%s rejected %s%s: nothing issued or deployed", last.Actor, ApprovalID(st.RequestID), why))
+		case StateExpired:
+			return fail(outcome.ApprovalExpired, fmt.Sprintf("%s expired at %s with %d of %d approvals: nothing issued or deployed; start a new renewal to ask again",
+				ApprovalID(st.RequestID), st.Deadline.UTC().Format(time.RFC3339), st.Approvals(), st.RequiredApprovals))
+		default:
+			return fail(outcome.InvalidInput, fmt.Sprintf("%s ended in state %q", ApprovalID(st.RequestID), st.State))
+		}
+	}
+
+	is, err := issue(ctx, p, req.CertID, res.RequestID)
+	if err != nil {
+		return fail(outcome.IssueFailed, "issue: "+errMessage(err))
+	}
+	notAfter := is.NotAfter
+	res.LeafSHA256, res.Serial, res.NotAfter = is.LeafSHA256, is.Serial, &notAfter
+
+	deployAll(ctx, p.Targets, DeployRequest{Material: is.Material, HostWait: req.HostWait}, res.RequestID, &res)
+	failed, all := "", []string{}
+	skipped := true
+	for _, d := range res.Deploys {
+		all = append(all, d.TargetID+" "+d.Outcome)
+		if !outcome.Succeeded(d.Outcome) && failed == "" {
+			failed = d.Outcome
+		}
+		if d.Outcome != outcome.SkippedIdempotent {
+			skipped = false
+		}
+	}
+	if failed != "" {
+		var why []string
+		for _, d := range res.Deploys {
+			if d.Error != "" {
+				why = append(why, d.TargetID+": "+d.Error)
+			}
+		}
+		return fail(failed, "deploy: "+strings.Join(all, ", ")+"; "+strings.Join(why, "; "))
+	}
+	res.Outcome = outcome.Deployed
+	if skipped {
+		res.Outcome = outcome.SkippedIdempotent
+	}
+	workflow.GetLogger(ctx).Info("renewal ended", "request_id", res.RequestID, "outcome", res.Outcome)
+	return res, nil
+}
+
+// checkDue reads every target's deployed leaf and reports whether one is due.
+// A non-empty outcome means the check could not run.
+func checkDue(ctx workflow.Context, p profile.Profile, hostWait time.Duration, res *RenewResult) (bool, string, string) {
+	now := workflow.Now(ctx)
+	futures := make([]workflow.Future, len(p.Targets))
+	for i, t := range p.Targets {
+		opts := workflow.ActivityOptions{
+			ActivityID:             "inspect-" + t.TargetID,
+			TaskQueue:              queueFor(t),
+			ScheduleToStartTimeout: hostWait,
+			StartToCloseTimeout:    30 * time.Second,
+			RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumAttempts: 3},
+		}
+		futures[i] = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ra.InspectDeployed, t)
+	}
+	due := false
+	for i, f := range futures {
+		var d renewal.Deployed
+		if err := f.Get(ctx, &d); err != nil {
+			if isHostTimeout(err) {
+				return false, outcome.HostUnavailable, fmt.Sprintf("no worker polled %s to read %s's certificate", queueFor(p.Targets[i]), p.Targets[i].TargetID)
+			}
+			// When unsure, renew: the approval still gates it, and the
+			// deploy says what is wrong with the target.
+			d = renewal.Deployed{TargetID: p.Targets[i].TargetID, Path: p.Targets[i].Config.CertPath, Problem: "could not inspect: " + errMessage(err)}
+		}
+		res.Checked = append(res.Checked, d)
+		if !d.Exists || d.Problem != "" || d.NotAfter.Sub(now) <= p.RenewBefore.D() {
+			due = true
+		}
+	}
+	return due, "", ""
+}
+
+// askApproval runs ApprovalWorkflow as a child with ID approval/<request-id>.
+// A closed request's ID is never reused: a renewal that expired cannot be
+// retried into running.
+func askApproval(ctx workflow.Context, req RenewRequest, p profile.Profile, requestID string) (ApprovalStatus, error) {
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            ApprovalID(requestID),
+		TaskQueue:             TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	})
+	in := ApprovalRequest{
+		RequestID: requestID, RequestedBy: strings.TrimSpace(req.RequestedBy), ProfileID: p.ProfileID,
+		Subject: p.Subject.String(), SANs: p.SANs, CertID: req.CertID,
+		Approvers: p.Approvers, RequiredApprovals: p.RequiredApprovals,
+		Timeout: req.ApprovalTimeout, Bypass: req.ApprovalBypass,
+	}
+	var st ApprovalStatus
+	err := workflow.ExecuteChildWorkflow(cctx, ApprovalWorkflowName, in).Get(ctx, &st)
+	return st, err
+}
+
+func issue(ctx workflow.Context, p profile.Profile, certID, requestID string) (renewal.IssueResult, error) {
+	opts := workflow.ActivityOptions{
+		ActivityID:          "issue",
+		TaskQueue:           TaskQueue,
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			MaximumAttempts: 5, NonRetryableErrorTypes: []string{outcome.InvalidInput}},
+	}
+	var is renewal.IssueResult
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ra.Issue, renewal.IssueInput{
+		RequestID: requestID, CertID: certID, ProfileID: p.ProfileID, Issuer: p.Issuer,
+		Subject: p.Subject, SANs: p.SANs, KeyType: p.KeyType, Validity: p.Validity,
+	}).Get(ctx, &is)
+	return is, err
+}
+
+// deployAll starts one DeployWorkflow per target, all at once, and waits
+// for each. A deploy outlives a renewal that is terminated mid-way: it
+// finishes or rolls back on its own.
+func deployAll(ctx workflow.Context, targets []target.Target, base DeployRequest, requestID string, res *RenewResult) {
+	ids := make([]string, len(targets))
+	futures := make([]workflow.ChildWorkflowFuture, len(targets))
+	for i, t := range targets {
+		ids[i] = fmt.Sprintf("deploy/%s/renew-%s", t.TargetID, requestID)
+		dctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:        ids[i],
+			TaskQueue:         TaskQueue,
+			ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		})
+		in := base
+		in.Target = t
+		futures[i] = workflow.ExecuteChildWorkflow(dctx, "DeployWorkflow", in)
+	}
+	for i, f := range futures {
+		var dr DeployResult
+		if err := f.Get(ctx, &dr); err != nil {
+			var ae *temporal.ApplicationError
+			if !errors.As(err, &ae) || ae.Details(&dr) != nil || dr.Outcome == "" {
+				dr = DeployResult{TargetID: targets[i].TargetID, Outcome: outcome.DeployFailed, Error: errMessage(err)}
+			}
+		}
+		res.Deploys = append(res.Deploys, RenewDeploy{WorkflowID: ids[i], DeployResult: dr})
+	}
+}

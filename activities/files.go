@@ -285,6 +285,16 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 		}
 		out.PrivateDir = dir
 	}
+	if !in.DryRun {
+		// A worker starting after a crash sweeps leftovers from these.
+		var dirs []string
+		for _, f := range files {
+			dirs = append(dirs, filepath.Dir(f.Path))
+		}
+		if err := recordStagedDirs(a.stateDir(), dirs); err != nil {
+			return out, fmt.Errorf("record staged directories: %w", err)
+		}
+	}
 	byPath := map[string]PlannedFile{}
 	for _, pf := range in.Plan.Files {
 		byPath[pf.Path] = pf

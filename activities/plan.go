@@ -26,6 +26,16 @@ type Activities struct {
 	Now func() time.Time
 	// Client is the workflow worker's own client, for RequestTargetLock.
 	Client client.Client
+	// StateDir lists where this host staged files (see SweepTemps); empty
+	// means StateDir() from the environment.
+	StateDir string
+}
+
+func (a *Activities) stateDir() string {
+	if a != nil && a.StateDir != "" {
+		return a.StateDir
+	}
+	return StateDir()
 }
 
 func (a *Activities) now() time.Time {

@@ -150,7 +150,8 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	}
 	defer func() { _ = srv.Stop() }()
 
-	env := []string{"TEMPORAL_ADDRESS=" + address, "TEMPORAL_NAMESPACE=" + cfg.Namespace, codec.EnvKeyFile + "=" + keyFile, codec.EnvKeys + "="}
+	env := []string{"TEMPORAL_ADDRESS=" + address, "TEMPORAL_NAMESPACE=" + cfg.Namespace, codec.EnvKeyFile + "=" + keyFile, codec.EnvKeys + "=",
+		"CERTCTL_STATE_DIR=" + filepath.Join(f.stateDir, "worker-state")}
 	const host = "localhost"
 	for _, args := range [][]string{nil, {"--host", host}} {
 		name := "certctl-worker"

@@ -193,3 +193,43 @@ func TestIntegrationWorkflowWorkerCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A host worker starting after a crash removes the temp files a dead worker
+// left, and only those older than any running deploy.
+func TestIntegrationWorkerSweepsLeftovers(t *testing.T) {
+	n, _ := startNginx(t)
+	state := t.TempDir()
+	w := hostWorker(t, "sweep", "CERTCTL_STATE_DIR="+state)
+	run := crashDeploy(t, n.Target("sweep", "sweep"), issue(t), 30*time.Second)
+	if res := resultOf(t, run); res.Outcome != "Deployed" {
+		t.Fatalf("outcome %s", res.Outcome)
+	}
+	w.Stop()
+	stale := n.CertPath + ".certctl-tmp." + fmt.Sprint(time.Now().Add(-time.Hour).UnixNano())
+	future := n.KeyPath + ".certctl-tmp." + fmt.Sprint(time.Now().Add(time.Hour).UnixNano())
+	for _, p := range []string{stale, future} {
+		if err := os.WriteFile(p, []byte("leftover"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w2 := hostWorker(t, "sweep", "CERTCTL_STATE_DIR="+state)
+	deadline := time.Now().Add(20 * time.Second)
+	var log []byte
+	for time.Now().Before(deadline) {
+		log, _ = os.ReadFile(w2.Log)
+		if strings.Contains(string(log), "leftover sweep done") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(string(log), "removed a leftover temp file") || !strings.Contains(string(log), stale) {
+		t.Fatalf("the worker did not report removing %s:\n%s", stale, log)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Fatal("the stale temp file is still there")
+	}
+	if _, err := os.Stat(future); err != nil {
+		t.Fatal("a temp file newer than every running deploy was removed")
+	}
+	_ = os.Remove(future)
+}

@@ -65,6 +65,8 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	_ = os.Chmod(dir, 0o711)
 	env.workDir = dir
+	// Host workers record where they staged; keep that out of /var/lib.
+	os.Setenv("CERTCTL_STATE_DIR", filepath.Join(dir, "state"))
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "integration setup:", err)
 		return 1

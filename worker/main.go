@@ -89,6 +89,9 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 			"value", os.Getenv(renewal.EnvBypass))
 	}
 	logger.Info("certctl-worker polling", "task_queue", queue)
+	if host != "" {
+		sweepLeftovers(ctx, c, logger)
+	}
 	if err := w.Start(); err != nil {
 		return err
 	}

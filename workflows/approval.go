@@ -191,7 +191,7 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 					// Not in history, so not in state or the audit log: the
 					// worker's log is where attempts are seen.
 					workflow.GetLogger(ctx).Warn("approval decision refused", "request_id", req.RequestID,
-						"actor", in.Actor, "decision", in.Decision, "reason", err.Error())
+						"actor", in.Actor, "decision", in.Decision, "reason", refusalMessage(err))
 				}
 				return err
 			},

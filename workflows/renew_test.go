@@ -1,0 +1,298 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/profile"
+	"github.com/certctl/certctl/renewal"
+	"github.com/certctl/certctl/target"
+)
+
+func renewProfile() profile.Profile {
+	p := profile.Profile{
+		ProfileID: "p-prod", RequiresApproval: true, Approvers: []string{"bob", "carol"},
+		Subject: profile.Subject{CommonName: "shop.example.com"}, SANs: []string{"shop.example.com"},
+		Issuer: profile.Issuer{Type: profile.IssuerLocalCA, CACert: "/etc/certctl/ca.pem", CAKey: "/etc/certctl/ca.key"},
+		Targets: []target.Target{
+			testRequest().Target,
+			{TargetID: "web-2", TargetType: "nginx", Config: target.Config{CertPath: "/srv/web-2/cert.pem", KeyPath: "/srv/web-2/key.pem",
+				PostDeployVerify: target.Verify{Endpoint: "web-2:443"}}},
+		},
+	}
+	p.ApplyDefaults()
+	return p
+}
+
+func renewRequest() RenewRequest {
+	return RenewRequest{RequestID: "r-1", CertID: "shop", RequestedBy: "alice", Profile: renewProfile()}
+}
+
+// renewHarness runs RenewWorkflow with the real ApprovalWorkflow as its
+// child (and the real Audit activity), and mocks of Issue, InspectDeployed
+// and the child DeployWorkflow that count their calls.
+type renewHarness struct {
+	t         *testing.T
+	env       *testsuite.TestWorkflowEnvironment
+	auditPath string
+	issued    int
+	deployed  []DeployRequest
+	deployIDs []string
+	deployErr map[string]string // target id → failing outcome
+	served    map[string]time.Time
+}
+
+func newRenewHarness(t *testing.T) *renewHarness {
+	s := &testsuite.WorkflowTestSuite{}
+	h := &renewHarness{t: t, env: s.NewTestWorkflowEnvironment(), auditPath: filepath.Join(t.TempDir(), "audit.jsonl"),
+		deployErr: map[string]string{}, served: map[string]time.Time{}}
+	Register(h.env)
+	h.env.RegisterActivity(renewal.New(h.auditPath))
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: RenewID("r-1")})
+	h.env.OnActivity(ra.Issue, mock.Anything, mock.Anything).Return(func(_ context.Context, in renewal.IssueInput) (renewal.IssueResult, error) {
+		h.issued++
+		if in.ProfileID != "p-prod" || in.SANs[0] != "shop.example.com" || in.KeyType != profile.KeyECDSAP256 {
+			t.Errorf("issue input %+v", in)
+		}
+		return renewal.IssueResult{Material: material.Material{CertPEM: "new cert", KeyPEM: "new key"}, LeafSHA256: newLeaf,
+			Serial: "01", NotAfter: time.Now().Add(90 * 24 * time.Hour)}, nil
+	}).Maybe()
+	h.env.OnActivity(ra.InspectDeployed, mock.Anything, mock.Anything).Return(func(_ context.Context, tg target.Target) (renewal.Deployed, error) {
+		na, ok := h.served[tg.TargetID]
+		return renewal.Deployed{TargetID: tg.TargetID, Path: tg.Config.CertPath, Exists: ok, NotAfter: na, LeafSHA256: oldLeaf}, nil
+	}).Maybe()
+	h.env.OnWorkflow(DeployWorkflow, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, req DeployRequest) (DeployResult, error) {
+		h.deployed = append(h.deployed, req)
+		h.deployIDs = append(h.deployIDs, workflow.GetInfo(ctx).WorkflowExecution.ID)
+		res := DeployResult{Outcome: outcome.Deployed, TargetID: req.Target.TargetID, LeafSHA256: newLeaf}
+		if o := h.deployErr[req.Target.TargetID]; o != "" {
+			res.Outcome, res.Error = o, "served "+oldLeaf[:12]
+			return res, temporal.NewNonRetryableApplicationError(res.Error, o, nil, res)
+		}
+		return res, nil
+	}).Maybe()
+	return h
+}
+
+func (h *renewHarness) run(req RenewRequest) (RenewResult, error) {
+	h.t.Helper()
+	h.env.ExecuteWorkflow(RenewWorkflow, req)
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("workflow did not complete")
+	}
+	var res RenewResult
+	err := h.env.GetWorkflowError()
+	if err == nil {
+		if gerr := h.env.GetWorkflowResult(&res); gerr != nil {
+			h.t.Fatal(gerr)
+		}
+		return res, nil
+	}
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) {
+		h.t.Fatalf("workflow error is not an application error: %v", err)
+	}
+	if derr := ae.Details(&res); derr != nil {
+		h.t.Fatalf("failure details: %v", derr)
+	}
+	if ae.Type() != res.Outcome {
+		h.t.Fatalf("failure type %q, outcome %q", ae.Type(), res.Outcome)
+	}
+	return res, err
+}
+
+func (h *renewHarness) decide(at time.Duration, requestID, actor, decision string) {
+	h.env.RegisterDelayedCallback(func() {
+		err := h.env.UpdateWorkflowByID(ApprovalID(requestID), UpdateDecide, "", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { h.t.Errorf("%s's %s refused: %v", actor, decision, err) },
+		}, DecideInput{Actor: actor, Decision: decision})
+		if err != nil {
+			h.t.Errorf("update approval/%s: %v", requestID, err)
+		}
+	}, at)
+}
+
+func (h *renewHarness) wantNothingDownstream() {
+	h.t.Helper()
+	if h.issued != 0 || len(h.deployed) != 0 {
+		h.t.Fatalf("issued %d times, deployed %d times: nothing may run after a refused approval", h.issued, len(h.deployed))
+	}
+}
+
+func TestRenewApprovedIssuesAndDeploysEveryTarget(t *testing.T) {
+	h := newRenewHarness(t)
+	h.decide(10*time.Minute, "r-1", "carol", DecisionApprove)
+	res, err := h.run(renewRequest())
+	if err != nil || res.Outcome != outcome.Deployed {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	if h.issued != 1 || len(h.deployed) != 2 {
+		t.Fatalf("issued %d, deployed %d", h.issued, len(h.deployed))
+	}
+	for i, id := range []string{"web-1", "web-2"} {
+		d := h.deployed[i]
+		if d.Target.TargetID != id || d.Material.CertPEM != "new cert" || d.Material.KeyPEM != "new key" {
+			t.Fatalf("deploy %d: target %s material %+v", i, d.Target.TargetID, d.Material)
+		}
+		if h.deployIDs[i] != "deploy/"+id+"/renew-r-1" || res.Deploys[i].WorkflowID != h.deployIDs[i] || res.Deploys[i].Outcome != outcome.Deployed {
+			t.Fatalf("deploy %d: %s %+v", i, h.deployIDs[i], res.Deploys[i])
+		}
+	}
+	if res.Approval == nil || res.Approval.State != StateApproved || res.Approval.Decisions[0].Actor != "carol" ||
+		res.Approval.RequestedBy != "alice" || res.Approval.Subject != "CN=shop.example.com" || res.LeafSHA256 != newLeaf {
+		t.Fatalf("result %+v", res)
+	}
+	wantAudit(t, h.auditPath, "requested:pending:alice", "approved:approved:carol")
+}
+
+func TestRenewRejectedRunsNothingDownstream(t *testing.T) {
+	h := newRenewHarness(t)
+	h.decide(time.Hour, "r-1", "bob", DecisionReject)
+	res, err := h.run(renewRequest())
+	if outcome.Of(err) != outcome.ApprovalRejected || res.Outcome != outcome.ApprovalRejected || !strings.Contains(res.Error, "bob rejected approval/r-1") {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	h.wantNothingDownstream()
+}
+
+func TestRenewExpiredRunsNothingDownstream(t *testing.T) {
+	h := newRenewHarness(t)
+	req := renewRequest()
+	req.ApprovalTimeout = target.Duration(3 * time.Hour)
+	start := h.env.Now()
+	res, err := h.run(req)
+	if outcome.Of(err) != outcome.ApprovalExpired || res.Approval == nil || res.Approval.State != StateExpired {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	if took := h.env.Now().Sub(start); took < 3*time.Hour || took > 4*time.Hour {
+		t.Fatalf("expired after %s", took)
+	}
+	h.wantNothingDownstream()
+	wantAudit(t, h.auditPath, "requested:pending:alice", "expired:expired")
+}
+
+// The same request is never asked twice: approval/<request-id> is not
+// reused once it closed, so an expired request cannot be retried into running.
+func TestRenewRequestIDNeverReused(t *testing.T) {
+	h := newRenewHarness(t)
+	h.env.OnWorkflow(ApprovalWorkflowName, mock.Anything, mock.Anything).Return(ApprovalStatus{},
+		&temporal.ChildWorkflowExecutionAlreadyStartedError{})
+	res, err := h.run(renewRequest())
+	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(res.Error, "already used") {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	h.wantNothingDownstream()
+}
+
+func TestRenewWithoutApprovalDeploysDirectly(t *testing.T) {
+	h := newRenewHarness(t)
+	req := renewRequest()
+	req.Profile.RequiresApproval = false
+	res, err := h.run(req)
+	if err != nil || res.Outcome != outcome.Deployed || res.Approval != nil || h.issued != 1 || len(h.deployed) != 2 {
+		t.Fatalf("outcome %s approval %v issued %d deployed %d: %v", res.Outcome, res.Approval, h.issued, len(h.deployed), err)
+	}
+}
+
+func TestRenewBypassAutoApproves(t *testing.T) {
+	h := newRenewHarness(t)
+	req := renewRequest()
+	req.ApprovalBypass = true
+	res, err := h.run(req)
+	if err != nil || res.Outcome != outcome.Deployed || res.Approval.State != StateBypassed || res.Approval.Decisions[0].Actor != SystemBypass {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	wantAudit(t, h.auditPath, "requested:pending:alice", "bypassed:bypassed:system-bypass")
+}
+
+func TestRenewDeployFailureIsTheOutcome(t *testing.T) {
+	h := newRenewHarness(t)
+	h.deployErr["web-2"] = outcome.VerifyFailed
+	h.decide(time.Minute, "r-1", "bob", DecisionApprove)
+	res, err := h.run(renewRequest())
+	if outcome.Of(err) != outcome.VerifyFailed || len(res.Deploys) != 2 || res.Deploys[0].Outcome != outcome.Deployed ||
+		res.Deploys[1].Outcome != outcome.VerifyFailed || !strings.Contains(res.Error, "web-2 VerifyFailed") {
+		t.Fatalf("outcome %s deploys %+v: %v", res.Outcome, res.Deploys, err)
+	}
+}
+
+func TestRenewInvalidProfileRefused(t *testing.T) {
+	h := newRenewHarness(t)
+	req := renewRequest()
+	req.Profile.Targets = nil
+	res, err := h.run(req)
+	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(res.Error, "targets") {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	h.wantNothingDownstream()
+}
+
+// The scheduled path passes through the same gate: a run whose target is
+// inside the renewal window asks approval (as the schedule's creator, with
+// a fresh request id per run), and a rejection stops it.
+func TestScheduledRenewalAsksApproval(t *testing.T) {
+	h := newRenewHarness(t)
+	h.served["web-1"] = h.env.Now().Add(90 * 24 * time.Hour) // fine
+	h.served["web-2"] = h.env.Now().Add(24 * time.Hour)      // inside renew_before (30 days)
+	var asked []ApprovalRequest
+	var askedID string
+	h.env.OnWorkflow(ApprovalWorkflowName, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in ApprovalRequest) (ApprovalStatus, error) {
+		asked = append(asked, in)
+		askedID = workflow.GetInfo(ctx).WorkflowExecution.ID
+		return ApprovalStatus{RequestID: in.RequestID, State: StateRejected, Decisions: []Decision{{Actor: "bob", Decision: DecisionReject}}}, nil
+	})
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "renew/shop/scheduled-2026-06-07T20:31:30Z"})
+	req := renewRequest()
+	req.RequestID, req.OnlyIfDue = "", true
+	res, err := h.run(req)
+	if len(asked) != 1 {
+		t.Fatalf("the scheduled path asked approval %d times", len(asked))
+	}
+	if asked[0].RequestedBy != "alice" || asked[0].ProfileID != "p-prod" || !strings.HasPrefix(asked[0].RequestID, "shop-") ||
+		askedID != ApprovalID(asked[0].RequestID) || res.RequestID != asked[0].RequestID {
+		t.Fatalf("approval asked as %+v with id %s (result request %s)", asked[0], askedID, res.RequestID)
+	}
+	if outcome.Of(err) != outcome.ApprovalRejected || len(res.Checked) != 2 {
+		t.Fatalf("outcome %s checked %d: %v", res.Outcome, len(res.Checked), err)
+	}
+	h.wantNothingDownstream()
+}
+
+func TestScheduledRenewalNotDueAsksNothing(t *testing.T) {
+	h := newRenewHarness(t)
+	h.served["web-1"] = h.env.Now().Add(60 * 24 * time.Hour)
+	h.served["web-2"] = h.env.Now().Add(80 * 24 * time.Hour)
+	h.env.OnWorkflow(ApprovalWorkflowName, mock.Anything, mock.Anything).Return(ApprovalStatus{}, nil).Never()
+	req := renewRequest()
+	req.OnlyIfDue = true
+	res, err := h.run(req)
+	if err != nil || res.Outcome != outcome.RenewalNotDue || res.Approval != nil || len(res.Checked) != 2 {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	h.wantNothingDownstream()
+}
+
+// A target with nothing deployed yet is due.
+func TestScheduledRenewalMissingCertIsDue(t *testing.T) {
+	h := newRenewHarness(t)
+	h.served["web-1"] = h.env.Now().Add(60 * 24 * time.Hour)
+	h.decide(time.Minute, "r-1", "bob", DecisionApprove)
+	req := renewRequest()
+	req.OnlyIfDue = true
+	res, err := h.run(req)
+	if err != nil || res.Outcome != outcome.Deployed || h.issued != 1 {
+		t.Fatalf("outcome %s issued %d: %v", res.Outcome, h.issued, err)
+	}
+}

@@ -830,8 +830,8 @@ func TestCommitRenamesAll(t *testing.T) {
 	tg := newTarget(dir)
 	pl := prepare(t, tg, s, false)
 	r := mustCommit(t, pl)
-	if r.Renamed != 3 || r.AlreadyDone != 0 {
-		t.Errorf("commit %+v, want 3 renamed", r)
+	if len(r.Committed) != 3 {
+		t.Errorf("commit %+v, want 3 committed", r)
 	}
 	assertFilesHold(t, tg, s)
 	for _, sf := range pl.staged.Files {
@@ -855,13 +855,13 @@ func TestCommitAgainIsAlreadyDone(t *testing.T) {
 	}
 	tg := newTarget(dir)
 	pl := prepare(t, tg, s, false)
-	mustCommit(t, pl)
+	first := mustCommit(t, pl)
 	before := snapshot(t, tg.Config.CertPath, tg.Config.ChainPath, tg.Config.KeyPath)
 	listing := listDir(t, dir)
 	time.Sleep(20 * time.Millisecond)
 	r := mustCommit(t, pl)
-	if r.Renamed != 0 || r.AlreadyDone != 3 {
-		t.Errorf("second commit %+v, want 3 already done", r)
+	if !reflect.DeepEqual(r, first) {
+		t.Errorf("second commit reports %+v, the first %+v: a retry must report the same", r, first)
 	}
 	assertUnchanged(t, before)
 	if got := listDir(t, dir); !reflect.DeepEqual(got, listing) {
@@ -884,8 +884,8 @@ func TestCommitAfterCrashFinishesRenames(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := mustCommit(t, pl)
-	if r.Renamed != 2 || r.AlreadyDone != 1 {
-		t.Errorf("commit after crash %+v, want 2 renamed and 1 already done", r)
+	if len(r.Committed) != 3 {
+		t.Errorf("commit after crash %+v, want all 3 committed", r)
 	}
 	assertFilesHold(t, tg, s)
 	for _, sf := range pl.staged.Files {
@@ -1419,8 +1419,9 @@ func TestCleanupSuccessKeepsNewestBackups(t *testing.T) {
 			t.Errorf("this deploy's backup %s was removed", b.Backup)
 		}
 	}
-	if len(res.Removed) != 3 {
-		t.Errorf("removed %v, want the three oldest cert backups", res.Removed)
+	again, err := (&Activities{}).Cleanup(ctx, pl.cleanupInput(true))
+	if err != nil || !reflect.DeepEqual(again, res) {
+		t.Errorf("a retried Cleanup reports %+v (err %v), the first %+v", again, err, res)
 	}
 	assertFilesHold(t, tg, s)
 }
@@ -1443,8 +1444,8 @@ func TestCleanupFailureRemovesThisDeploysFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Cleanup: %v", err)
 	}
-	if len(res.Removed) != 6 {
-		t.Errorf("removed %v, want 3 temps and 3 backups", res.Removed)
+	if len(res.Backups) != 1 || res.Backups[0] != earlier {
+		t.Errorf("backups left %v, want only %s", res.Backups, earlier)
 	}
 	if got := listDir(t, dir); !reflect.DeepEqual(got, listing) {
 		t.Errorf("after a failed deploy's cleanup the directory is %v, want %v", got, listing)

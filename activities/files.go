@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"unicode"
 
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/connectors"
@@ -367,18 +370,21 @@ func ownPrivateDir(dir string) bool {
 func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, error) {
 	var res CommitResult
 	var paths []string
+	renamed, already := 0, 0
 	for _, s := range in.Staged.Files {
 		paths = append(paths, s.Path)
 		if _, err := os.Lstat(s.Temp); err == nil {
 			if err := os.Rename(s.Temp, s.Path); err != nil {
 				return res, fmt.Errorf("commit %s: %w", s.Path, err)
 			}
-			res.Renamed++
-			failpoint.Hit(fmt.Sprintf("commit:after-rename-%d", res.Renamed+res.AlreadyDone))
+			renamed++
+			res.Committed = append(res.Committed, s.Path)
+			failpoint.Hit(fmt.Sprintf("commit:after-rename-%d", renamed+already))
 			continue
 		}
 		if sameBytes(s.Path, s.SHA256) {
-			res.AlreadyDone++
+			already++
+			res.Committed = append(res.Committed, s.Path)
 			continue
 		}
 		return res, temporal.NewNonRetryableApplicationError(
@@ -386,6 +392,9 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, 
 			"CommitLost", nil)
 	}
 	err := syncDirs(paths)
+	if already > 0 {
+		logFor(ctx).Info("commit: an earlier attempt had already renamed some files", "already_renamed", already, "renamed_now", renamed)
+	}
 	failpoint.Hit("commit:done")
 	return res, err
 }
@@ -476,7 +485,7 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 	var dirs []string
 	rm := func(p string) {
 		if err := os.Remove(p); err == nil {
-			res.Removed = append(res.Removed, p)
+			logFor(ctx).Info("cleanup: removed", "path", p)
 			dirs = append(dirs, p)
 		}
 	}
@@ -522,5 +531,20 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 			}
 		}
 	}
+	for _, f := range in.Plan.Files {
+		baks, err := backupsOf(f.Path)
+		if err != nil {
+			return res, err
+		}
+		res.Backups = append(res.Backups, baks...)
+	}
 	return res, syncDirs(dirs)
+}
+
+// logFor is the activity's logger, or a silent one outside an activity.
+func logFor(ctx context.Context) log.Logger {
+	if activity.IsActivity(ctx) {
+		return activity.GetLogger(ctx)
+	}
+	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 }

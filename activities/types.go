@@ -135,11 +135,11 @@ type CommitInput struct {
 	Staged Staged `json:"staged"`
 }
 
-// CommitResult counts renames done now and found already done by an earlier
-// attempt.
+// CommitResult lists the destinations that now hold the new bytes. A retry
+// that finds some renames already done reports the same list (and logs how
+// many it finished itself).
 type CommitResult struct {
-	Renamed     int `json:"renamed"`
-	AlreadyDone int `json:"already_done"`
+	Committed []string `json:"committed"`
 }
 
 // CommandResult is Reload's result.
@@ -187,7 +187,9 @@ type CleanupInput struct {
 	Succeeded bool `json:"succeeded"`
 }
 
-// CleanupResult lists removed files.
+// CleanupResult lists the backups that remain for the target's files. What
+// a call removed is logged, not returned, so a retried Cleanup reports the
+// same result.
 type CleanupResult struct {
-	Removed []string `json:"removed,omitempty"`
+	Backups []string `json:"backups,omitempty"`
 }

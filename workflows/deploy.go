@@ -350,8 +350,8 @@ func (d *deploy) dryRun(ctx workflow.Context, m material.Material, plan activiti
 func (d *deploy) cleanup(ctx workflow.Context, plan activities.Plan, staged activities.Staged, backups activities.Backups, succeeded bool) {
 	var r activities.CleanupResult
 	_ = d.step(ctx, "cleanup", d.opts, a.Cleanup, activities.CleanupInput{Request: d.req, Plan: plan, Staged: staged, Backups: backups, Succeeded: succeeded}, &r)
-	if len(r.Removed) > 0 {
-		d.note(fmt.Sprintf("removed %d file(s)", len(r.Removed)))
+	if succeeded {
+		d.note(fmt.Sprintf("%d backup(s) kept", len(r.Backups)))
 	}
 }
 

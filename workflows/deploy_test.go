@@ -96,7 +96,7 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 	}).Maybe()
 	env.OnActivity(a.Commit, mock.Anything, mock.Anything).Return(func(context.Context, activities.CommitInput) (activities.CommitResult, error) {
 		h.rec("Commit")
-		return activities.CommitResult{Renamed: 2}, nil
+		return activities.CommitResult{Committed: []string{"/etc/nginx/certs/cert.pem", "/etc/nginx/certs/key.pem"}}, nil
 	}).Maybe()
 	env.OnActivity(a.Reload, mock.Anything, mock.Anything).Return(func(context.Context, activities.Request) (activities.CommandResult, error) {
 		h.rec("Reload")

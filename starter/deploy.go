@@ -247,6 +247,12 @@ func stepLine(ev *historypb.HistoryEvent, names map[int64]string, scheduled map[
 	at := ev.GetEventTime().AsTime()
 	took := func(id int64) string { return fmt.Sprintf("%6d ms", at.Sub(scheduled[id]).Milliseconds()) }
 	switch ev.GetEventType() {
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+		scheduled[0] = at
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+		if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.LockGrantedSignal {
+			return "lock", fmt.Sprintf("  %-16s ok     %s", "lock", took(0))
+		}
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 		names[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityId()
 		scheduled[ev.GetEventId()] = at

@@ -29,6 +29,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(deployCmd(), devCmd(), codecServerCmd())
+	root.AddCommand(approvalsCmd(), renewCmd())
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {

@@ -149,9 +149,15 @@ type SignalInput struct {
 // renewal that waits on it turns rejected and expired into its outcome).
 func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus, error) {
 	info := workflow.GetInfo(ctx)
-	timeout, err := req.check(info.WorkflowExecution.ID)
+	timeout, err := req.check()
 	if err != nil {
 		return ApprovalStatus{}, err
+	}
+	if info.WorkflowExecution.ID != ApprovalID(req.RequestID) {
+		// `certctl approvals` finds a request by approval/<request_id>; a
+		// workflow started under another ID still works, by its own ID.
+		workflow.GetLogger(ctx).Warn("approval workflow ID is not approval/<request_id>: certctl approvals will not find it by request id",
+			"workflow_id", info.WorkflowExecution.ID, "request_id", req.RequestID)
 	}
 	now := workflow.Now(ctx)
 	g := &gate{
@@ -248,12 +254,9 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 }
 
 // check validates the input and returns the timeout to use.
-func (r *ApprovalRequest) check(workflowID string) (time.Duration, error) {
+func (r *ApprovalRequest) check() (time.Duration, error) {
 	if err := profile.CheckID("request_id", r.RequestID); err != nil {
 		return 0, invalidInput(err)
-	}
-	if workflowID != ApprovalID(r.RequestID) {
-		return 0, outcome.Invalid("request_id", fmt.Sprintf("the workflow ID must be %q (it is %q)", ApprovalID(r.RequestID), workflowID))
 	}
 	if strings.TrimSpace(r.RequestedBy) == "" {
 		return 0, outcome.Invalid("requested_by", "is required: two-person integrity needs to know who asked")
@@ -345,7 +348,11 @@ func (g *gate) refusal(actor, decision, note string) error {
 	case s.State != StatePending:
 		return refuse("request %s is already %s: a closed request takes no decisions", s.RequestID, s.State)
 	case profile.ActorKey(who) == profile.ActorKey(s.RequestedBy):
-		return refuse("two-person integrity: %s requested %s and cannot %s it; another approver must decide", who, s.RequestID, decision)
+		as := ""
+		if who != s.RequestedBy {
+			as = fmt.Sprintf(" (%q is %s)", actor, s.RequestedBy)
+		}
+		return refuse("two-person integrity: %s requested %s and cannot %s it%s; another approver must decide", s.RequestedBy, s.RequestID, decision, as)
 	}
 	if len(s.Approvers) > 0 {
 		in := false

@@ -388,7 +388,7 @@ func TestApprovalInvalidInput(t *testing.T) {
 		mod         func(*ApprovalRequest)
 		id          string
 	}{
-		{"workflow id", "request_id", func(*ApprovalRequest) {}, "approval/other"},
+		{"request id", "request_id", func(r *ApprovalRequest) { r.RequestID = "r/1" }, "approval/r/1"},
 		{"requester", "requested_by", func(r *ApprovalRequest) { r.RequestedBy = " " }, ""},
 		{"unreachable M", "required_approvals", func(r *ApprovalRequest) { r.Approvers = []string{"alice", "bob"}; r.RequiredApprovals = 2 }, ""},
 		{"duplicate approver", "approvers[1]", func(r *ApprovalRequest) { r.Approvers = []string{"bob", "BOB"} }, ""},

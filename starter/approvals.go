@@ -323,15 +323,26 @@ func approvalsDecideCmd(decision string) *cobra.Command {
 	return cmd
 }
 
+// auditWait bounds the wait for an accepted decision to reach the audit log.
+const auditWait = 2 * time.Minute
+
 // decide sends the update and waits for its result: the state after the
 // decision, once the decision is in the audit log.
 func decide(ctx context.Context, c client.Client, id string, in workflows.DecideInput) (workflows.ApprovalStatus, error) {
 	var st workflows.ApprovalStatus
+	// Accepted means the validator passed and the decision is in the
+	// history; completed means it is in the audit log too.
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: workflows.UpdateDecide, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: id, UpdateName: workflows.UpdateDecide, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	if err == nil {
-		err = h.Get(ctx, &st)
+		wctx, cancel := context.WithTimeout(ctx, auditWait)
+		defer cancel()
+		err = h.Get(wctx, &st)
+		if wctx.Err() != nil && ctx.Err() == nil {
+			return st, &exitError{code: 1, msg: fmt.Sprintf("the decision on %s is recorded in its history but not yet in the audit log after %s: "+
+				"check the certctl worker (its Audit activity is retrying; see the workflow in the Web UI)", id, auditWait)}
+		}
 	}
 	if err == nil {
 		return st, nil

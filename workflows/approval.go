@@ -365,8 +365,10 @@ func (g *gate) refusal(actor, decision, note string) error {
 			return refuse("%s is not an approver of profile %s (approvers: %s)", who, s.ProfileID, strings.Join(s.Approvers, ", "))
 		}
 	}
+	// Approving twice is refused; an approver who changes their mind may
+	// still reject (stopping is always allowed).
 	for _, d := range s.Decisions {
-		if profile.ActorKey(d.Actor) == profile.ActorKey(who) {
+		if decision == DecisionApprove && profile.ActorKey(d.Actor) == profile.ActorKey(who) {
 			return refuse("%s already approved %s: the %d more approval(s) it needs must come from other approvers",
 				who, s.RequestID, s.RequiredApprovals-s.Approvals())
 		}

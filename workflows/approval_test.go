@@ -275,6 +275,7 @@ func TestApprovalRejectEndsIt(t *testing.T) {
 	}).Return(nil)
 	approve := decideAt(t, env, time.Minute, "bob", DecisionApprove, "")
 	reject := decideAt(t, env, 2*time.Minute, "carol", DecisionReject, "wrong SANs")
+	late := decideAt(t, env, 3*time.Minute, "bob", DecisionReject, "")
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
 	st := finalState(t, env)
 	wantAccepted(t, approve)
@@ -282,7 +283,29 @@ func TestApprovalRejectEndsIt(t *testing.T) {
 	if st.State != StateRejected || len(st.Decisions) != 2 || decidedBy != "carol" {
 		t.Fatalf("final %+v, decided by %q", st, decidedBy)
 	}
+	if late.accepted {
+		t.Fatal("a decision after the reject must not be obeyed")
+	}
 	wantAudit(t, path, "requested:pending:alice", "approved:pending:bob", "rejected:rejected:carol")
+}
+
+// An approver who approved may still reject: stopping is always allowed.
+func TestApprovalApproverChangesMindToReject(t *testing.T) {
+	env, path := approvalEnv(t)
+	req := approvalRequest()
+	req.RequiredApprovals = 2
+	approve := decideAt(t, env, time.Minute, "bob", DecisionApprove, "")
+	again := decideAt(t, env, 2*time.Minute, "bob", DecisionApprove, "")
+	reject := decideAt(t, env, 3*time.Minute, " Bob", DecisionReject, "changed my mind")
+	env.ExecuteWorkflow(ApprovalWorkflow, req)
+	st := finalState(t, env)
+	wantAccepted(t, approve)
+	wantRefused(t, again, "already approved")
+	wantAccepted(t, reject)
+	if st.State != StateRejected {
+		t.Fatalf("final %+v", st)
+	}
+	wantAudit(t, path, "requested:pending:alice", "approved:pending:bob", "rejected:rejected:Bob")
 }
 
 func TestApprovalRefusesMalformedDecisions(t *testing.T) {

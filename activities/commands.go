@@ -1,16 +1,20 @@
 package activities
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -126,14 +130,24 @@ func validateErr(argv target.Command, out string, err error) error {
 		fmt.Sprintf("%s: %v: %s", argv, err, out), outcome.ValidateFailed, nil)
 }
 
-// Reload runs the reload command.
+// Reload runs the reload command, or sends the reload signal to the pid in
+// the pid file (connectors.ReloadFor says which).
 func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, error) {
 	c, err := connectors.Get(req.Target.TargetType)
 	if err != nil {
 		return CommandResult{}, outcome.Invalid("target_type", err.Error())
 	}
-	argv := connectors.ReloadCommand(c, req.Target.Config)
-	res := CommandResult{Command: argv.String()}
+	r := connectors.ReloadFor(c, req.Target.Config)
+	res := CommandResult{Command: r.String()}
+	if r.Signal != "" {
+		res.Output, err = signalPIDFile(r)
+		if err != nil {
+			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", r, err), outcome.ReloadFailed, nil)
+		}
+		failpoint.Hit("reload:done")
+		return res, nil
+	}
+	argv := r.Command
 	if len(argv) == 0 {
 		return res, nil
 	}
@@ -170,7 +184,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 			}
 		}
 		failpoint.Hit("verify:probe")
-		served, err = probe(ctx, cfg.PostDeployVerify.Endpoint, cfg.PostDeployVerify.ServerName, timeout)
+		served, err = probeTarget(ctx, in.Target, timeout)
 		metrics.VerifyAttemptsTotal.Inc()
 		if err == nil && served == in.Expected {
 			break
@@ -194,9 +208,24 @@ func short(fp string) string {
 	return fp
 }
 
+// probeTarget probes a target's verify endpoint with its protocol (the
+// target's post_deploy_verify.protocol, else its connector's default).
+func probeTarget(ctx context.Context, t target.Target, timeout time.Duration) (string, error) {
+	c, _ := connectors.Get(t.TargetType)
+	v := t.Config.PostDeployVerify
+	return probeProtocol(ctx, v.Endpoint, v.ServerName, connectors.VerifyProtocol(c, t.Config), timeout)
+}
+
 // probe does one TLS handshake and returns the SHA-256 of the served leaf.
 // The chain is not verified: the fingerprint comparison is the check.
 func probe(ctx context.Context, endpoint, serverName string, timeout time.Duration) (string, error) {
+	return probeProtocol(ctx, endpoint, serverName, target.ProtocolTLS, timeout)
+}
+
+// probeProtocol is probe after the protocol's plaintext prelude: nothing for
+// "tls", EHLO and STARTTLS for "smtp-starttls", STARTTLS for
+// "imap-starttls". The context bounds the whole exchange.
+func probeProtocol(ctx context.Context, endpoint, serverName, protocol string, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if serverName == "" {
@@ -204,17 +233,249 @@ func probe(ctx context.Context, endpoint, serverName string, timeout time.Durati
 			serverName = h
 		}
 	}
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, ServerName: serverName}} //nolint:gosec // fingerprint compared below
-	conn, err := d.DialContext(ctx, "tcp", endpoint)
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", endpoint)
 	if err != nil {
 		return "", err
 	}
-	defer conn.Close()
-	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	defer raw.Close()
+	// The plaintext exchange reads and writes the connection directly: its
+	// deadline, and closing it when the context ends, keep it in bounds.
+	if dl, ok := ctx.Deadline(); ok {
+		_ = raw.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
+	switch protocol {
+	case "", target.ProtocolTLS:
+	case target.ProtocolSMTPStartTLS:
+		err = smtpStartTLS(raw)
+	case target.ProtocolIMAPStartTLS:
+		err = imapStartTLS(raw)
+	default:
+		err = fmt.Errorf("unknown protocol %q", protocol)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("%s: %w", protocol, ctx.Err())
+		}
+		return "", fmt.Errorf("%s: %w", protocol, err)
+	}
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: serverName}) //nolint:gosec // fingerprint compared below
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return "", err
+	}
+	certs := conn.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
 		return "", errors.New("no certificate served")
 	}
 	return material.Fingerprint(certs[0].Raw), nil
+}
+
+// Bounds on what a plaintext prelude reads from a server.
+const (
+	maxReplyLines = 64
+	maxLine       = 1024
+)
+
+// readLine reads one CRLF- (or LF-) terminated line of at most maxLine bytes.
+func readLine(r *bufio.Reader) (string, error) {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		line = append(line, frag...)
+		if len(line) > maxLine {
+			return "", fmt.Errorf("server sent a line longer than %d bytes", maxLine)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+		return strings.TrimRight(string(line), "\r\n"), nil
+	}
+}
+
+// quote shows a server's reply in an error, cut short.
+func quote(s string) string {
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// smtpReply reads one SMTP reply (RFC 5321 4.2: "250-…" lines then "250 …")
+// and returns its code and the text of each line.
+func smtpReply(r *bufio.Reader) (int, []string, error) {
+	var lines []string
+	for len(lines) < maxReplyLines {
+		l, err := readLine(r)
+		if err != nil {
+			return 0, lines, err
+		}
+		if len(l) < 3 {
+			return 0, lines, fmt.Errorf("not an SMTP reply: %s", quote(l))
+		}
+		code, err := strconv.Atoi(l[:3])
+		if err != nil || code < 200 || code > 599 {
+			return 0, lines, fmt.Errorf("not an SMTP reply: %s", quote(l))
+		}
+		lines = append(lines, strings.TrimSpace(l[min(4, len(l)):]))
+		if len(l) == 3 || l[3] == ' ' {
+			return code, lines, nil
+		}
+		if l[3] != '-' {
+			return 0, lines, fmt.Errorf("not an SMTP reply: %s", quote(l))
+		}
+	}
+	return 0, lines, fmt.Errorf("SMTP reply longer than %d lines", maxReplyLines)
+}
+
+// smtpStartTLS greets the server, checks it offers STARTTLS and asks for it.
+func smtpStartTLS(conn net.Conn) error {
+	r := bufio.NewReaderSize(conn, maxLine)
+	code, lines, err := smtpReply(r)
+	if err != nil {
+		return fmt.Errorf("greeting: %w", err)
+	}
+	if code != 220 {
+		return fmt.Errorf("greeting: %d %s", code, quote(strings.Join(lines, " ")))
+	}
+	if _, err := io.WriteString(conn, "EHLO certctl.invalid\r\n"); err != nil {
+		return err
+	}
+	code, lines, err = smtpReply(r)
+	if err != nil {
+		return fmt.Errorf("EHLO: %w", err)
+	}
+	if code != 250 {
+		return fmt.Errorf("EHLO: %d %s", code, quote(strings.Join(lines, " ")))
+	}
+	offered := false
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) > 0 && strings.EqualFold(f[0], "STARTTLS") {
+			offered = true
+		}
+	}
+	if !offered {
+		return errors.New("the server does not offer STARTTLS (postfix stops offering it when it cannot load its certificate or key)")
+	}
+	if _, err := io.WriteString(conn, "STARTTLS\r\n"); err != nil {
+		return err
+	}
+	code, lines, err = smtpReply(r)
+	if err != nil {
+		return fmt.Errorf("STARTTLS: %w", err)
+	}
+	if code != 220 {
+		return fmt.Errorf("STARTTLS: %d %s", code, quote(strings.Join(lines, " ")))
+	}
+	return noPipelinedBytes(r)
+}
+
+// imapStartTLS reads the greeting and asks for STARTTLS (RFC 3501 6.2.1).
+func imapStartTLS(conn net.Conn) error {
+	r := bufio.NewReaderSize(conn, maxLine)
+	l, err := readLine(r)
+	if err != nil {
+		return fmt.Errorf("greeting: %w", err)
+	}
+	if !strings.HasPrefix(l, "* OK") {
+		return fmt.Errorf("greeting: %s", quote(l))
+	}
+	if _, err := io.WriteString(conn, "c1 STARTTLS\r\n"); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		if i == maxReplyLines {
+			return fmt.Errorf("STARTTLS: no tagged reply in %d lines", maxReplyLines)
+		}
+		l, err := readLine(r)
+		if err != nil {
+			return fmt.Errorf("STARTTLS: %w", err)
+		}
+		if strings.HasPrefix(l, "* ") {
+			continue
+		}
+		if !strings.HasPrefix(l, "c1 OK") {
+			return fmt.Errorf("STARTTLS refused: %s", quote(l))
+		}
+		return noPipelinedBytes(r)
+	}
+}
+
+// noPipelinedBytes refuses plaintext the server sent after its go-ahead: it
+// would be read as if it came inside TLS (the STARTTLS injection flaw).
+func noPipelinedBytes(r *bufio.Reader) error {
+	if r.Buffered() > 0 {
+		return errors.New("the server sent plaintext after its STARTTLS go-ahead")
+	}
+	return nil
+}
+
+// signalPIDFile sends r.Signal to the process whose pid r.PIDFile holds,
+// after checking that process is one of r.Processes: a stale pid file that
+// names another process is an error, never a signal to it.
+func signalPIDFile(r connectors.Reload) (string, error) {
+	sig, ok := reloadSignals[r.Signal]
+	if !ok {
+		return "", fmt.Errorf("signal %q is not a reload signal", r.Signal)
+	}
+	if len(r.Processes) == 0 {
+		return "", errors.New("this connector names no process a reload signal may go to; use reload_command")
+	}
+	f, err := os.Open(r.PIDFile)
+	if err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64))
+	f.Close()
+	if err != nil {
+		return "", err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return "", fmt.Errorf("%s does not hold a process id", r.PIDFile)
+	}
+	comm, state, err := procInfo(pid)
+	if err != nil {
+		return "", fmt.Errorf("pid %d from %s: no such process (a stale pid file?)", pid, r.PIDFile)
+	}
+	if state == "Z" || state == "X" {
+		return "", fmt.Errorf("pid %d from %s has exited", pid, r.PIDFile)
+	}
+	match := false
+	for _, p := range r.Processes {
+		match = match || comm == p
+	}
+	if !match {
+		return "", fmt.Errorf("pid %d from %s is %q, not %s: not signalled (a stale pid file?)", pid, r.PIDFile, comm, strings.Join(r.Processes, " or "))
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return "", fmt.Errorf("signal pid %d: %w", pid, err)
+	}
+	return fmt.Sprintf("sent SIG%s to pid %d (%s)", r.Signal, pid, comm), nil
+}
+
+var reloadSignals = map[string]syscall.Signal{"HUP": syscall.SIGHUP, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2}
+
+// procInfo reads a process's command name and state from /proc/PID/stat.
+func procInfo(pid int) (comm, state string, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", "", err
+	}
+	// "PID (COMM) STATE …"; COMM may hold spaces and parentheses.
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open || end+3 > len(s) {
+		return "", "", fmt.Errorf("unreadable /proc/%d/stat", pid)
+	}
+	return s[open+1 : end], s[end+2 : end+3], nil
 }
 
 // runCommand runs cmd, heartbeating while it runs, and returns the tail of

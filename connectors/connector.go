@@ -34,6 +34,20 @@ type Defaults struct {
 	// Owners are candidate users for new files, first present wins; the
 	// group is the user's own. None present: the file keeps root.
 	Owners []string
+
+	// ReloadSignal and PIDFile, when both set, are the default reload: the
+	// signal goes to the pid in the file (haproxy: USR2 to its master). A
+	// target's reload_command or reload_signal replaces it.
+	ReloadSignal string
+	PIDFile      string
+	// Processes are the executable names (as /proc/PID/comm shows them) a
+	// reload signal may be sent to: a stale pid file naming another process
+	// is refused, never signalled. Empty: this connector reloads by command
+	// only.
+	Processes []string
+	// VerifyProtocol is post_deploy_verify.protocol when the target leaves
+	// it empty; "" means tls.
+	VerifyProtocol string
 }
 
 // Connector is one kind of target.
@@ -100,6 +114,82 @@ func ReloadCommand(c Connector, cfg target.Config) target.Command {
 		return cfg.ReloadCommand
 	}
 	return c.Defaults().ReloadCommand
+}
+
+// Reload is how a target's server is told to re-read its files: a command,
+// or a signal to the process whose pid a file holds. Neither: no reload.
+type Reload struct {
+	Command   target.Command
+	Signal    string
+	PIDFile   string
+	Processes []string
+}
+
+// String says what the reload does, for results and errors.
+func (r Reload) String() string {
+	if r.Signal != "" {
+		return "kill -" + r.Signal + " $(cat " + r.PIDFile + ")"
+	}
+	return r.Command.String()
+}
+
+// ReloadFor resolves a target's reload: its reload_command, else its
+// reload_signal and pid_file, else the connector's default signal, else the
+// connector's default command.
+func ReloadFor(c Connector, cfg target.Config) Reload {
+	d := c.Defaults()
+	switch {
+	case len(cfg.ReloadCommand) > 0:
+		return Reload{Command: cfg.ReloadCommand}
+	case cfg.ReloadSignal != "":
+		return Reload{Signal: cfg.ReloadSignal, PIDFile: cfg.PIDFile, Processes: d.Processes}
+	case d.ReloadSignal != "" && d.PIDFile != "":
+		return Reload{Signal: d.ReloadSignal, PIDFile: d.PIDFile, Processes: d.Processes}
+	}
+	return Reload{Command: d.ReloadCommand}
+}
+
+// VerifyProtocol is the target's post_deploy_verify.protocol, else the
+// connector's default, else tls.
+func VerifyProtocol(c Connector, cfg target.Config) string {
+	switch {
+	case cfg.PostDeployVerify.Protocol != "":
+		return cfg.PostDeployVerify.Protocol
+	case c != nil && c.Defaults().VerifyProtocol != "":
+		return c.Defaults().VerifyProtocol
+	}
+	return target.ProtocolTLS
+}
+
+// Fields that only some connectors read. A connector that does not read one
+// refuses it, so a target never silently ignores what its operator wrote.
+const (
+	FieldPEM = "pem_path" // pem_path, pem_file_mode, pem_owner
+)
+
+// RefuseUnused returns an error naming the first connector-specific field
+// the target sets that connector name does not read (uses lists the ones it
+// does).
+func RefuseUnused(cfg target.Config, name string, uses ...string) error {
+	used := map[string]bool{}
+	for _, u := range uses {
+		used[u] = true
+	}
+	if !used[FieldPEM] {
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{
+			{"pem_path", cfg.PEMPath != ""},
+			{"pem_file_mode", cfg.PEMFileMode != nil},
+			{"pem_owner", cfg.PEMOwner != ""},
+		} {
+			if f.set {
+				return &target.FieldError{Field: "target_config." + f.field, Msg: "is not used by " + name + " (it writes cert_path, chain_path and key_path)"}
+			}
+		}
+	}
+	return nil
 }
 
 // SeparateFiles is the common layout: the leaf in cert_path, the chain in

@@ -55,7 +55,34 @@ type Config struct {
 	// BackupRetention is how many backups per file survive a successful
 	// deploy. nil means the default (3).
 	BackupRetention *int `json:"backup_retention,omitempty" yaml:"backup_retention,omitempty"`
+
+	// PEMPath is the one file holding leaf, chain and key, for servers that
+	// read them together (haproxy's `crt`). It holds a key: its mode follows
+	// the key rules.
+	PEMPath     string `json:"pem_path,omitempty" yaml:"pem_path,omitempty"`
+	PEMFileMode *Mode  `json:"pem_file_mode,omitempty" yaml:"pem_file_mode,omitempty"`
+	PEMOwner    string `json:"pem_owner,omitempty" yaml:"pem_owner,omitempty"`
+
+	// ReloadSignal and PIDFile reload a server by signalling the process
+	// whose pid the file holds (haproxy's master: USR2) instead of running
+	// reload_command. Given together, never with reload_command.
+	ReloadSignal string `json:"reload_signal,omitempty" yaml:"reload_signal,omitempty"`
+	PIDFile      string `json:"pid_file,omitempty" yaml:"pid_file,omitempty"`
 }
+
+// Reload signals a target may name in reload_signal: the ones servers use to
+// re-read their configuration. Anything else (TERM, KILL …) would stop one.
+var ReloadSignals = []string{"HUP", "USR1", "USR2"}
+
+// Verify protocols: how the probe reaches the TLS handshake.
+const (
+	ProtocolTLS          = "tls"           // TLS from the first byte (https, smtps/465, imaps/993)
+	ProtocolSMTPStartTLS = "smtp-starttls" // SMTP greeting, EHLO, STARTTLS (25, 587)
+	ProtocolIMAPStartTLS = "imap-starttls" // IMAP greeting, STARTTLS (143)
+)
+
+// VerifyProtocols lists the values post_deploy_verify.protocol takes.
+var VerifyProtocols = []string{ProtocolTLS, ProtocolSMTPStartTLS, ProtocolIMAPStartTLS}
 
 // Verify says where the served leaf is checked after a reload.
 type Verify struct {
@@ -65,6 +92,10 @@ type Verify struct {
 	Timeout  Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// ServerName is the SNI to send; defaults to the endpoint's host name.
 	ServerName string `json:"server_name,omitempty" yaml:"server_name,omitempty"`
+	// Protocol is how the probe reaches the handshake: "tls" (TLS at once),
+	// "smtp-starttls" or "imap-starttls". Empty means the connector's
+	// default (tls for most; smtp-starttls for postfix).
+	Protocol string `json:"protocol,omitempty" yaml:"protocol,omitempty"`
 }
 
 // Defaults applied when a field is absent.
@@ -259,6 +290,8 @@ func (t *Target) Validate() error {
 		{"target_config.cert_path", c.CertPath},
 		{"target_config.key_path", c.KeyPath},
 		{"target_config.chain_path", c.ChainPath},
+		{"target_config.pem_path", c.PEMPath},
+		{"target_config.pid_file", c.PIDFile},
 	} {
 		if p.path == "" {
 			continue
@@ -275,6 +308,7 @@ func (t *Target) Validate() error {
 		{"target_config.cert_file_mode", c.CertFileMode, false},
 		{"target_config.chain_file_mode", c.ChainFileMode, false},
 		{"target_config.key_file_mode", c.KeyFileMode, true},
+		{"target_config.pem_file_mode", c.PEMFileMode, true},
 	} {
 		if m.mode == nil {
 			continue
@@ -290,10 +324,17 @@ func (t *Target) Validate() error {
 		{"target_config.cert_owner", c.CertOwner},
 		{"target_config.key_owner", c.KeyOwner},
 		{"target_config.chain_owner", c.ChainOwner},
+		{"target_config.pem_owner", c.PEMOwner},
 	} {
 		if strings.ContainsAny(o.v, " \x00/") || strings.Count(o.v, ":") > 1 {
 			return fieldErr(o.field, "must be \"user\" or \"user:group\"")
 		}
+	}
+	if err := c.validateReload(); err != nil {
+		return err
+	}
+	if p := c.PostDeployVerify.Protocol; p != "" && !contains(VerifyProtocols, p) {
+		return fieldErr("target_config.post_deploy_verify.protocol", "%q is not one of %s", p, strings.Join(VerifyProtocols, ", "))
 	}
 	if c.PostDeployVerifyAttempts < 0 {
 		return fieldErr("target_config.post_deploy_verify_attempts", "must not be negative")
@@ -306,6 +347,40 @@ func (t *Target) Validate() error {
 			"is required while verify is enabled (set post_deploy_verify.enabled: false to deploy without checking what is served)")
 	}
 	return nil
+}
+
+// validateReload checks reload_signal and pid_file: both or neither, never
+// with reload_command.
+func (c *Config) validateReload() error {
+	if c.ReloadSignal == "" && c.PIDFile == "" {
+		return nil
+	}
+	if len(c.ReloadCommand) > 0 {
+		f := "target_config.reload_signal"
+		if c.ReloadSignal == "" {
+			f = "target_config.pid_file"
+		}
+		return fieldErr(f, "reloads by signal: it cannot be given with reload_command (choose one)")
+	}
+	if c.ReloadSignal == "" {
+		return fieldErr("target_config.reload_signal", "is required with pid_file (one of %s)", strings.Join(ReloadSignals, ", "))
+	}
+	if c.PIDFile == "" {
+		return fieldErr("target_config.pid_file", "is required with reload_signal")
+	}
+	if !contains(ReloadSignals, c.ReloadSignal) {
+		return fieldErr("target_config.reload_signal", "%q is not one of %s", c.ReloadSignal, strings.Join(ReloadSignals, ", "))
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckPath refuses paths that are relative, climb with "..", or hold NUL.

@@ -32,7 +32,7 @@ func (Connector) Check(cfg target.Config) error {
 	if cfg.KeyPath == "" {
 		return &target.FieldError{Field: "target_config.key_path", Msg: "is required for nginx"}
 	}
-	return nil
+	return connectors.RefuseUnused(cfg, Name)
 }
 
 // Defaults are nginx's own commands and its distro users.
@@ -41,5 +41,6 @@ func (Connector) Defaults() connectors.Defaults {
 		ValidateCommand: target.Command{"nginx", "-t"},
 		ReloadCommand:   target.Command{"nginx", "-s", "reload"},
 		Owners:          []string{"nginx", "www-data"},
+		Processes:       []string{"nginx"},
 	}
 }

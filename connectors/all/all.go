@@ -2,5 +2,6 @@
 package all
 
 import (
-	_ "github.com/certctl/certctl/connectors/nginx" // nginx
+	_ "github.com/certctl/certctl/connectors/apache" // apache
+	_ "github.com/certctl/certctl/connectors/nginx"  // nginx
 )

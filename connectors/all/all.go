@@ -2,6 +2,7 @@
 package all
 
 import (
-	_ "github.com/certctl/certctl/connectors/apache" // apache
-	_ "github.com/certctl/certctl/connectors/nginx"  // nginx
+	_ "github.com/certctl/certctl/connectors/apache"  // apache
+	_ "github.com/certctl/certctl/connectors/haproxy" // haproxy
+	_ "github.com/certctl/certctl/connectors/nginx"   // nginx
 )

@@ -40,7 +40,7 @@ func DovecotBinaries() (dovecot, doveconf, doveadm string, err error) {
 
 // StartDovecot writes a private config under dir, installs initial, starts
 // dovecot in the foreground and waits until IMAP STARTTLS serves it.
-func StartDovecot(dir string, initial Set) (*Dovecot, error) {
+func StartDovecot(dir string, initial Set) (_ *Dovecot, err error) {
 	bin, doveconf, doveadm, err := DovecotBinaries()
 	if err != nil {
 		return nil, err
@@ -68,13 +68,28 @@ func StartDovecot(dir string, initial Set) (*Dovecot, error) {
 	if err := writeFiles(d.Layout(initial), d.KeyPath); err != nil {
 		return nil, err
 	}
+	// Unix socket paths are short (108 bytes): base_dir cannot live under a
+	// test's long temp dir.
+	run, err := os.MkdirTemp("", "certctl-dc-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(run, 0o755); err != nil {
+		return nil, err
+	}
+	d.afterEnd = func() { _ = os.RemoveAll(run) }
+	defer func() {
+		if err != nil && d.proc == nil {
+			d.afterEnd()
+		}
+	}()
 	users := filepath.Join(dir, "no-users")
 	if err := os.WriteFile(users, nil, 0o644); err != nil {
 		return nil, err
 	}
 	conf := fmt.Sprintf(`# written by certctl's testsuite: a private dovecot on loopback
 instance_name = certctl-%[1]d
-base_dir = %[2]s/run
+base_dir = %[7]s
 state_dir = %[2]s/state
 log_path = %[2]s/dovecot.log
 protocols = imap
@@ -99,7 +114,7 @@ service imap-login {
     ssl = yes
   }
 }
-`, imap, dir, d.CertPath, d.KeyPath, users, imaps)
+`, imap, dir, d.CertPath, d.KeyPath, users, imaps, run)
 	if err := os.WriteFile(d.Conf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}

@@ -5,4 +5,5 @@ import (
 	_ "github.com/certctl/certctl/connectors/apache"  // apache
 	_ "github.com/certctl/certctl/connectors/haproxy" // haproxy
 	_ "github.com/certctl/certctl/connectors/nginx"   // nginx
+	_ "github.com/certctl/certctl/connectors/postfix" // postfix and dovecot
 )

@@ -21,10 +21,18 @@ $(TEMPORAL_BIN):
 	mkdir -p $(dir $@)
 	GOBIN=$(dir $@) go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
 
-# Debian packages the product and its tests drive for real.
+# Debian packages the product and its tests drive for real: package=file it
+# installs. Only the missing ones are installed; postfix's debconf question is
+# answered first ("No configuration": the tests write their own). Installing
+# starts no service here: the tests start each server privately.
+APT_PACKAGES := nginx=/usr/sbin/nginx apache2=/usr/sbin/apache2 haproxy=/usr/sbin/haproxy \
+	postfix=/usr/sbin/postfix dovecot-imapd=/usr/lib/dovecot/imap-login caddy=/usr/bin/caddy
 apt-deps:
-	@if ! command -v nginx >/dev/null && ! test -x /usr/sbin/nginx; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; fi
+	@missing=""; for p in $(APT_PACKAGES); do test -e "$${p#*=}" || missing="$$missing $${p%%=*}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 $(STATICCHECK):
 	mkdir -p $(dir $@)

@@ -3,6 +3,7 @@ package all
 
 import (
 	_ "github.com/certctl/certctl/connectors/apache"  // apache
+	_ "github.com/certctl/certctl/connectors/caddy"   // caddy (file mode)
 	_ "github.com/certctl/certctl/connectors/haproxy" // haproxy
 	_ "github.com/certctl/certctl/connectors/nginx"   // nginx
 	_ "github.com/certctl/certctl/connectors/postfix" // postfix and dovecot

@@ -56,6 +56,14 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 	if err := a.checkFiles(in); err != nil {
 		return ValidateResult{}, err
 	}
+	// A reload by signal can be checked without sending it: a pid file that
+	// names no live server process fails here, before anything live changes,
+	// not at reload time with the new files in place.
+	if r := connectors.ReloadFor(c, in.Target.Config); r.Signal != "" {
+		if _, _, err := reloadPID(r); err != nil {
+			return ValidateResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("reload (%s): %v", r, err), outcome.ValidateFailed, nil)
+		}
+	}
 	argv := connectors.ValidateCommand(c, in.Target.Config)
 	res := ValidateResult{Command: argv.String()}
 	if len(argv) == 0 {
@@ -421,44 +429,51 @@ func noPipelinedBytes(r *bufio.Reader) error {
 // after checking that process is one of r.Processes: a stale pid file that
 // names another process is an error, never a signal to it.
 func signalPIDFile(r connectors.Reload) (string, error) {
-	sig, ok := reloadSignals[r.Signal]
-	if !ok {
-		return "", fmt.Errorf("signal %q is not a reload signal", r.Signal)
+	pid, comm, err := reloadPID(r)
+	if err != nil {
+		return "", err
+	}
+	if err := syscall.Kill(pid, reloadSignals[r.Signal]); err != nil {
+		return "", fmt.Errorf("signal pid %d: %w", pid, err)
+	}
+	return fmt.Sprintf("sent SIG%s to pid %d (%s)", r.Signal, pid, comm), nil
+}
+
+// reloadPID reads the pid a reload signal would go to and checks it is a
+// live process of the connector's server.
+func reloadPID(r connectors.Reload) (pid int, comm string, err error) {
+	if _, ok := reloadSignals[r.Signal]; !ok {
+		return 0, "", fmt.Errorf("signal %q is not a reload signal", r.Signal)
 	}
 	if len(r.Processes) == 0 {
-		return "", errors.New("this connector names no process a reload signal may go to; use reload_command")
+		return 0, "", errors.New("this connector names no process a reload signal may go to; use reload_command")
 	}
 	f, err := os.Open(r.PIDFile)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 64))
 	f.Close()
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 1 {
-		return "", fmt.Errorf("%s does not hold a process id", r.PIDFile)
+		return 0, "", fmt.Errorf("%s does not hold a process id", r.PIDFile)
 	}
 	comm, state, err := procInfo(pid)
 	if err != nil {
-		return "", fmt.Errorf("pid %d from %s: no such process (a stale pid file?)", pid, r.PIDFile)
+		return 0, "", fmt.Errorf("pid %d from %s: no such process (a stale pid file?)", pid, r.PIDFile)
 	}
 	if state == "Z" || state == "X" {
-		return "", fmt.Errorf("pid %d from %s has exited", pid, r.PIDFile)
+		return 0, "", fmt.Errorf("pid %d from %s has exited", pid, r.PIDFile)
 	}
-	match := false
 	for _, p := range r.Processes {
-		match = match || comm == p
+		if comm == p {
+			return pid, comm, nil
+		}
 	}
-	if !match {
-		return "", fmt.Errorf("pid %d from %s is %q, not %s: not signalled (a stale pid file?)", pid, r.PIDFile, comm, strings.Join(r.Processes, " or "))
-	}
-	if err := syscall.Kill(pid, sig); err != nil {
-		return "", fmt.Errorf("signal pid %d: %w", pid, err)
-	}
-	return fmt.Sprintf("sent SIG%s to pid %d (%s)", r.Signal, pid, comm), nil
+	return 0, "", fmt.Errorf("pid %d from %s is %q, not %s: not signalled (a stale pid file?)", pid, r.PIDFile, comm, strings.Join(r.Processes, " or "))
 }
 
 var reloadSignals = map[string]syscall.Signal{"HUP": syscall.SIGHUP, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2}

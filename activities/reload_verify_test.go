@@ -315,3 +315,33 @@ func TestProbeFingerprintIsLeaf(t *testing.T) {
 		t.Fatalf("probe %q %v", got, err)
 	}
 }
+
+// A reload by signal whose pid file names no server process fails Validate,
+// before anything live changes.
+func TestValidateChecksReloadPIDFile(t *testing.T) {
+	dir := t.TempDir()
+	s := issue(t, newCA(t))
+	_, pidFile := startSleep(t)
+	tg := newTarget(dir)
+	tg.TargetType = "signal-test"
+	tg.Config.ReloadCommand = nil
+	tg.Config.ReloadSignal, tg.Config.PIDFile = "USR2", pidFile
+	in := planInput(tg, s, newStamp())
+	p := mustPlan(t, in)
+	a := &Activities{}
+	staged, err := a.Stage(ctx, StageInput{PlanInput: in, Plan: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Validate(ctx, ValidateInput{Request: in.Request, Plan: p, Staged: staged}); err != nil {
+		t.Fatalf("a pid file naming the server: %v", err)
+	}
+	self := filepath.Join(dir, "self.pid")
+	_ = os.WriteFile(self, []byte(fmt.Sprint(os.Getpid())), 0o644)
+	in.Target.Config.PIDFile = self
+	_, err = a.Validate(ctx, ValidateInput{Request: in.Request, Plan: p, Staged: staged})
+	appErr(t, err, outcome.ValidateFailed)
+	if !strings.Contains(err.Error(), "not signalled") {
+		t.Errorf("error %v does not say why", err)
+	}
+}

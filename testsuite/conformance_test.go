@@ -689,3 +689,26 @@ func TestConformancePostfixVerifyProtocol(t *testing.T) {
 	c.wantServed(t, fresh.LeafSHA256)
 	c.wantClean(t)
 }
+
+// haproxy reloads by signal: a pid file that names no haproxy (a stale one
+// after a restart) fails Validate, before anything live changes, and no
+// other process is ever signalled.
+func TestConformanceHAProxyStalePIDFile(t *testing.T) {
+	t.Parallel()
+	c := startConf(t, "haproxy", confKinds["haproxy"])
+	stale := filepath.Join(t.TempDir(), "stale.pid")
+	if err := os.WriteFile(stale, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tg := c.target()
+	tg.Config.PIDFile = stale
+	before := c.snapshot(t)
+	r := deploy(t, tg, issue(t))
+	wantOutcome(t, r, 1, outcome.ValidateFailed)
+	if !strings.Contains(r.stdout, "not signalled") {
+		t.Errorf("the error does not say the pid file names another process")
+	}
+	wantSame(t, before)
+	c.wantServed(t, c.initial.LeafSHA256)
+	c.wantClean(t)
+}

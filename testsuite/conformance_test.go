@@ -712,3 +712,58 @@ func TestConformanceHAProxyStalePIDFile(t *testing.T) {
 	c.wantServed(t, c.initial.LeafSHA256)
 	c.wantClean(t)
 }
+
+// mismatchOnReload is a reload that, the first time, puts a key that does not
+// match into the live key file before reloading for real: what a server does
+// with such a pair is then up to it, and the verify must notice.
+func mismatchOnReload(t *testing.T, c *confRun, keyPath string) target.Command {
+	t.Helper()
+	other := issue(t)
+	dir := t.TempDir()
+	wrong := filepath.Join(dir, "wrong-key.pem")
+	if err := os.WriteFile(wrong, []byte(other.KeyPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "swapped-once")
+	return script(t, fmt.Sprintf("if [ ! -e %[1]s ]; then touch %[1]s; cat %[2]s > %[3]s; fi\n%[4]s\n",
+		marker, wrong, keyPath, c.srv.ReloadScript()))
+}
+
+// postfix with a key that does not match passes its check and its reload,
+// then refuses STARTTLS (3.7.11 answers "454 4.7.0 TLS not available due to
+// local problem"; it may also stop offering it). Mail still flows in plain
+// text. The SMTP verify notices either and rolls back.
+func TestConformancePostfixNoticesDroppedSTARTTLS(t *testing.T) {
+	t.Parallel()
+	c := startConf(t, "postfix", confKinds["postfix"])
+	p := c.srv.(*testsuite.Postfix)
+	tg := c.target()
+	tg.Config.ReloadCommand = mismatchOnReload(t, c, p.KeyPath)
+	tg.Config.PostDeployVerifyAttempts = 2
+	before := c.snapshot(t)
+	r := deploy(t, tg, issue(t))
+	wantOutcome(t, r, 1, outcome.VerifyFailed)
+	if !strings.Contains(r.stdout, "smtp-starttls") || !strings.Contains(r.stdout, "STARTTLS") {
+		t.Errorf("the verify error does not say STARTTLS failed")
+	}
+	wantSame(t, before)
+	c.wantServed(t, c.initial.LeafSHA256)
+	c.wantClean(t)
+}
+
+// dovecot with a key that does not match keeps running and fails every
+// handshake. The verify notices and rolls back.
+func TestConformanceDovecotNoticesFailedHandshakes(t *testing.T) {
+	t.Parallel()
+	c := startConf(t, "dovecot", confKinds["dovecot"])
+	d := c.srv.(*testsuite.Dovecot)
+	tg := c.target()
+	tg.Config.ReloadCommand = mismatchOnReload(t, c, d.KeyPath)
+	tg.Config.PostDeployVerifyAttempts = 2
+	before := c.snapshot(t)
+	r := deploy(t, tg, issue(t))
+	wantOutcome(t, r, 1, outcome.VerifyFailed)
+	wantSame(t, before)
+	c.wantServed(t, c.initial.LeafSHA256)
+	c.wantClean(t)
+}

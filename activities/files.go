@@ -154,8 +154,9 @@ func writeFileSynced(path string, data []byte, mode os.FileMode, uid, gid int) e
 	return err
 }
 
-// copyFileSynced copies src to dst with src's owner and mode, fsynced.
-func copyFileSynced(src, dst string) error {
+// copyFileSynced copies src to dst with src's owner and mode less the bits
+// in clear, fsynced.
+func copyFileSynced(src, dst string, clear os.FileMode) error {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return err
@@ -168,7 +169,7 @@ func copyFileSynced(src, dst string) error {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		uid, gid = int(st.Uid), int(st.Gid)
 	}
-	return writeFileSynced(dst, data, fi.Mode().Perm(), uid, gid)
+	return writeFileSynced(dst, data, fi.Mode().Perm()&^clear, uid, gid)
 }
 
 // syncDir makes renames and removals in dir durable.
@@ -255,7 +256,13 @@ func (a *Activities) Backup(ctx context.Context, in StageInput) (Backups, error)
 		// A retry finds a complete backup (same bytes as the untouched live
 		// file) and keeps it; a torn one is rewritten.
 		if !sameBytes(bak, f.CurrentSHA256) {
-			if err := copyFileSynced(f.Path, bak); err != nil {
+			// A key's backup is never readable by others, even when the key
+			// was (Plan drops those bits from the live key too).
+			var clear os.FileMode
+			if f.HoldsKey {
+				clear = 0o007
+			}
+			if err := copyFileSynced(f.Path, bak, clear); err != nil {
 				return out, fmt.Errorf("back up %s: %w", f.Path, err)
 			}
 			if !sameBytes(bak, f.CurrentSHA256) {
@@ -431,7 +438,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 			continue
 		}
 		tmp := TempPath(f.Path, in.Stamp)
-		if err := copyFileSynced(bak, tmp); err != nil {
+		if err := copyFileSynced(bak, tmp, 0); err != nil {
 			problems = append(problems, fmt.Sprintf("restore %s from %s: %v", f.Path, bak, err))
 			continue
 		}

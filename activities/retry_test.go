@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"os"
 	"reflect"
 	"testing"
 
@@ -53,4 +54,40 @@ func TestEveryStepRerunChangesNothing(t *testing.T) {
 		return a.Cleanup(ctx, CleanupInput{Request: req, Plan: plan, Staged: staged, Backups: backups, Succeeded: true})
 	})
 	twice("Rollback", func() (any, error) { return a.Rollback(ctx, RollbackInput{Request: req, Plan: plan, Backups: backups}) })
+}
+
+// A world-readable key is not carried into its backup either.
+func TestBackupOfWorldReadableKeyIsNotWorldReadable(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t)
+	old, s := issue(t, ca), issue(t, ca)
+	if _, _, _, err := old.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	tg := newTarget(dir)
+	if err := os.Chmod(tg.Config.KeyPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req := Request{Target: tg, Stamp: newStamp()}
+	a := &Activities{}
+	plan, err := a.Plan(ctx, PlanInput{Request: req, Material: s.Material})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := a.Backup(ctx, StageInput{PlanInput: PlanInput{Request: req, Material: s.Material}, Plan: plan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range b.Files {
+		fi, err := os.Stat(f.Backup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Path == tg.Config.KeyPath && fi.Mode().Perm()&0o007 != 0 {
+			t.Fatalf("key backup %s is mode %04o", f.Backup, fi.Mode().Perm())
+		}
+		if f.Path == tg.Config.CertPath && fi.Mode().Perm() != 0o644 {
+			t.Fatalf("cert backup mode %04o, want the cert's 0644", fi.Mode().Perm())
+		}
+	}
 }

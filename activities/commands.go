@@ -119,7 +119,7 @@ func (a *Activities) checkFiles(in ValidateInput) error {
 	}
 	b, err := material.ParseConcatenated("staged files", all)
 	if err == nil {
-		err = b.Check(a.now(), "")
+		err = b.Check(in.clock(a.now()), "")
 	}
 	if err == nil && b.LeafSHA256() != in.Plan.LeafSHA256 {
 		err = fmt.Errorf("the staged leaf is not the planned one")

@@ -106,7 +106,7 @@ func layout(req Request, m material.Material) (connectors.Connector, []connector
 // material, hashes every destination against the new bytes, resolves each
 // file's owner and mode, and reads the leaf the endpoint serves now.
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
-	_, bundle, err := Preflight(in.Target, in.Material, a.now())
+	_, bundle, err := Preflight(in.Target, in.Material, in.clock(a.now()))
 	if err != nil {
 		return Plan{}, invalid(err)
 	}

@@ -7,6 +7,8 @@
 package activities
 
 import (
+	"time"
+
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
@@ -18,6 +20,16 @@ type Request struct {
 	// deploy's temp and backup files, so a retried step finds its own files.
 	Stamp  int64 `json:"stamp"`
 	DryRun bool  `json:"dry_run,omitempty"`
+	// ForceValidity deploys a leaf outside its validity window.
+	ForceValidity bool `json:"force_validity,omitempty"`
+}
+
+// clock is the time the validity window is checked at: zero when forced.
+func (r Request) clock(now time.Time) time.Time {
+	if r.ForceValidity {
+		return time.Time{}
+	}
+	return now
 }
 
 // PlanInput is Plan's input: the only steps that see material are Plan and

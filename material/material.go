@@ -163,8 +163,8 @@ func blockType(t string) string {
 }
 
 // Check is what must hold before anything is written: the key belongs to the
-// leaf, the chain links to the leaf in order, the leaf is valid at now, and
-// host (when not empty) is covered by the leaf.
+// leaf, the chain links to the leaf in order, the leaf is valid at now (a
+// zero now skips this), and host (when not empty) is covered by the leaf.
 func (b *Bundle) Check(now time.Time, host string) error {
 	if !publicKeysEqual(b.Key.Public(), b.Leaf.PublicKey) {
 		return errf("key_pem", "private key does not match the certificate (leaf %s)", b.Leaf.Subject)
@@ -176,11 +176,12 @@ func (b *Bundle) Check(now time.Time, host string) error {
 		}
 		prev = c
 	}
-	if now.Before(b.Leaf.NotBefore) {
-		return errf("cert_pem", "certificate is not valid until %s", b.Leaf.NotBefore.UTC().Format(time.RFC3339))
+	// A zero now skips the validity window: a deploy forced on purpose.
+	if !now.IsZero() && now.Before(b.Leaf.NotBefore) {
+		return errf("cert_pem", "certificate is not valid until %s (deploy it anyway with --force-validity)", b.Leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
-	if now.After(b.Leaf.NotAfter) {
-		return errf("cert_pem", "certificate expired at %s", b.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	if !now.IsZero() && now.After(b.Leaf.NotAfter) {
+		return errf("cert_pem", "certificate expired at %s (deploy it anyway with --force-validity)", b.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if host != "" {
 		if err := b.Leaf.VerifyHostname(host); err != nil {

@@ -30,7 +30,7 @@ import (
 
 type deployFlags struct {
 	target, cert, key, chain string
-	dryRun, detach           bool
+	dryRun, detach, force    bool
 	output                   string
 }
 
@@ -67,6 +67,7 @@ Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
 	fl.StringVar(&f.chain, "chain", "", "chain PEM (intermediates, issuer of the leaf first)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "run Plan and Validate only; touch nothing live")
 	fl.BoolVar(&f.detach, "detach", false, "print the workflow ID and return without waiting")
+	fl.BoolVar(&f.force, "force-validity", false, "deploy a leaf that is expired or not yet valid (every other check still applies)")
 	fl.StringVar(&f.output, "output", "text", "text or json")
 	for _, n := range []string{"target", "cert", "key"} {
 		_ = cmd.MarkFlagRequired(n)
@@ -113,10 +114,14 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 	if m.ChainPEM, err = read("chain", f.chain); err != nil {
 		return req, err
 	}
-	if _, _, err := activities.Preflight(*t, m, time.Now()); err != nil {
+	now := time.Now()
+	if f.force {
+		now = time.Time{}
+	}
+	if _, _, err := activities.Preflight(*t, m, now); err != nil {
 		return req, err
 	}
-	req = workflows.DeployRequest{Target: *t, Material: m, DryRun: f.dryRun}
+	req = workflows.DeployRequest{Target: *t, Material: m, DryRun: f.dryRun, ForceValidity: f.force}
 	if v := os.Getenv("CERTCTL_HOST_WAIT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {

@@ -237,4 +237,15 @@ func TestIntegrationBadInputsRefused(t *testing.T) {
 	}
 	wantServed(t, n, initial.LeafSHA256)
 	wantNoLeftovers(t, n.CertDir, 0)
+
+	// Forced on purpose, an expired leaf deploys; every other check holds.
+	if r := deploy(t, n.Target("bad-input", testHost), expired, "--force-validity"); r.code != 0 {
+		t.Fatalf("--force-validity: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	wantServed(t, n, expired.LeafSHA256)
+	mismatched := expired
+	mismatched.KeyPEM = stranger.KeyPEM
+	if r := deploy(t, n.Target("bad-input", testHost), mismatched, "--force-validity"); r.code != 2 {
+		t.Fatalf("--force-validity must not let a mismatched key through: exit %d", r.code)
+	}
 }

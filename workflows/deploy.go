@@ -39,6 +39,8 @@ type DeployRequest struct {
 	Target   target.Target     `json:"target"`
 	Material material.Material `json:"material"`
 	DryRun   bool              `json:"dry_run"`
+	// ForceValidity deploys a leaf that is expired or not yet valid.
+	ForceValidity bool `json:"force_validity,omitempty"`
 	// HostWait bounds the wait for the host's worker (default 5m); past it
 	// the deploy ends HostUnavailable.
 	HostWait target.Duration `json:"host_wait,omitempty"`
@@ -76,7 +78,7 @@ type DeployResult struct {
 // type is the outcome and whose details are the DeployResult.
 func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, error) {
 	d := &deploy{
-		req: activities.Request{Target: req.Target, Stamp: workflow.Now(ctx).UnixNano(), DryRun: req.DryRun},
+		req: activities.Request{Target: req.Target, Stamp: workflow.Now(ctx).UnixNano(), DryRun: req.DryRun, ForceValidity: req.ForceValidity},
 		res: DeployResult{TargetID: req.Target.TargetID},
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, TargetKey.ValueSet(req.Target.TargetID))

@@ -18,7 +18,6 @@ package postfix
 
 import (
 	"github.com/certctl/certctl/connectors"
-	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
 
@@ -28,45 +27,28 @@ const (
 	Dovecot = "dovecot"
 )
 
+// Both modes keep keys 0600 and owned by root: both servers read them as
+// root. Dovecot verifies over implicit TLS (993) by default, postfix over
+// SMTP STARTTLS (25, 587).
 func init() {
-	connectors.Register(Postfix, Connector{mode: Postfix})
-	connectors.Register(Dovecot, Connector{mode: Dovecot})
-}
-
-// Connector implements connectors.Connector for one mode.
-type Connector struct{ mode string }
-
-// Files writes cert (with the chain appended when there is no chain_path),
-// chain (when chain_path is set) and key.
-func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
-	return connectors.SeparateFiles(cfg, m, 0o644, 0o644, 0o600)
-}
-
-// Check needs cert_path and key_path.
-func (c Connector) Check(cfg target.Config) error {
-	if cfg.CertPath == "" {
-		return &target.FieldError{Field: "target_config.cert_path", Msg: "is required for " + c.mode}
-	}
-	if cfg.KeyPath == "" {
-		return &target.FieldError{Field: "target_config.key_path", Msg: "is required for " + c.mode}
-	}
-	return connectors.RefuseUnused(cfg, c.mode)
-}
-
-// Defaults are per mode.
-func (c Connector) Defaults() connectors.Defaults {
-	if c.mode == Dovecot {
-		return connectors.Defaults{
+	connectors.Register(Postfix, connectors.Separate{
+		Name:    Postfix,
+		KeyMode: 0o600,
+		Default: connectors.Defaults{
+			ValidateCommand: target.Command{"postfix", "check"},
+			ReloadCommand:   target.Command{"postfix", "reload"},
+			Processes:       []string{"master"},
+			VerifyProtocol:  target.ProtocolSMTPStartTLS,
+		},
+	})
+	connectors.Register(Dovecot, connectors.Separate{
+		Name:    Dovecot,
+		KeyMode: 0o600,
+		Default: connectors.Defaults{
 			ValidateCommand: target.Command{"doveconf", "-n"},
 			ReloadCommand:   target.Command{"doveadm", "reload"},
 			Processes:       []string{"dovecot"},
-			VerifyProtocol:  target.ProtocolTLS, // imaps, 993
-		}
-	}
-	return connectors.Defaults{
-		ValidateCommand: target.Command{"postfix", "check"},
-		ReloadCommand:   target.Command{"postfix", "reload"},
-		Processes:       []string{"master"},
-		VerifyProtocol:  target.ProtocolSMTPStartTLS, // 25 and 587
-	}
+			VerifyProtocol:  target.ProtocolTLS,
+		},
+	})
 }

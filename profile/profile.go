@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/certctl/certctl/strictyaml"
 	"github.com/certctl/certctl/target"
 )
 
@@ -169,27 +170,16 @@ func Parse(r io.Reader, dir string) (*Profile, error) {
 }
 
 func decode(data []byte) (f file, err error) {
-	defer func() {
-		// yaml.v3 panics on some malformed input: refuse, never crash.
-		if r := recover(); r != nil {
-			err = fieldErr("profile", "is not YAML the decoder can read (%v)", r)
-		}
-	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		if err == io.EOF {
-			return f, fieldErr("profile", "file is empty")
-		}
-		return f, decodeErr(err)
+	err = strictyaml.Decode(data, &f)
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, strictyaml.ErrMultiDoc):
+		return f, fieldErr("profile", "%v: give one profile per file", err)
+	case errors.Is(err, strictyaml.ErrEmpty), errors.Is(err, strictyaml.ErrUnreadable):
+		return f, fieldErr("profile", "%v", err)
 	}
-	var more yaml.Node
-	if err := dec.Decode(&more); err != io.EOF {
-		if err != nil || len(more.Content) != 1 || more.Content[0].ShortTag() != "!!null" {
-			return f, fieldErr("profile", "holds more than one YAML document: give one profile per file")
-		}
-	}
-	return f, nil
+	return f, decodeErr(err)
 }
 
 // decodeErr turns yaml.v3's "line 4: field approver not found in type

@@ -4,7 +4,6 @@
 package target
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/certctl/certctl/strictyaml"
 )
 
 // MaxFileSize bounds a target file: anything larger is a mistake, not a target.
@@ -173,30 +174,18 @@ func Parse(r io.Reader) (*Target, error) {
 	return &t, nil
 }
 
-// decode reads the first YAML document strictly and refuses any other.
+// decode reads the one YAML document strictly.
 func decode(data []byte) (t Target, err error) {
-	defer func() {
-		// yaml.v3 panics on some malformed input (such as "{{0},<<}"): a bad
-		// file must be refused, never crash the starter.
-		if r := recover(); r != nil {
-			err = fieldErr("target", "is not YAML the decoder can read (%v)", r)
-		}
-	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&t); err != nil {
-		if err == io.EOF {
-			return t, fieldErr("target", "file is empty")
-		}
-		return t, decodeErr(data, err)
+	err = strictyaml.Decode(data, &t)
+	switch {
+	case err == nil:
+		return t, nil
+	case errors.Is(err, strictyaml.ErrMultiDoc):
+		return t, fieldErr("target", "%v: give one target per file", err)
+	case errors.Is(err, strictyaml.ErrEmpty), errors.Is(err, strictyaml.ErrUnreadable):
+		return t, fieldErr("target", "%v", err)
 	}
-	var more yaml.Node
-	if err := dec.Decode(&more); err != io.EOF {
-		if err != nil || len(more.Content) != 1 || more.Content[0].ShortTag() != "!!null" {
-			return t, fieldErr("target", "holds more than one YAML document: give one target per file")
-		}
-	}
-	return t, nil
+	return t, decodeErr(data, err)
 }
 
 // decodeErr names the field a decoding error is about: the unknown field, the

@@ -1,0 +1,48 @@
+// Package strictyaml reads the files operators write (targets, profiles):
+// exactly one YAML document, unknown fields refused, and malformed input
+// refused rather than crashing the reader.
+package strictyaml
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Errors a caller turns into its own message.
+var (
+	ErrEmpty      = errors.New("file is empty")
+	ErrMultiDoc   = errors.New("holds more than one YAML document")
+	ErrUnreadable = errors.New("is not YAML the decoder can read")
+)
+
+// Decode reads the single YAML document in data into v. Other decode errors
+// (unknown fields, wrong types) are yaml.v3's own, for the caller to map to
+// field names.
+func Decode(data []byte, v any) (err error) {
+	defer func() {
+		// yaml.v3 panics on some malformed input (such as "{{0},<<}").
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w (%v)", ErrUnreadable, r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		if err == io.EOF {
+			return ErrEmpty
+		}
+		return err
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); err != io.EOF {
+		// An empty trailing document ("---" at the end) is harmless.
+		if err != nil || len(more.Content) != 1 || more.Content[0].ShortTag() != "!!null" {
+			return ErrMultiDoc
+		}
+	}
+	return nil
+}

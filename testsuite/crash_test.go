@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,8 +179,10 @@ func TestIntegrationWorkflowWorkerCrash(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	env.workflowWorker.Kill()
+	port, _ := testsuite.FreePort()
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	p, err := testsuite.StartProcess("worker-restarted", filepath.Join(t.TempDir(), "worker.log"),
-		[]string{"TEMPORAL_ADDRESS=" + env.address}, env.worker)
+		[]string{"TEMPORAL_ADDRESS=" + env.address}, env.worker, "--metrics-addr", metricsAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +191,17 @@ func TestIntegrationWorkflowWorkerCrash(t *testing.T) {
 	res := resultOf(t, run)
 	if res.Outcome != "Deployed" {
 		t.Fatalf("outcome %s (%s)", res.Outcome, res.Error)
+	}
+	// The restarted worker replayed the deploy's history and finished it: it
+	// counts the deploy once, not once per replayed step.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `certctl_deploy_total{outcome="Deployed",target_type="nginx"} 1`; !strings.Contains(string(body), want) {
+		t.Fatalf("/metrics lacks %s", want)
 	}
 	wantServed(t, n, fresh.LeafSHA256)
 	if err := intact(n); err != nil {

@@ -181,18 +181,27 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	// A server swaps certificates a moment after its reload command returns
 	// (nginx re-reads on SIGHUP): a few quick probes inside one attempt save
 	// the retry policy's first full second in the common case.
+	// The whole attempt, quick probes included, stays within the timeout,
+	// so a silent endpoint ends the attempt with its own error, not the
+	// activity's start-to-close timeout.
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	var served string
 	var err error
-	for _, pause := range settlePauses {
+probes:
+	for i, pause := range settlePauses {
 		if pause > 0 {
 			select {
-			case <-ctx.Done():
-				return res, ctx.Err()
+			case <-actx.Done():
+				break probes
 			case <-time.After(pause):
 			}
 		}
+		if i > 0 && actx.Err() != nil {
+			break
+		}
 		failpoint.Hit("verify:probe")
-		served, err = probeTarget(ctx, in.Target, timeout)
+		served, err = probeTarget(actx, in.Target, timeout)
 		metrics.VerifyAttemptsTotal.Inc()
 		if err == nil && served == in.Expected {
 			break

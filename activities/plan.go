@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -70,6 +71,12 @@ func Preflight(t target.Target, m material.Material, now time.Time) (connectors.
 	if err != nil {
 		return nil, nil, &target.FieldError{Field: "target_type", Msg: err.Error()}
 	}
+	if t.Host == "" {
+		// Every connector here writes files: plan, stage and commit must run
+		// on the one machine that holds them, not on any "certctl" worker.
+		return nil, nil, &target.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
+			": name the machine whose certctl-worker --host runs the file steps"}
+	}
 	if err := c.Check(t.Config); err != nil {
 		return nil, nil, err
 	}
@@ -120,9 +127,15 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return p, outcome.Invalid("target_config."+f.Role+"_path", fmt.Sprintf("directory %s does not exist on host %q", dir, in.Target.Host))
 		}
-		fi, err := os.Stat(f.Path)
+		fi, err := os.Lstat(f.Path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return p, fmt.Errorf("plan %s: %w", f.Path, err)
+		}
+		if fi != nil && fi.Mode()&os.ModeSymlink != 0 {
+			// Commit's rename would replace the link with a file, and whatever
+			// maintains the link (certbot's live/ → archive/) would silently stop
+			// reaching the server.
+			return p, outcome.Invalid("target_config."+f.Role+"_path", f.Path+" is a symbolic link: point the target at the file it links to")
 		}
 		if fi != nil && !fi.Mode().IsRegular() {
 			return p, outcome.Invalid("target_config."+f.Role+"_path", f.Path+" is not a regular file")
@@ -141,6 +154,10 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 			pf.Exists = true
 			if pf.CurrentSHA256, err = fileSHA256(f.Path); err != nil {
 				return p, fmt.Errorf("plan %s: %w", f.Path, err)
+			}
+			pf.CurrentMode = target.Mode(fi.Mode().Perm())
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				pf.CurrentUID, pf.CurrentGID = int(st.Uid), int(st.Gid)
 			}
 		}
 		p.Files = append(p.Files, pf)

@@ -59,6 +59,10 @@ type PlannedFile struct {
 	UID           int         `json:"uid"`
 	GID           int         `json:"gid"`
 	OwnerFrom     string      `json:"owner_from"`
+	// The existing file's mode and owner, when it exists.
+	CurrentMode target.Mode `json:"current_mode,omitempty"`
+	CurrentUID  int         `json:"current_uid,omitempty"`
+	CurrentGID  int         `json:"current_gid,omitempty"`
 }
 
 // Plan is Plan's result.
@@ -71,10 +75,12 @@ type Plan struct {
 	Files        []PlannedFile `json:"files"`
 }
 
-// Matches reports whether every destination already holds the new bytes.
+// Matches reports whether every destination already holds the new bytes
+// with the planned mode and owner: a key left readable by others, or an
+// owner the target now names, is work to do, not a skip.
 func (p Plan) Matches() bool {
 	for _, f := range p.Files {
-		if f.CurrentSHA256 != f.SHA256 {
+		if f.CurrentSHA256 != f.SHA256 || f.CurrentMode != f.Mode || f.CurrentUID != f.UID || f.CurrentGID != f.GID {
 			return false
 		}
 	}

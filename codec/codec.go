@@ -9,6 +9,7 @@ package codec
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -203,6 +204,14 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 	out := make([]*commonpb.Payload, len(payloads))
 	for i, p := range payloads {
 		if string(p.GetMetadata()[converter.MetadataEncoding]) != MetadataEncoding {
+			// Unencrypted payloads pass (histories from before encryption),
+			// but never one carrying a private key: that input was started
+			// without the codec and its key now sits in the history in the
+			// clear. Refuse it loudly rather than deploy it quietly.
+			if bytes.Contains(p.GetData(), []byte("PRIVATE KEY")) {
+				return nil, errors.New("codec: refusing an unencrypted payload that holds a private key: " +
+					"start workflows through certctl or with `temporal … --codec-endpoint`, and treat that key as exposed")
+			}
 			out[i] = p
 			continue
 		}

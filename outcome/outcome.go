@@ -18,6 +18,7 @@ const (
 	ReloadFailed      = "ReloadFailed"      // reload failed; backups restored and reloaded: serving the old cert
 	VerifyFailed      = "VerifyFailed"      // the new leaf was not served; rolled back: serving the old cert
 	RollbackFailed    = "RollbackFailed"    // rollback itself failed: the target needs a person (files and backups named)
+	CommitFailed      = "CommitFailed"      // a rename failed (disk, permissions); backups restored, no reload
 	HostUnavailable   = "HostUnavailable"   // no worker polled the host's queue in time; nothing touched
 	InvalidInput      = "InvalidInput"      // the request was refused before anything was written
 	ApprovalRejected  = "ApprovalRejected"  // renewal: an approver rejected the request; nothing was issued or deployed

@@ -185,6 +185,9 @@ func (d *deploy) run(ctx workflow.Context, m material.Material) {
 	}
 	d.res.LeafSHA256, d.res.Files = plan.LeafSHA256, plan.Files
 	d.note("action " + plan.Action)
+	// From here a cancel request is not obeyed half way: the deploy finishes,
+	// or rolls back and cleans up, whatever happens to the workflow's context.
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	if d.req.DryRun {
 		d.dryRun(ctx, m, plan)
 		return
@@ -225,7 +228,9 @@ func (d *deploy) run(ctx workflow.Context, m material.Material) {
 	d.note(checkDetail(check))
 	var commit activities.CommitResult
 	if err := d.step(ctx, "commit", d.opts, a.Commit, activities.CommitInput{Request: d.req, Plan: plan, Staged: staged}, &commit); err != nil {
-		d.compensate(ctx, plan, backups, "CommitFailed", err, false)
+		d.compensate(ctx, plan, backups, outcome.CommitFailed, err, false)
+		// The staged key copies must not stay beside the live files.
+		d.cleanup(ctx, plan, staged, backups, false)
 		return
 	}
 	if check.ServerCheck == activities.CheckDeferred {
@@ -251,6 +256,7 @@ func (d *deploy) reloadAndVerify(ctx workflow.Context, plan activities.Plan, bac
 	fail := func(o string, err error) {
 		if plan.Action == activities.ActionReload {
 			d.end(o, err)
+			d.res.Error += "; nothing rolled back: the files already held the new certificate before this deploy"
 			return
 		}
 		d.compensate(ctx, plan, backups, o, err, true)

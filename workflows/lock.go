@@ -23,11 +23,13 @@ const (
 	LockAcquireSignal = activities.LockAcquireSignal
 	LockReleaseSignal = "release"
 	LockGrantedSignal = "certctl-lock-granted"
+	// LockPingSignal asks whether a holder still runs; the holder ignores it.
+	LockPingSignal = "certctl-lock-ping"
 )
 
-// DefaultLockLease frees a target whose holder vanished without releasing
-// (a terminated workflow runs no cleanup).
-const DefaultLockLease = time.Hour
+// DefaultLockLease is how often the lock checks that its holder still runs:
+// a terminated workflow runs no release.
+const DefaultLockLease = 10 * time.Minute
 
 // LockWorkflowID names the lock of a target.
 func LockWorkflowID(targetID string) string { return "lock/" + targetID }
@@ -110,8 +112,14 @@ func TargetLockWorkflow(ctx workflow.Context, st LockState) error {
 			continue
 		}
 		if st.Holder != nil {
-			workflow.GetLogger(ctx).Warn("lock: lease expired; granting the next deploy", "holder", st.Holder.WorkflowID)
-			st.Holder = nil
+			// The lease only asks whether the holder still runs: a deploy
+			// waiting hours for its host keeps the target; a terminated one
+			// (which ran no release) frees it.
+			err := workflow.SignalExternalWorkflow(ctx, st.Holder.WorkflowID, "", LockPingSignal, nil).Get(ctx, nil)
+			if err != nil {
+				workflow.GetLogger(ctx).Warn("lock: holder is gone; granting the next deploy", "holder", st.Holder.WorkflowID, "error", err)
+				st.Holder = nil
+			}
 			continue
 		}
 		if len(st.Queue) == 0 && !pending(acquire, release) {
@@ -129,8 +137,10 @@ func pending(chs ...workflow.ReceiveChannel) bool {
 	return false
 }
 
+// holds matches on the workflow ID alone: deploy IDs are unique, and a reset
+// deploy (a new run of the same ID) must still be able to release.
 func (st *LockState) holds(r LockRequest) bool {
-	return st.Holder != nil && st.Holder.WorkflowID == r.WorkflowID && st.Holder.RunID == r.RunID
+	return st.Holder != nil && st.Holder.WorkflowID == r.WorkflowID
 }
 
 func (st *LockState) queued(r LockRequest) bool {
@@ -163,9 +173,23 @@ func acquireTarget(ctx workflow.Context, targetID string) (release func(), err e
 	if err := workflow.ExecuteLocalActivity(lctx, a.RequestTargetLock, req).Get(ctx, nil); err != nil {
 		return func() {}, err
 	}
-	workflow.GetSignalChannel(ctx, LockGrantedSignal).Receive(ctx, nil)
-	return func() {
+	release = func() {
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		_ = workflow.SignalExternalWorkflow(dctx, LockWorkflowID(targetID), "", LockReleaseSignal, req).Get(dctx, nil)
-	}, nil
+	}
+	granted := false
+	s := workflow.NewSelector(ctx)
+	s.AddReceive(workflow.GetSignalChannel(ctx, LockGrantedSignal), func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		granted = true
+	})
+	s.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+	s.Select(ctx)
+	if !granted {
+		// Canceled while queued: leave the queue (a release before the grant
+		// dequeues), so the next deploy is not kept waiting for us.
+		release()
+		return func() {}, temporal.NewCanceledError("canceled while waiting for " + LockWorkflowID(targetID))
+	}
+	return release, nil
 }

@@ -141,13 +141,23 @@ func TestRenewApprovedIssuesAndDeploysEveryTarget(t *testing.T) {
 	if h.issued != 1 || len(h.deployed) != 2 {
 		t.Fatalf("issued %d, deployed %d", h.issued, len(h.deployed))
 	}
+	// The child deploys run side by side: match them by target, not by the
+	// order they happened to start in.
+	byTarget := map[string]int{}
+	for i, d := range h.deployed {
+		byTarget[d.Target.TargetID] = i
+	}
 	for i, id := range []string{"web-1", "web-2"} {
-		d := h.deployed[i]
-		if d.Target.TargetID != id || d.Material.CertPEM != "new cert" || d.Material.KeyPEM != "new key" {
-			t.Fatalf("deploy %d: target %s material %+v", i, d.Target.TargetID, d.Material)
+		j, ok := byTarget[id]
+		if !ok {
+			t.Fatalf("no deploy to %s", id)
 		}
-		if h.deployIDs[i] != "deploy/"+id+"/renew-r-1" || res.Deploys[i].WorkflowID != h.deployIDs[i] || res.Deploys[i].Outcome != outcome.Deployed {
-			t.Fatalf("deploy %d: %s %+v", i, h.deployIDs[i], res.Deploys[i])
+		d := h.deployed[j]
+		if d.Material.CertPEM != "new cert" || d.Material.KeyPEM != "new key" {
+			t.Fatalf("deploy to %s: material %+v", id, d.Material)
+		}
+		if h.deployIDs[j] != "deploy/"+id+"/renew-r-1" || res.Deploys[i].WorkflowID != h.deployIDs[j] || res.Deploys[i].Outcome != outcome.Deployed {
+			t.Fatalf("deploy to %s: %s %+v", id, h.deployIDs[j], res.Deploys[i])
 		}
 	}
 	if res.Approval == nil || res.Approval.State != StateApproved || res.Approval.Decisions[0].Actor != "carol" ||

@@ -1,9 +1,13 @@
 package activities
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/certctl/certctl/target"
 )
@@ -89,5 +93,53 @@ func TestBackupOfWorldReadableKeyIsNotWorldReadable(t *testing.T) {
 		if f.Path == tg.Config.CertPath && fi.Mode().Perm() != 0o644 {
 			t.Fatalf("cert backup mode %04o, want the cert's 0644", fi.Mode().Perm())
 		}
+	}
+}
+
+// Identical bytes with a key readable by others is work to do, not a skip.
+func TestPlanPermissionDriftIsNotASkip(t *testing.T) {
+	dir := t.TempDir()
+	s := issue(t, newCA(t))
+	if _, _, _, err := s.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	tg := newTarget(dir)
+	in := PlanInput{Request: Request{Target: tg, Stamp: newStamp()}, Material: s.Material}
+	if plan, err := (&Activities{}).Plan(ctx, in); err != nil || plan.Action != ActionSkip {
+		t.Fatalf("identical files planned %s (err %v), want skip", plan.Action, err)
+	}
+	if err := os.Chmod(tg.Config.KeyPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if plan, err := (&Activities{}).Plan(ctx, in); err != nil || plan.Action != ActionDeploy {
+		t.Fatalf("a world-readable key with identical bytes planned %s (err %v), want deploy", plan.Action, err)
+	}
+}
+
+func TestPlanRefusesSymlinkedDestination(t *testing.T) {
+	dir := t.TempDir()
+	s := issue(t, newCA(t))
+	tg := newTarget(dir)
+	real := filepath.Join(dir, "archive-cert1.pem")
+	if err := os.WriteFile(real, []byte(s.CertPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, tg.Config.CertPath); err != nil {
+		t.Fatal(err)
+	}
+	_, err := (&Activities{}).Plan(ctx, PlanInput{Request: Request{Target: tg, Stamp: newStamp()}, Material: s.Material})
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") || !strings.Contains(err.Error(), "target_config.cert_path") {
+		t.Fatalf("want InvalidInput naming cert_path as a symlink, got %v", err)
+	}
+}
+
+func TestPreflightNeedsAHostForFileTargets(t *testing.T) {
+	s := issue(t, newCA(t))
+	tg := newTarget(t.TempDir())
+	tg.Host = ""
+	_, _, err := Preflight(tg, s.Material, time.Now())
+	var fe *target.FieldError
+	if !errors.As(err, &fe) || fe.Field != "host" {
+		t.Fatalf("want a FieldError on host, got %v", err)
 	}
 }

@@ -5,9 +5,11 @@ CERTCTL_TOOLS ?= $(HOME)/.cache/certctl/tools
 TEMPORAL_BIN := $(CERTCTL_TOOLS)/temporal-$(TEMPORAL_VERSION)/temporal
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CERTCTL_TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+TRAEFIK_VERSION := v3.6.12
+TRAEFIK_BIN := $(CERTCTL_TOOLS)/traefik-$(TRAEFIK_VERSION)/traefik
 export CERTCTL_TOOLS
 
-.PHONY: build dev test unit bench deps temporal apt-deps lint fmt record-histories clean
+.PHONY: build dev test unit bench deps temporal traefik apt-deps lint fmt record-histories clean
 
 build:
 	go build -o bin/certctl ./starter
@@ -20,6 +22,30 @@ $(TEMPORAL_BIN):
 	@echo "building the temporal CLI $(TEMPORAL_VERSION) from the Go module proxy (about 10 minutes, once)"
 	mkdir -p $(dir $@)
 	GOBIN=$(dir $@) go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+
+# traefik has no Debian package and `go install` refuses it (its go.mod has
+# replace directives), so a throwaway wrapper module in a temp dir requires it
+# with the same `containous` fork replaces as traefik's own go.mod (read from
+# the module cache) and builds its cmd (about 11 minutes cold). The binary is
+# cached outside the repo and reused while the version matches.
+traefik: $(TRAEFIK_BIN)
+$(TRAEFIK_BIN):
+	@echo "building traefik $(TRAEFIK_VERSION) from the Go module proxy (about 11 minutes, once)"
+	@set -euo pipefail; w=$$(mktemp -d); trap 'rm -rf "$$w"' EXIT; cd "$$w"; \
+	mod=github.com/traefik/traefik/v3; \
+	dir=$$(go mod download -json $$mod@$(TRAEFIK_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p'); \
+	test -f "$$dir/go.mod" || { echo "traefik's go.mod not found in the module cache" >&2; exit 1; }; \
+	{ echo "module certctl.local/traefik-build"; echo; \
+	  sed -n 's/^go \(1\.[0-9.]*\)$$/go \1/p' "$$dir/go.mod"; echo; \
+	  echo "require $$mod $(TRAEFIK_VERSION)"; echo; \
+	  grep -E '^[[:space:]]*[^[:space:]]+ => github\.com/containous/' "$$dir/go.mod" | sed 's/^[[:space:]]*/replace /'; \
+	} > go.mod; \
+	printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/traefik"\n' $$mod > tools.go; \
+	cat go.mod; \
+	go mod tidy; \
+	mkdir -p $(dir $@); \
+	go build -trimpath -ldflags "-X $$mod/pkg/version.Version=$(TRAEFIK_VERSION)" -o $@.tmp $$mod/cmd/traefik; \
+	mv $@.tmp $@
 
 # Debian packages the product and its tests drive for real: package=file it
 # installs. Only the missing ones are installed; postfix's debconf question is
@@ -38,7 +64,7 @@ $(STATICCHECK):
 	mkdir -p $(dir $@)
 	GOBIN=$(dir $@) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-deps: apt-deps temporal $(STATICCHECK)
+deps: apt-deps temporal traefik $(STATICCHECK)
 
 dev: deps build
 	bin/certctl dev

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -63,6 +64,17 @@ type Config struct {
 	PEMPath     string `json:"pem_path,omitempty" yaml:"pem_path,omitempty"`
 	PEMFileMode *Mode  `json:"pem_file_mode,omitempty" yaml:"pem_file_mode,omitempty"`
 	PEMOwner    string `json:"pem_owner,omitempty" yaml:"pem_owner,omitempty"`
+
+	// DynamicConfigPath is the traefik file-provider file the traefik
+	// connector writes: a dynamic TLS configuration naming cert_path and
+	// key_path. Rewriting it is what makes traefik's watcher re-read them.
+	DynamicConfigPath string `json:"dynamic_config_path,omitempty" yaml:"dynamic_config_path,omitempty"`
+
+	// SDSPath is the file-based SDS resource file the envoy connector writes
+	// (the path of a path_config_source); SDSSecretName is the name of the
+	// Secret in it, as envoy's tls_certificate_sds_secret_configs names it.
+	SDSPath       string `json:"sds_path,omitempty" yaml:"sds_path,omitempty"`
+	SDSSecretName string `json:"sds_secret_name,omitempty" yaml:"sds_secret_name,omitempty"`
 
 	// ReloadSignal and PIDFile reload a server by signalling the process
 	// whose pid the file holds (haproxy's master: USR2) instead of running
@@ -281,6 +293,8 @@ func (t *Target) Validate() error {
 		{"target_config.chain_path", c.ChainPath},
 		{"target_config.pem_path", c.PEMPath},
 		{"target_config.pid_file", c.PIDFile},
+		{"target_config.dynamic_config_path", c.DynamicConfigPath},
+		{"target_config.sds_path", c.SDSPath},
 	} {
 		if p.path == "" {
 			continue
@@ -318,6 +332,9 @@ func (t *Target) Validate() error {
 		if strings.ContainsAny(o.v, " \x00/") || strings.Count(o.v, ":") > 1 {
 			return fieldErr(o.field, "must be \"user\" or \"user:group\"")
 		}
+	}
+	if n := c.SDSSecretName; n != "" && (strings.TrimSpace(n) != n || strings.IndexFunc(n, unicode.IsControl) >= 0) {
+		return fieldErr("target_config.sds_secret_name", "must not hold control characters or surrounding spaces")
 	}
 	if err := c.validateReload(); err != nil {
 		return err

@@ -39,6 +39,11 @@ type confKind struct {
 	// of the file holding the key, and the owner (a user name; "" is root).
 	certMode, keyMode os.FileMode
 	owner             string
+	// noCheck: the server has no check command (traefik): the connector's
+	// default is none, and the pipeline says "server check none". The cases
+	// that need a failing check or reload give the target one, as for the
+	// others.
+	noCheck bool
 }
 
 var confKinds = map[string]confKind{
@@ -53,6 +58,8 @@ var confKinds = map[string]confKind{
 		certMode: 0o644, keyMode: 0o600},
 	"caddy": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartCaddy(d, s) },
 		certMode: 0o644, keyMode: 0o600, owner: "caddy"},
+	"traefik": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartTraefik(d, s) },
+		certMode: 0o644, keyMode: 0o600, owner: "traefik", noCheck: true},
 }
 
 func TestConformanceNginx(t *testing.T)  { runConformance(t, "nginx") }
@@ -63,6 +70,7 @@ func TestConformanceHAProxy(t *testing.T) {
 func TestConformancePostfix(t *testing.T) { runConformance(t, "postfix") }
 func TestConformanceDovecot(t *testing.T) { runConformance(t, "dovecot") }
 func TestConformanceCaddy(t *testing.T)   { runConformance(t, "caddy") }
+func TestConformanceTraefik(t *testing.T) { runConformance(t, "traefik") }
 
 // runConformance runs every case of the suite against fresh servers of kind.
 //
@@ -102,7 +110,6 @@ type confRun struct {
 	k       confKind
 	srv     testsuite.RealServer
 	initial testsuite.Set
-	dir     string // the live files' directory
 	id      string // target_id
 	// readableKeyBackups: the case made a live key readable by others
 	// before a deploy, whose backup copies it as it was.
@@ -130,7 +137,7 @@ func startConf(t *testing.T, kind string, k confKind) *confRun {
 		srv.Stop()
 	})
 	id := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	return &confRun{kind: kind, k: k, srv: srv, initial: initial, dir: filepath.Dir(srv.LiveFiles()[0]), id: id}
+	return &confRun{kind: kind, k: k, srv: srv, initial: initial, id: id}
 }
 
 func (c *confRun) target() target.Target { return c.srv.Target(c.id, testHost) }
@@ -153,17 +160,20 @@ func (c *confRun) wantClean(t *testing.T) {
 	if !c.srv.Running() {
 		t.Errorf("%s is no longer running", c.kind)
 	}
-	if tmp := testsuite.TempFiles(c.dir); len(tmp) > 0 {
-		t.Errorf("temp files left behind: %v", tmp)
+	var entries []string
+	for _, dir := range c.liveDirs() {
+		if tmp := testsuite.TempFiles(dir); len(tmp) > 0 {
+			t.Errorf("temp files left behind: %v", tmp)
+		}
+		names, _ := filepath.Glob(filepath.Join(dir, "*"))
+		entries = append(entries, names...)
 	}
-	entries, _ := os.ReadDir(c.dir)
-	for _, e := range entries {
-		p := filepath.Join(c.dir, e.Name())
+	for _, p := range entries {
 		b, err := os.ReadFile(p)
 		if err != nil || !strings.Contains(string(b), "PRIVATE KEY") {
 			continue
 		}
-		if c.readableKeyBackups && strings.Contains(e.Name(), ".certctl-bak.") {
+		if c.readableKeyBackups && strings.Contains(filepath.Base(p), ".certctl-bak.") {
 			continue
 		}
 		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o007 != 0 {
@@ -211,8 +221,27 @@ func wantSame(t *testing.T, before map[string]fileState) {
 	}
 }
 
+// liveDirs are the directories of the live files (traefik's dynamic config
+// sits apart from its certificate and key).
+func (c *confRun) liveDirs() []string {
+	var dirs []string
+	seen := map[string]bool{}
+	for _, p := range c.srv.LiveFiles() {
+		if d := filepath.Dir(p); !seen[d] {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// backups are the backups of the live files.
 func (c *confRun) backups() []string {
-	b, _ := filepath.Glob(filepath.Join(c.dir, "*.certctl-bak.*"))
+	var b []string
+	for _, p := range c.srv.LiveFiles() {
+		m, _ := filepath.Glob(p + ".certctl-bak.*")
+		b = append(b, m...)
+	}
 	return b
 }
 
@@ -259,9 +288,7 @@ func confFirstDeploy(t *testing.T, c *confRun) {
 			t.Errorf("step %s did not run", step)
 		}
 	}
-	if !strings.Contains(ran["validate"], "server check staged") {
-		t.Errorf("the server's check did not run on the staged files: %q", ran["validate"])
-	}
+	c.wantCheck(t, ran["validate"])
 	c.wantServed(t, fresh.LeafSHA256)
 	c.wantLayout(t, fresh)
 	if n := len(c.backups()); n != len(c.srv.LiveFiles()) {
@@ -489,7 +516,7 @@ func confOwnerAndMode(t *testing.T, c *confRun) {
 	dir := t.TempDir()
 	fresh := c.target()
 	cfg := &fresh.Config
-	for _, p := range []*string{&cfg.CertPath, &cfg.ChainPath, &cfg.KeyPath, &cfg.PEMPath} {
+	for _, p := range []*string{&cfg.CertPath, &cfg.ChainPath, &cfg.KeyPath, &cfg.PEMPath, &cfg.DynamicConfigPath, &cfg.SDSPath} {
 		if *p != "" {
 			*p = filepath.Join(dir, filepath.Base(*p))
 		}
@@ -505,7 +532,7 @@ func confOwnerAndMode(t *testing.T, c *confRun) {
 	if _, err := user.Lookup(c.k.owner); err == nil && c.k.owner != "" {
 		owner = uidOf(t, c.k.owner)
 	}
-	for _, p := range []string{cfg.CertPath, cfg.ChainPath, cfg.KeyPath, cfg.PEMPath} {
+	for _, p := range []string{cfg.CertPath, cfg.ChainPath, cfg.KeyPath, cfg.PEMPath, cfg.DynamicConfigPath, cfg.SDSPath} {
 		if p == "" {
 			continue
 		}
@@ -524,15 +551,25 @@ func confDryRun(t *testing.T, c *confRun) {
 	if r.code != 0 || res.Outcome != outcome.DryRunPassed {
 		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
 	}
-	detail := stepDetails(res)["validate"]
-	if !strings.Contains(detail, "server check staged") {
-		t.Errorf("a dry run should run the server's check on the staged files: %q", detail)
-	}
+	c.wantCheck(t, stepDetails(res)["validate"])
 	wantSame(t, before)
 	if b := c.backups(); len(b) != 0 {
 		t.Errorf("a dry run left backups: %v", b)
 	}
 	c.wantServed(t, c.initial.LeafSHA256)
+}
+
+// wantCheck checks the validate step ran the server's check on the staged
+// files, or, for a server without one, said there was none.
+func (c *confRun) wantCheck(t *testing.T, detail string) {
+	t.Helper()
+	want := "server check staged"
+	if c.k.noCheck {
+		want = "server check none"
+	}
+	if !strings.Contains(detail, want) {
+		t.Errorf("validate step %q, want %q", detail, want)
+	}
 }
 
 // stepDetails maps each step that ran to its detail.
@@ -765,5 +802,42 @@ func TestConformanceDovecotNoticesFailedHandshakes(t *testing.T) {
 	wantOutcome(t, r, 1, outcome.VerifyFailed)
 	wantSame(t, before)
 	c.wantServed(t, c.initial.LeafSHA256)
+	c.wantClean(t)
+}
+
+// traefik does not notice its certificate files replaced at the same paths:
+// it reads them when its dynamic configuration changes. A deploy whose
+// certificate and key are already in place (written by someone else) still
+// rewrites the connector's dynamic config, and that is what traefik acts on.
+func TestConformanceTraefikActsOnDynamicConfigOnly(t *testing.T) {
+	t.Parallel()
+	c := startConf(t, "traefik", confKinds["traefik"])
+	tr := c.srv.(*testsuite.Traefik)
+	fresh := issue(t)
+	for p, v := range map[string]string{tr.CertPath: fresh.CertPEM + fresh.ChainPEM, tr.KeyPath: fresh.KeyPEM} {
+		tmp := p + ".by-hand"
+		if err := os.WriteFile(tmp, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Longer than traefik's 2s providers throttle.
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		certs, err := c.srv.Served(context.Background())
+		if err == nil && material.Fingerprint(certs[0].Raw) == fresh.LeafSHA256 {
+			t.Fatal("traefik picked up certificate files replaced without a dynamic config change: the connector's rewrite is no longer needed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r := deploy(t, c.target(), fresh, "--output", "json")
+	res := r.result(t)
+	if r.code != 0 || res.Outcome != outcome.Deployed {
+		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+	}
+	c.wantServed(t, fresh.LeafSHA256)
+	c.wantLayout(t, fresh)
 	c.wantClean(t)
 }

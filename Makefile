@@ -66,7 +66,8 @@ $(STATICCHECK):
 
 deps: apt-deps temporal traefik $(STATICCHECK)
 
-dev: deps build
+# The embedded default needs only nginx and the temporal CLI (not traefik).
+dev: apt-deps temporal build
 	bin/certctl dev
 
 # Everything, integration tests included (a real dev server, real workers,

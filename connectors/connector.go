@@ -164,7 +164,9 @@ func VerifyProtocol(c Connector, cfg target.Config) string {
 // Fields that only some connectors read. A connector that does not read one
 // refuses it, so a target never silently ignores what its operator wrote.
 const (
-	FieldPEM = "pem_path" // pem_path, pem_file_mode, pem_owner
+	FieldPEM           = "pem_path"            // pem_path, pem_file_mode, pem_owner
+	FieldDynamicConfig = "dynamic_config_path" // traefik
+	FieldSDS           = "sds_path"            // sds_path, sds_secret_name (envoy)
 )
 
 // RefuseUnused returns an error naming the first connector-specific field
@@ -175,18 +177,19 @@ func RefuseUnused(cfg target.Config, name string, uses ...string) error {
 	for _, u := range uses {
 		used[u] = true
 	}
-	if !used[FieldPEM] {
-		for _, f := range []struct {
-			field string
-			set   bool
-		}{
-			{"pem_path", cfg.PEMPath != ""},
-			{"pem_file_mode", cfg.PEMFileMode != nil},
-			{"pem_owner", cfg.PEMOwner != ""},
-		} {
-			if f.set {
-				return &target.FieldError{Field: "target_config." + f.field, Msg: "is not used by " + name + " (it writes cert_path, chain_path and key_path)"}
-			}
+	for _, f := range []struct {
+		group, field string
+		set          bool
+	}{
+		{FieldPEM, "pem_path", cfg.PEMPath != ""},
+		{FieldPEM, "pem_file_mode", cfg.PEMFileMode != nil},
+		{FieldPEM, "pem_owner", cfg.PEMOwner != ""},
+		{FieldDynamicConfig, "dynamic_config_path", cfg.DynamicConfigPath != ""},
+		{FieldSDS, "sds_path", cfg.SDSPath != ""},
+		{FieldSDS, "sds_secret_name", cfg.SDSSecretName != ""},
+	} {
+		if f.set && !used[f.group] {
+			return &target.FieldError{Field: "target_config." + f.field, Msg: "is not used by " + name}
 		}
 	}
 	return nil

@@ -101,7 +101,7 @@ func (Connector) Check(cfg target.Config) error {
 	case cfg.DynamicConfigPath != "":
 		return &target.FieldError{Field: "target_config.dynamic_config_path", Msg: "is not used by envoy (it is traefik's)"}
 	}
-	return connectors.RefuseUnused(cfg, Name)
+	return connectors.RefuseUnused(cfg, Name, connectors.FieldSDS)
 }
 
 // Defaults: no validate command and no reload command (envoy re-reads the

@@ -96,7 +96,7 @@ func (Connector) Check(cfg target.Config) error {
 	if cfg.DynamicConfigPath == cfg.CertPath || cfg.DynamicConfigPath == cfg.KeyPath {
 		return &target.FieldError{Field: "target_config.dynamic_config_path", Msg: "must be a file of its own, apart from cert_path and key_path"}
 	}
-	return connectors.RefuseUnused(cfg, Name)
+	return connectors.RefuseUnused(cfg, Name, connectors.FieldDynamicConfig)
 }
 
 // Defaults: no validate command and no reload command (traefik has neither:

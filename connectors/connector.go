@@ -195,6 +195,22 @@ func RefuseUnused(cfg target.Config, name string, uses ...string) error {
 	return nil
 }
 
+// WithIndexFile is SeparateFiles plus one more file, written last, that
+// names the cert and key for a server that watches it (traefik's dynamic
+// config, envoy's SDS file). index gets the cert path, key path and the leaf's
+// SHA-256, so its bytes change with every certificate and the watcher fires.
+func WithIndexFile(cfg target.Config, m material.Material, role, path string, index func(certPath, keyPath, leafSHA256 string) []byte) ([]File, error) {
+	files, err := SeparateFiles(cfg, m, 0o644, 0o644, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	b, err := material.Parse(m)
+	if err != nil {
+		return nil, err
+	}
+	return append(files, File{Role: role, Path: path, Bytes: index(cfg.CertPath, cfg.KeyPath, b.LeafSHA256()), DefaultMode: 0o644}), nil
+}
+
 // SeparateFiles is the common layout: the leaf in cert_path, the chain in
 // chain_path, the key in key_path. Without a chain_path the chain follows the
 // leaf in cert_path, so the server still sends it.

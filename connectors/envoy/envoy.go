@@ -49,19 +49,9 @@ func (Connector) Files(cfg target.Config, m material.Material) ([]connectors.Fil
 	if err := (Connector{}).Check(cfg); err != nil {
 		return nil, err
 	}
-	files, err := connectors.SeparateFiles(cfg, m, 0o644, 0o644, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	b, err := material.Parse(m)
-	if err != nil {
-		return nil, err
-	}
-	return append(files, connectors.File{
-		Role: RoleSDS, Path: cfg.SDSPath,
-		Bytes:       SDSFile(cfg.SDSSecretName, cfg.CertPath, cfg.KeyPath, b.LeafSHA256()),
-		DefaultMode: 0o644,
-	}), nil
+	return connectors.WithIndexFile(cfg, m, RoleSDS, cfg.SDSPath, func(cert, key, leaf string) []byte {
+		return SDSFile(cfg.SDSSecretName, cert, key, leaf)
+	})
 }
 
 // SDSFile is the file-based SDS resource file: one Secret named name whose

@@ -39,19 +39,7 @@ func (Connector) Files(cfg target.Config, m material.Material) ([]connectors.Fil
 	if err := (Connector{}).Check(cfg); err != nil {
 		return nil, err
 	}
-	files, err := connectors.SeparateFiles(cfg, m, 0o644, 0o644, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	b, err := material.Parse(m)
-	if err != nil {
-		return nil, err
-	}
-	return append(files, connectors.File{
-		Role: RoleDynamicConfig, Path: cfg.DynamicConfigPath,
-		Bytes:       DynamicConfig(cfg.CertPath, cfg.KeyPath, b.LeafSHA256()),
-		DefaultMode: 0o644,
-	}), nil
+	return connectors.WithIndexFile(cfg, m, RoleDynamicConfig, cfg.DynamicConfigPath, DynamicConfig)
 }
 
 // DynamicConfig is the dynamic configuration file: the certificate in the

@@ -170,14 +170,11 @@ func Parse(r io.Reader, dir string) (*Profile, error) {
 }
 
 func decode(data []byte) (f file, err error) {
-	err = strictyaml.Decode(data, &f)
-	switch {
-	case err == nil:
+	if err = strictyaml.Decode(data, &f); err == nil {
 		return f, nil
-	case errors.Is(err, strictyaml.ErrMultiDoc):
-		return f, fieldErr("profile", "%v: give one profile per file", err)
-	case errors.Is(err, strictyaml.ErrEmpty), errors.Is(err, strictyaml.ErrUnreadable):
-		return f, fieldErr("profile", "%v", err)
+	}
+	if msg, ok := strictyaml.Describe(err, "profile"); ok {
+		return f, fieldErr("profile", "%s", msg)
 	}
 	return f, decodeErr(err)
 }

@@ -19,6 +19,19 @@ var (
 	ErrUnreadable = errors.New("is not YAML the decoder can read")
 )
 
+// Describe turns Decode's own refusals into the message for a file of kind
+// what ("target", "profile"); ok is false for yaml.v3's field errors, which
+// the caller maps to field names.
+func Describe(err error, what string) (msg string, ok bool) {
+	switch {
+	case errors.Is(err, ErrMultiDoc):
+		return fmt.Sprintf("%v: give one %s per file", err, what), true
+	case errors.Is(err, ErrEmpty), errors.Is(err, ErrUnreadable):
+		return err.Error(), true
+	}
+	return "", false
+}
+
 // Decode reads the single YAML document in data into v. Other decode errors
 // (unknown fields, wrong types) are yaml.v3's own, for the caller to map to
 // field names.

@@ -188,14 +188,11 @@ func Parse(r io.Reader) (*Target, error) {
 
 // decode reads the one YAML document strictly.
 func decode(data []byte) (t Target, err error) {
-	err = strictyaml.Decode(data, &t)
-	switch {
-	case err == nil:
+	if err = strictyaml.Decode(data, &t); err == nil {
 		return t, nil
-	case errors.Is(err, strictyaml.ErrMultiDoc):
-		return t, fieldErr("target", "%v: give one target per file", err)
-	case errors.Is(err, strictyaml.ErrEmpty), errors.Is(err, strictyaml.ErrUnreadable):
-		return t, fieldErr("target", "%v", err)
+	}
+	if msg, ok := strictyaml.Describe(err, "target"); ok {
+		return t, fieldErr("target", "%s", msg)
 	}
 	return t, decodeErr(data, err)
 }

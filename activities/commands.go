@@ -138,8 +138,9 @@ func validateErr(argv target.Command, out string, err error) error {
 		fmt.Sprintf("%s: %v: %s", argv, err, out), outcome.ValidateFailed, nil)
 }
 
-// Reload runs the reload command, or sends the reload signal to the pid in
-// the pid file (connectors.ReloadFor says which).
+// Reload runs the reload command, sends the reload signal to the pid in the
+// pid file, or makes the connector's HTTP reload (connectors.ReloadFor says
+// which).
 func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, error) {
 	c, err := connectors.Get(req.Target.TargetType)
 	if err != nil {
@@ -151,6 +152,14 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 		res.Output, err = signalPIDFile(r)
 		if err != nil {
 			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", r, err), outcome.ReloadFailed, nil)
+		}
+		failpoint.Hit("reload:done")
+		return res, nil
+	}
+	if r.HTTP != nil {
+		res.Output, err = reloadHTTP(ctx, r.HTTP)
+		if err != nil {
+			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s", r, redactKeys(err.Error())), outcome.ReloadFailed, nil)
 		}
 		failpoint.Hit("reload:done")
 		return res, nil
@@ -500,6 +509,51 @@ func procInfo(pid int) (comm, state string, err error) {
 		return "", "", fmt.Errorf("unreadable /proc/%d/stat", pid)
 	}
 	return s[open+1 : end], s[end+2 : end+3], nil
+}
+
+// httpReloadTimeout bounds one HTTP reload (caddy's GET config and POST
+// load).
+const httpReloadTimeout = time.Minute
+
+// reloadHTTP makes an HTTP reload within httpReloadTimeout, heartbeating
+// while it runs, and returns the tail of the server's answer.
+func reloadHTTP(ctx context.Context, h connectors.HTTPReload) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, httpReloadTimeout)
+	defer cancel()
+	stop := heartbeat(ctx)
+	out, err := h.Reload(ctx)
+	stop()
+	out = strings.TrimSpace(redactKeys(out))
+	if len(out) > outputTail {
+		out = "…" + out[len(out)-outputTail:]
+	}
+	return out, err
+}
+
+// heartbeat records activity heartbeats well inside the heartbeat timeout
+// the workflow chose, until the returned stop is called.
+func heartbeat(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	every := 5 * time.Second
+	if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < every {
+		every = max(hb/3, 100*time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // runCommand runs cmd, heartbeating while it runs, and returns the tail of

@@ -5,6 +5,7 @@
 package connectors
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sort"
@@ -48,6 +49,37 @@ type Defaults struct {
 	// VerifyProtocol is post_deploy_verify.protocol when the target leaves
 	// it empty; "" means tls.
 	VerifyProtocol string
+
+	// ReloadHTTP, when set, is the default reload: a request to the
+	// server's API (caddy's admin endpoint) instead of a command. A
+	// target's reload_command or reload_signal replaces it.
+	ReloadHTTP HTTPReload
+}
+
+// HTTPReload is a reload through a server's HTTP API.
+type HTTPReload interface {
+	// String says what the reload does, for results and errors.
+	String() string
+	// Reload makes the server re-read its files; it returns what the
+	// server answered, and an error carrying the server's message when it
+	// refused.
+	Reload(ctx context.Context) (string, error)
+}
+
+// TargetDefaults is implemented by a connector whose defaults depend on the
+// target (caddy: admin-API mode when caddy_admin is set). The functions of
+// this package that resolve a target's commands use DefaultsFor when a
+// connector has it, and Defaults otherwise.
+type TargetDefaults interface {
+	DefaultsFor(cfg target.Config) Defaults
+}
+
+// DefaultsFor is c's defaults for the target cfg.
+func DefaultsFor(c Connector, cfg target.Config) Defaults {
+	if td, ok := c.(TargetDefaults); ok {
+		return td.DefaultsFor(cfg)
+	}
+	return c.Defaults()
 }
 
 // Connector is one kind of target.
@@ -105,7 +137,7 @@ func ValidateCommand(c Connector, cfg target.Config) target.Command {
 	if len(cfg.ValidateCommand) > 0 {
 		return cfg.ValidateCommand
 	}
-	return c.Defaults().ValidateCommand
+	return DefaultsFor(c, cfg).ValidateCommand
 }
 
 // ReloadCommand is the target's command, else the connector's default.
@@ -113,20 +145,25 @@ func ReloadCommand(c Connector, cfg target.Config) target.Command {
 	if len(cfg.ReloadCommand) > 0 {
 		return cfg.ReloadCommand
 	}
-	return c.Defaults().ReloadCommand
+	return DefaultsFor(c, cfg).ReloadCommand
 }
 
 // Reload is how a target's server is told to re-read its files: a command,
-// or a signal to the process whose pid a file holds. Neither: no reload.
+// or a signal to the process whose pid a file holds, or a request to the
+// server's HTTP API. None: no reload.
 type Reload struct {
 	Command   target.Command
 	Signal    string
 	PIDFile   string
 	Processes []string
+	HTTP      HTTPReload
 }
 
 // String says what the reload does, for results and errors.
 func (r Reload) String() string {
+	if r.HTTP != nil {
+		return r.HTTP.String()
+	}
 	if r.Signal != "" {
 		return "kill -" + r.Signal + " $(cat " + r.PIDFile + ")"
 	}
@@ -135,9 +172,9 @@ func (r Reload) String() string {
 
 // ReloadFor resolves a target's reload: its reload_command, else its
 // reload_signal and pid_file, else the connector's default signal, else the
-// connector's default command.
+// connector's default HTTP reload, else the connector's default command.
 func ReloadFor(c Connector, cfg target.Config) Reload {
-	d := c.Defaults()
+	d := DefaultsFor(c, cfg)
 	switch {
 	case len(cfg.ReloadCommand) > 0:
 		return Reload{Command: cfg.ReloadCommand}
@@ -145,6 +182,8 @@ func ReloadFor(c Connector, cfg target.Config) Reload {
 		return Reload{Signal: cfg.ReloadSignal, PIDFile: cfg.PIDFile, Processes: d.Processes}
 	case d.ReloadSignal != "" && d.PIDFile != "":
 		return Reload{Signal: d.ReloadSignal, PIDFile: d.PIDFile, Processes: d.Processes}
+	case d.ReloadHTTP != nil:
+		return Reload{HTTP: d.ReloadHTTP}
 	}
 	return Reload{Command: d.ReloadCommand}
 }
@@ -167,6 +206,7 @@ const (
 	FieldPEM           = "pem_path"            // pem_path, pem_file_mode, pem_owner
 	FieldDynamicConfig = "dynamic_config_path" // traefik
 	FieldSDS           = "sds_path"            // sds_path, sds_secret_name (envoy)
+	FieldCaddyAdmin    = "caddy_admin"         // caddy's admin-API mode
 )
 
 // RefuseUnused returns an error naming the first connector-specific field
@@ -187,6 +227,7 @@ func RefuseUnused(cfg target.Config, name string, uses ...string) error {
 		{FieldDynamicConfig, "dynamic_config_path", cfg.DynamicConfigPath != ""},
 		{FieldSDS, "sds_path", cfg.SDSPath != ""},
 		{FieldSDS, "sds_secret_name", cfg.SDSSecretName != ""},
+		{FieldCaddyAdmin, "caddy_admin", cfg.CaddyAdmin != ""},
 	} {
 		if f.set && !used[f.group] {
 			return &target.FieldError{Field: "target_config." + f.field, Msg: "is not used by " + name}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -81,6 +82,11 @@ type Config struct {
 	// reload_command. Given together, never with reload_command.
 	ReloadSignal string `json:"reload_signal,omitempty" yaml:"reload_signal,omitempty"`
 	PIDFile      string `json:"pid_file,omitempty" yaml:"pid_file,omitempty"`
+
+	// CaddyAdmin is caddy's admin endpoint ("http://127.0.0.1:2019"): when
+	// set, the caddy connector reloads through it (admin-API mode) instead
+	// of running the caddy binary.
+	CaddyAdmin string `json:"caddy_admin,omitempty" yaml:"caddy_admin,omitempty"`
 }
 
 // Reload signals a target may name in reload_signal: the ones servers use to
@@ -336,6 +342,11 @@ func (t *Target) Validate() error {
 	if err := c.validateReload(); err != nil {
 		return err
 	}
+	if c.CaddyAdmin != "" {
+		if err := CheckAdminURL(c.CaddyAdmin); err != nil {
+			return fieldErr("target_config.caddy_admin", "%v", err)
+		}
+	}
 	if p := c.PostDeployVerify.Protocol; p != "" && !contains(VerifyProtocols, p) {
 		return fieldErr("target_config.post_deploy_verify.protocol", "%q is not one of %s", p, strings.Join(VerifyProtocols, ", "))
 	}
@@ -384,6 +395,27 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// CheckAdminURL accepts an http or https URL with a host and nothing but an
+// optional path: no user info, query or fragment.
+func CheckAdminURL(s string) error {
+	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+		return fmt.Errorf("%q holds spaces or control characters", s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q is not an http or https URL", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q has no host", s)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return fmt.Errorf("%q must be scheme://host[:port][/path] only", s)
+	}
+	return nil
 }
 
 // CheckPath refuses paths that are relative, climb with "..", or hold NUL.

@@ -21,8 +21,11 @@ type Caddy struct {
 	Admin             string
 	CertDir           string
 	CertPath, KeyPath string
-	bin               string
-	env               []string
+	// API: the target is in admin-API mode (caddy_admin set, no validate
+	// or reload command).
+	API bool
+	bin string
+	env []string
 }
 
 // CaddyBinary finds caddy or says how to get it.
@@ -99,8 +102,30 @@ func (c *Caddy) ReloadCommand() target.Command {
 	return target.Command{c.bin, "reload", "--config", c.Caddyfile, "--adapter", "caddyfile", "--address", c.Admin, "--force"}
 }
 
-// Target returns a caddy target for this server's files.
+// StartCaddyAPI is StartCaddy for targets in admin-API mode.
+func StartCaddyAPI(dir string, initial Set) (*Caddy, error) {
+	c, err := StartCaddy(dir, initial)
+	if c != nil {
+		c.API = true
+	}
+	return c, err
+}
+
+// AdminURL is the admin endpoint's URL.
+func (c *Caddy) AdminURL() string { return "http://" + c.Admin }
+
+// Target returns a caddy target for this server's files: in admin-API mode
+// it names the admin endpoint and leaves both commands to the connector.
 func (c *Caddy) Target(id, host string) target.Target {
+	if c.API {
+		return target.Target{
+			TargetID: id, TargetType: "caddy", Host: host,
+			Config: target.Config{
+				CertPath: c.CertPath, KeyPath: c.KeyPath, CaddyAdmin: c.AdminURL(),
+				PostDeployVerify: target.Verify{Endpoint: c.endpoint, Timeout: target.Duration(5 * time.Second)},
+			},
+		}
+	}
 	return target.Target{
 		TargetID: id, TargetType: "caddy", Host: host,
 		Config: target.Config{

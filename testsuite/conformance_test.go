@@ -58,6 +58,10 @@ var confKinds = map[string]confKind{
 		certMode: 0o644, keyMode: 0o600},
 	"caddy": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartCaddy(d, s) },
 		certMode: 0o644, keyMode: 0o600, owner: "caddy"},
+	// caddy in admin-API mode: reloaded through its admin endpoint; no
+	// server check by default (caddy's API has no dry run).
+	"caddy-api": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartCaddyAPI(d, s) },
+		certMode: 0o644, keyMode: 0o600, owner: "caddy", noCheck: true},
 	"traefik": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartTraefik(d, s) },
 		certMode: 0o644, keyMode: 0o600, owner: "traefik", noCheck: true},
 }
@@ -67,10 +71,11 @@ func TestConformanceApache(t *testing.T) { runConformance(t, "apache") }
 func TestConformanceHAProxy(t *testing.T) {
 	runConformance(t, "haproxy")
 }
-func TestConformancePostfix(t *testing.T) { runConformance(t, "postfix") }
-func TestConformanceDovecot(t *testing.T) { runConformance(t, "dovecot") }
-func TestConformanceCaddy(t *testing.T)   { runConformance(t, "caddy") }
-func TestConformanceTraefik(t *testing.T) { runConformance(t, "traefik") }
+func TestConformancePostfix(t *testing.T)  { runConformance(t, "postfix") }
+func TestConformanceDovecot(t *testing.T)  { runConformance(t, "dovecot") }
+func TestConformanceCaddy(t *testing.T)    { runConformance(t, "caddy") }
+func TestConformanceCaddyAPI(t *testing.T) { runConformance(t, "caddy-api") }
+func TestConformanceTraefik(t *testing.T)  { runConformance(t, "traefik") }
 
 // runConformance runs every case of the suite against fresh servers of kind.
 //

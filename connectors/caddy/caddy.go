@@ -1,14 +1,21 @@
 // Package caddy is the connector for Caddy serving certificates it does not
 // manage (`tls CERT KEY` in a Caddyfile): separate cert and key files, the
-// chain appended to the cert unless chain_path is set. Checked with
-// `caddy validate`, which loads the certificate and key (it refuses a pair
-// that does not match); reloaded with `caddy reload --force` through the
-// admin endpoint: without --force caddy sees an unchanged config and does
-// nothing, whatever changed in the files.
+// chain appended to the cert unless chain_path is set.
+//
+// File mode (the default): checked with `caddy validate`, which loads the
+// certificate and key (it refuses a pair that does not match); reloaded with
+// `caddy reload --force` through the admin endpoint: without --force caddy
+// sees an unchanged config and does nothing, whatever changed in the files.
+//
+// Admin-API mode (target_config.caddy_admin set): the same files, but the
+// reload talks HTTP to caddy's admin endpoint, as `caddy reload --force`
+// does (GET /config/, then POST /load with that config and
+// `Cache-Control: must-revalidate`), so the worker needs no caddy binary.
+// Caddy's API has no dry-run endpoint: validate is the material check, plus
+// the target's validate_command if it gives one.
 //
 // Both files are renamed into place before the reload, so caddy loads them
-// together. Caddy's admin-API mode (certificates pushed through the API, no
-// files) is not implemented.
+// together.
 package caddy
 
 import (
@@ -22,11 +29,17 @@ const Name = "caddy"
 // DefaultConfig is the Caddyfile Debian's package runs.
 const DefaultConfig = "/etc/caddy/Caddyfile"
 
+// Connector is caddy's: connectors.Separate for the files, with defaults
+// that depend on the mode.
+type Connector struct {
+	connectors.Separate
+}
+
 // The defaults are the packaged Caddyfile's validate and forced reload
 // through the default admin endpoint (localhost:2019), and the packaged
 // caddy user.
 func init() {
-	connectors.Register(Name, connectors.Separate{
+	connectors.Register(Name, Connector{connectors.Separate{
 		Name:    Name,
 		KeyMode: 0o600,
 		Default: connectors.Defaults{
@@ -35,5 +48,33 @@ func init() {
 			Owners:          []string{"caddy"},
 			Processes:       []string{"caddy"},
 		},
-	})
+	}})
+}
+
+// Check is Separate's, with caddy_admin allowed (and checked).
+func (c Connector) Check(cfg target.Config) error {
+	admin := cfg.CaddyAdmin
+	cfg.CaddyAdmin = ""
+	if err := c.Separate.Check(cfg); err != nil {
+		return err
+	}
+	if admin != "" {
+		if err := target.CheckAdminURL(admin); err != nil {
+			return &target.FieldError{Field: "target_config.caddy_admin", Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// DefaultsFor is file mode's defaults, or admin-API mode's when the target
+// sets caddy_admin: no default validate command, and the reload through the
+// admin endpoint.
+func (c Connector) DefaultsFor(cfg target.Config) connectors.Defaults {
+	d := c.Defaults()
+	if cfg.CaddyAdmin == "" {
+		return d
+	}
+	d.ValidateCommand, d.ReloadCommand = nil, nil
+	d.ReloadHTTP = AdminReload{Admin: cfg.CaddyAdmin}
+	return d
 }

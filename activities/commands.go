@@ -523,11 +523,7 @@ func reloadHTTP(ctx context.Context, h connectors.HTTPReload) (string, error) {
 	stop := heartbeat(ctx)
 	out, err := h.Reload(ctx)
 	stop()
-	out = strings.TrimSpace(redactKeys(out))
-	if len(out) > outputTail {
-		out = "…" + out[len(out)-outputTail:]
-	}
-	return out, err
+	return tail(out), err
 }
 
 // heartbeat records activity heartbeats well inside the heartbeat timeout
@@ -566,33 +562,20 @@ func runCommand(ctx context.Context, cmd *exec.Cmd) (string, error) {
 	if err := cmd.Start(); err != nil {
 		return "", &startError{err}
 	}
-	done := make(chan struct{})
-	if activity.IsActivity(ctx) {
-		// Heartbeat well inside the heartbeat timeout the workflow chose.
-		every := 5 * time.Second
-		if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < every {
-			every = max(hb/3, 100*time.Millisecond)
-		}
-		go func() {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-t.C:
-					activity.RecordHeartbeat(ctx)
-				}
-			}
-		}()
-	}
+	stop := heartbeat(ctx)
 	err := cmd.Wait()
-	close(done)
-	out := strings.TrimSpace(redactKeys(buf.String()))
+	stop()
+	return tail(buf.String()), err
+}
+
+// tail is what a command's or server's output contributes to results and
+// errors: key blocks scrubbed, the last outputTail bytes.
+func tail(out string) string {
+	out = strings.TrimSpace(redactKeys(out))
 	if len(out) > outputTail {
 		out = "…" + out[len(out)-outputTail:]
 	}
-	return out, err
+	return out
 }
 
 // privateKeyPEM matches a PEM private key block, or its start when the

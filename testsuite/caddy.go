@@ -17,10 +17,10 @@ import (
 // endpoint on another loopback port and its storage under the temp dir.
 type Caddy struct {
 	server
-	Caddyfile         string
-	Admin             string
-	CertDir           string
-	CertPath, KeyPath string
+	Caddyfile string
+	Admin     string
+	CertDir   string
+	fullchainFiles
 	// API: the target is in admin-API mode (caddy_admin set, no validate
 	// or reload command).
 	API bool
@@ -52,7 +52,7 @@ func StartCaddy(dir string, initial Set) (*Caddy, error) {
 		CertDir: filepath.Join(dir, "certs"), bin: bin,
 		// caddy keeps its autosaved config and data under these.
 		env: []string{"XDG_DATA_HOME=" + filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg-config")}}
-	c.CertPath, c.KeyPath = filepath.Join(c.CertDir, "cert.pem"), filepath.Join(c.CertDir, "key.pem")
+	c.fullchainFiles = fullchainIn(c.CertDir)
 	if err := os.MkdirAll(c.CertDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -134,14 +134,6 @@ func (c *Caddy) Target(id, host string) target.Target {
 			PostDeployVerify: target.Verify{Endpoint: c.endpoint, Timeout: target.Duration(5 * time.Second)},
 		},
 	}
-}
-
-// LiveFiles are cert (with chain) and key.
-func (c *Caddy) LiveFiles() []string { return []string{c.CertPath, c.KeyPath} }
-
-// Layout: the chain after the leaf in the cert file.
-func (c *Caddy) Layout(s Set) map[string]string {
-	return map[string]string{c.CertPath: s.CertPEM + s.ChainPEM, c.KeyPath: s.KeyPEM}
 }
 
 // BrokenCheck runs caddy validate on a copy of the Caddyfile with an unknown

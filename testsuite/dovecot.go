@@ -17,9 +17,9 @@ import (
 // leaf in the cert file, the key in its own file. No one can log in.
 type Dovecot struct {
 	server
-	Conf              string
-	CertDir           string
-	CertPath, KeyPath string
+	Conf    string
+	CertDir string
+	fullchainFiles
 	// ImapsEndpoint is the implicit-TLS listener (993's role).
 	ImapsEndpoint string
 	bin, doveconf string
@@ -61,7 +61,7 @@ func StartDovecot(dir string, initial Set) (_ *Dovecot, err error) {
 		ImapsEndpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(imaps)),
 		Conf:          filepath.Join(dir, "dovecot.conf"), CertDir: filepath.Join(dir, "certs"),
 		bin: bin, doveconf: doveconf, doveadm: doveadm}
-	d.CertPath, d.KeyPath = filepath.Join(d.CertDir, "cert.pem"), filepath.Join(d.CertDir, "key.pem")
+	d.fullchainFiles = fullchainIn(d.CertDir)
 	if err := os.MkdirAll(d.CertDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -149,14 +149,6 @@ func (d *Dovecot) Target(id, host string) target.Target {
 			PostDeployVerify: target.Verify{Endpoint: d.endpoint, Protocol: ProtoIMAP, Timeout: target.Duration(5 * time.Second)},
 		},
 	}
-}
-
-// LiveFiles are cert (with chain) and key.
-func (d *Dovecot) LiveFiles() []string { return []string{d.CertPath, d.KeyPath} }
-
-// Layout: the chain after the leaf in the cert file.
-func (d *Dovecot) Layout(s Set) map[string]string {
-	return map[string]string{d.CertPath: s.CertPEM + s.ChainPEM, d.KeyPath: s.KeyPEM}
 }
 
 // BrokenCheck runs doveconf -n on a copy of the config with an unknown

@@ -24,10 +24,10 @@ import (
 // which Logs shows.
 type Postfix struct {
 	server
-	ConfDir           string
-	CertDir           string
-	CertPath, KeyPath string
-	bin               string
+	ConfDir string
+	CertDir string
+	fullchainFiles
+	bin string
 }
 
 // PostfixBinary finds postfix or says how to get it.
@@ -56,7 +56,7 @@ func StartPostfix(dir string, initial Set) (*Postfix, error) {
 	p := &Postfix{server: server{kind: "postfix", dir: dir, protocol: ProtoSMTP,
 		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
 		ConfDir: dir, CertDir: filepath.Join(dir, "certs"), bin: bin}
-	p.CertPath, p.KeyPath = filepath.Join(p.CertDir, "cert.pem"), filepath.Join(p.CertDir, "key.pem")
+	p.fullchainFiles = fullchainIn(p.CertDir)
 	for _, d := range []string{p.CertDir, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -172,14 +172,6 @@ func (p *Postfix) Target(id, host string) target.Target {
 			PostDeployVerify: target.Verify{Endpoint: p.endpoint, Protocol: ProtoSMTP, Timeout: target.Duration(5 * time.Second)},
 		},
 	}
-}
-
-// LiveFiles are cert (with chain) and key.
-func (p *Postfix) LiveFiles() []string { return []string{p.CertPath, p.KeyPath} }
-
-// Layout: the chain after the leaf in the cert file.
-func (p *Postfix) Layout(s Set) map[string]string {
-	return map[string]string{p.CertPath: s.CertPEM + s.ChainPEM, p.KeyPath: s.KeyPEM}
 }
 
 // BrokenCheck runs postfix check on a copy of the config directory whose

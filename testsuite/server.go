@@ -330,3 +330,21 @@ func FakeServer(ctx context.Context, s Set, protocol string) (string, error) {
 	}()
 	return ln.Addr().String(), nil
 }
+
+// fullchainFiles are the two files of servers that read the chain after the
+// leaf in the cert file (postfix, dovecot, caddy, traefik).
+type fullchainFiles struct {
+	CertPath, KeyPath string
+}
+
+func fullchainIn(dir string) fullchainFiles {
+	return fullchainFiles{CertPath: filepath.Join(dir, "cert.pem"), KeyPath: filepath.Join(dir, "key.pem")}
+}
+
+// LiveFiles are cert (with chain) and key.
+func (f fullchainFiles) LiveFiles() []string { return []string{f.CertPath, f.KeyPath} }
+
+// Layout: the chain after the leaf in the cert file.
+func (f fullchainFiles) Layout(s Set) map[string]string {
+	return map[string]string{f.CertPath: s.CertPEM + s.ChainPEM, f.KeyPath: s.KeyPEM}
+}

@@ -39,10 +39,11 @@ func TraefikBinary() (string, error) {
 // and no reload command.
 type Traefik struct {
 	server
-	StaticConfig               string
-	CertDir, DynamicDir        string
-	CertPath, KeyPath, Dynamic string
-	bin                        string
+	StaticConfig        string
+	CertDir, DynamicDir string
+	fullchainFiles
+	Dynamic string
+	bin     string
 }
 
 // StartTraefik writes a private static config under dir, installs initial
@@ -61,7 +62,7 @@ func StartTraefik(dir string, initial Set) (*Traefik, error) {
 		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
 		StaticConfig: filepath.Join(dir, "traefik.yml"), bin: bin,
 		CertDir: filepath.Join(dir, "certs"), DynamicDir: filepath.Join(dir, "dynamic")}
-	t.CertPath, t.KeyPath = filepath.Join(t.CertDir, "cert.pem"), filepath.Join(t.CertDir, "key.pem")
+	t.fullchainFiles = fullchainIn(t.CertDir)
 	t.Dynamic = filepath.Join(t.DynamicDir, "certctl-tls.yml")
 	for _, d := range []string{t.CertDir, t.DynamicDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -128,15 +129,14 @@ func (t *Traefik) Target(id, host string) target.Target {
 }
 
 // LiveFiles are cert (with chain), key and the dynamic configuration.
-func (t *Traefik) LiveFiles() []string { return []string{t.CertPath, t.KeyPath, t.Dynamic} }
+func (t *Traefik) LiveFiles() []string { return append(t.fullchainFiles.LiveFiles(), t.Dynamic) }
 
 // Layout: the chain after the leaf in the cert file, and the connector's
 // dynamic configuration naming the leaf.
 func (t *Traefik) Layout(s Set) map[string]string {
-	return map[string]string{
-		t.CertPath: s.CertPEM + s.ChainPEM, t.KeyPath: s.KeyPEM,
-		t.Dynamic: string(traefik.DynamicConfig(t.CertPath, t.KeyPath, s.LeafSHA256)),
-	}
+	m := t.fullchainFiles.Layout(s)
+	m[t.Dynamic] = string(traefik.DynamicConfig(t.CertPath, t.KeyPath, s.LeafSHA256))
+	return m
 }
 
 // BrokenCheck: traefik has no check command of its own. What an operator

@@ -107,12 +107,23 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 		},
 	}
 	// Version 1 added the per-target lock; histories from before it replay
-	// without one (README "Changing a workflow").
-	if v := workflow.GetVersion(ctx, "target-lock", workflow.DefaultVersion, 1); v == 1 && !req.DryRun {
+	// without one (README "Changing a workflow"). Version 2 locks the
+	// target's files on its host instead (lock_files.go); version 1 deploys
+	// still running keep the target lock.
+	if v := workflow.GetVersion(ctx, "target-lock", workflow.DefaultVersion, 2); v >= 1 && !req.DryRun {
 		start := workflow.Now(ctx)
-		release, err := acquireTarget(ctx, req.Target.TargetID)
-		d.res.Steps = append(d.res.Steps, Step{Name: "lock", Ms: workflow.Now(ctx).Sub(start).Milliseconds(),
-			Detail: "waited for " + LockWorkflowID(req.Target.TargetID)})
+		var release func()
+		var err error
+		detail := "waited for " + LockWorkflowID(req.Target.TargetID)
+		if v == 1 {
+			release, err = acquireTarget(ctx, req.Target.TargetID)
+		} else {
+			var lockID string
+			var keys []string
+			lockID, keys, release, err = acquireFiles(ctx, req.Target, req.Material)
+			detail = "waited for " + lockID + ": " + strings.Join(keys, ", ")
+		}
+		d.res.Steps = append(d.res.Steps, Step{Name: "lock", Ms: workflow.Now(ctx).Sub(start).Milliseconds(), Detail: detail})
 		if err != nil {
 			d.end(outcome.HostUnavailable, err)
 			return d.finish(ctx, req)

@@ -128,12 +128,12 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 		h.cleanups = append(h.cleanups, in.Succeeded)
 		return activities.CleanupResult{}, nil
 	}).Maybe()
-	env.OnActivity(a.RequestTargetLock, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.LockRequest) error {
+	env.OnActivity(a.RequestFileLock, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.FileLockStart) error {
 		h.rec("Lock")
 		env.RegisterDelayedCallback(func() { env.SignalWorkflow(LockGrantedSignal, nil) }, 0)
 		return nil
 	}).Maybe()
-	env.OnSignalExternalWorkflow(mock.Anything, LockWorkflowID(req.Target.TargetID), "", LockReleaseSignal, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
+	env.OnSignalExternalWorkflow(mock.Anything, FileLockID(req.Target), "", LockReleaseSignal, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
 		h.rec("Release")
 		return nil
 	}).Maybe()

@@ -162,20 +162,28 @@ func (st *LockState) dequeue(r LockRequest) {
 }
 
 // acquireTarget asks for the target's lock and waits for the grant; the
-// returned func releases it (also when ctx is canceled).
+// returned func releases it (also when ctx is canceled). Version 1 of
+// "target-lock"; new deploys use acquireFiles.
 func acquireTarget(ctx workflow.Context, targetID string) (release func(), err error) {
 	info := workflow.GetInfo(ctx)
 	req := LockRequest{TargetID: targetID, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+	return awaitGrant(ctx, LockWorkflowID(targetID), req, a.RequestTargetLock, req)
+}
+
+// awaitGrant sends the request with the local activity ask(in), waits for
+// the grant signal and returns the func that releases lockID (also when ctx
+// is canceled while waiting).
+func awaitGrant(ctx workflow.Context, lockID string, req LockRequest, ask, in any) (release func(), err error) {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
 	})
-	if err := workflow.ExecuteLocalActivity(lctx, a.RequestTargetLock, req).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(lctx, ask, in).Get(ctx, nil); err != nil {
 		return func() {}, err
 	}
 	release = func() {
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		_ = workflow.SignalExternalWorkflow(dctx, LockWorkflowID(targetID), "", LockReleaseSignal, req).Get(dctx, nil)
+		_ = workflow.SignalExternalWorkflow(dctx, lockID, "", LockReleaseSignal, req).Get(dctx, nil)
 	}
 	granted := false
 	s := workflow.NewSelector(ctx)
@@ -189,7 +197,7 @@ func acquireTarget(ctx workflow.Context, targetID string) (release func(), err e
 		// Canceled while queued: leave the queue (a release before the grant
 		// dequeues), so the next deploy is not kept waiting for us.
 		release()
-		return func() {}, temporal.NewCanceledError("canceled while waiting for " + LockWorkflowID(targetID))
+		return func() {}, temporal.NewCanceledError("canceled while waiting for " + lockID)
 	}
 	return release, nil
 }

@@ -16,5 +16,7 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(DeployWorkflow, workflow.RegisterOptions{Name: "DeployWorkflow"})
 	r.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: ApprovalWorkflowName})
 	r.RegisterWorkflowWithOptions(RenewWorkflow, workflow.RegisterOptions{Name: RenewWorkflowName})
+	// TargetLockWorkflow stays for deploys of "target-lock" version 1.
 	r.RegisterWorkflowWithOptions(TargetLockWorkflow, workflow.RegisterOptions{Name: activities.LockWorkflowType})
+	r.RegisterWorkflowWithOptions(FileLockWorkflow, workflow.RegisterOptions{Name: activities.FileLockWorkflowType})
 }

@@ -9,6 +9,9 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/connectors"
+	// Every binary that runs DeployWorkflow derives the same keys: a
+	// connector missing here would silently shrink them to the target's.
+	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )

@@ -10,6 +10,9 @@ import (
 	"github.com/certctl/certctl/target"
 )
 
+// The per-target lock of "target-lock" version 1, kept for deploys that
+// started under it; new deploys take their host's file lock (lock_files.go).
+//
 // One deploy per target at a time (DESIGN promise 6). Each target has a lock
 // workflow, "lock/<target_id>", that grants the target to one deploy at a
 // time in the order the requests reached it. A deploy asks with

@@ -3,11 +3,14 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdktest "go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -362,5 +365,43 @@ func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
 	bad.Config.CertPath = "relative/cert.pem"
 	if k := LockKeys(bad, set.Material); strings.Join(k, ",") != "target:u" {
 		t.Fatalf("relative path: keys %v", k)
+	}
+}
+
+// The recorded histories keep covering both locks a running deploy may hold:
+// version 1 (the target's lock) and version 2 (the host's file lock), so
+// TestReplayRecordedHistories proves the "target-lock" guard both ways.
+func TestReplayHistoriesCoverBothLocks(t *testing.T) {
+	files, err := filepath.Glob("../testsuite/histories/deploy-*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string][]string{}
+	for _, f := range files {
+		r, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := client.HistoryFromJSON(r, client.HistoryJSONOptions{})
+		r.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, ev := range h.GetEvents() {
+			a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes()
+			if a == nil || a.GetSignalName() != LockReleaseSignal {
+				continue
+			}
+			kind := "target lock (v1)"
+			if strings.HasPrefix(a.GetWorkflowExecution().GetWorkflowId(), "lock/host/") {
+				kind = "file lock (v2)"
+			}
+			seen[kind] = append(seen[kind], filepath.Base(f))
+		}
+	}
+	for _, kind := range []string{"target lock (v1)", "file lock (v2)"} {
+		if len(seen[kind]) == 0 {
+			t.Errorf("no recorded deploy history releases a %s: %v", kind, seen)
+		}
 	}
 }

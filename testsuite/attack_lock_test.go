@@ -73,7 +73,7 @@ func TestIntegrationSharedFilesNeverInterleave(t *testing.T) {
 	bad.Config.PostDeployVerify.Endpoint = wrong
 	bad.Config.PostDeployVerifyAttempts = 1
 
-	const rounds = 3
+	const rounds = 4
 	type job struct {
 		tg   target.Target
 		set  testsuite.Set

@@ -14,11 +14,11 @@ func TestCanonicalMapsOnePersonToOneSpelling(t *testing.T) {
 		{"ａｌｉｃｅ", "alice"}, // full-width: PRECIS width mapping
 		{"ＡＬＩＣＥ", "alice"},
 		{"bob.smith-2", "bob.smith-2"},
-		{"\u3000alice\t", "alice"},  // ideographic space around: trimmed
+		{"\u3000alice\t", "alice"},    // ideographic space around: trimmed
 		{"e\u0301mile", "\u00e9mile"}, // NFC
 		{"ΣΟΦΊΑ", "σοφία"},            // Greek, one script
 		{"иван", "иван"},              // Cyrillic, one script
-		{"山田たろう", "山田たろう"},           // Han + Hiragana: Japanese
+		{"山田たろう", "山田たろう"},            // Han + Hiragana: Japanese
 		{"김민준", "김민준"},
 		{"alice42", "alice42"},
 	} {

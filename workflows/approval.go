@@ -163,6 +163,9 @@ type SignalInput struct {
 // approvers approve it, one rejects it, or its deadline passes. Its result
 // is the final state (a completed workflow whatever the decision: the
 // renewal that waits on it turns rejected and expired into its outcome).
+// It fails at once, nothing pending, on invalid input (InvalidInput: a pool
+// entry that is no identity, two entries that are one) and when its
+// workflow ID already ran (RequestClosed).
 func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus, error) {
 	info := workflow.GetInfo(ctx)
 	canon := workflow.GetVersion(ctx, identityChange, workflow.DefaultVersion, identityVersion) >= identityVersion

@@ -39,6 +39,9 @@ const (
 	// two-person integrity, not an approver, a duplicate approver, a closed
 	// request, an empty actor or an unknown decision.
 	ApprovalRefused = "ApprovalRefused"
+	// RequestClosed: an ApprovalWorkflow started under a request ID that an
+	// earlier run already used; it ends at once, nothing pending.
+	RequestClosed = "RequestClosed"
 )
 
 // Succeeded reports whether an outcome is a success (exit code 0).

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/identity"
 	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/workflows"
 )
@@ -298,13 +299,19 @@ func approvalsDecideCmd(decision string) *cobra.Command {
 			if strings.TrimSpace(as) == "" {
 				return &exitError{code: 2, msg: "invalid input: --as: say who decides"}
 			}
+			// The workflow compares identities as mapped; sending the mapped
+			// name says here, before anything is sent, what it would refuse.
+			who, err := identity.Canonical(as)
+			if err != nil {
+				return &exitError{code: 2, msg: "invalid input: --as: " + err.Error()}
+			}
 			c, err := dial()
 			if err != nil {
 				return &exitError{code: 1, msg: err.Error()}
 			}
 			defer c.Close()
 			id := approvalWorkflowID(args[0])
-			st, err := decide(cmd.Context(), c, id, workflows.DecideInput{Actor: as, Decision: decision, Note: note})
+			st, err := decide(cmd.Context(), c, id, workflows.DecideInput{Actor: who, Decision: decision, Note: note})
 			if err != nil {
 				return err
 			}
@@ -312,11 +319,11 @@ func approvalsDecideCmd(decision string) *cobra.Command {
 			if output == "json" {
 				return json.NewEncoder(w).Encode(st)
 			}
-			fmt.Fprintf(w, "%s %s %s: request %s (%d of %d approvals)\n", strings.TrimSpace(as), past, st.RequestID, st.State, st.Approvals(), st.RequiredApprovals)
+			fmt.Fprintf(w, "%s %s %s: request %s (%d of %d approvals)\n", who, past, st.RequestID, st.State, st.Approvals(), st.RequiredApprovals)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&as, "as", "", "who decides (compared trimmed and case-folded; never the requester)")
+	cmd.Flags().StringVar(&as, "as", "", "who decides (mapped as a PRECIS user name: trimmed, case-folded, width-folded; one script, no invisible characters; never the requester)")
 	cmd.Flags().StringVar(&note, "note", "", "why (a ticket, a reason); recorded in the history and the audit log")
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
 	_ = cmd.MarkFlagRequired("as")

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,7 +11,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/audit"
+	"github.com/certctl/certctl/identity"
 	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
@@ -43,10 +46,23 @@ const (
 	StateRejected = "rejected"
 	StateExpired  = "expired"
 	StateBypassed = "bypassed"
+	// StateRefused is a run started under a request ID already used: it
+	// ends at once and decides nothing (the earlier run keeps the decision).
+	StateRefused = "refused"
 )
 
 // ApprovalStates lists every state, for the CLI's --state.
-var ApprovalStates = []string{StatePending, StateApproved, StateRejected, StateExpired, StateBypassed}
+var ApprovalStates = []string{StatePending, StateApproved, StateRejected, StateExpired, StateBypassed, StateRefused}
+
+// Versions of ApprovalWorkflow (workflow.GetVersion). identityVersion: every
+// actor is compared after identity.Canonical, a pool with invalid or
+// colliding entries is refused at start, and a request ID already used is
+// refused (StateRefused). Runs recorded before it keep the old comparison,
+// for replay.
+const (
+	identityChange  = "approval-identity"
+	identityVersion = 1
+)
 
 // Search attributes of ApprovalWorkflow (Keyword, registered by
 // temporal-dev.yaml): `ApprovalState="pending"` is the inbox.
@@ -147,12 +163,17 @@ type SignalInput struct {
 // approvers approve it, one rejects it, or its deadline passes. Its result
 // is the final state (a completed workflow whatever the decision: the
 // renewal that waits on it turns rejected and expired into its outcome).
+// It fails at once, nothing pending, on invalid input (InvalidInput: a pool
+// entry that is no identity, two entries that are one) and when its
+// workflow ID already ran (RequestClosed).
 func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus, error) {
 	info := workflow.GetInfo(ctx)
-	timeout, err := req.check()
+	canon := workflow.GetVersion(ctx, identityChange, workflow.DefaultVersion, identityVersion) >= identityVersion
+	in, err := req.check(canon)
 	if err != nil {
 		return ApprovalStatus{}, err
 	}
+	timeout := in.timeout
 	if info.WorkflowExecution.ID != ApprovalID(req.RequestID) {
 		// `certctl approvals` finds a request by approval/<request_id>; a
 		// workflow started under another ID still works, by its own ID.
@@ -162,12 +183,13 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 	now := workflow.Now(ctx)
 	g := &gate{
 		req:   req,
+		canon: canon,
 		wfID:  info.WorkflowExecution.ID,
 		runID: info.WorkflowExecution.RunID,
 		status: ApprovalStatus{
-			RequestID: req.RequestID, State: StatePending, RequestedBy: strings.TrimSpace(req.RequestedBy),
+			RequestID: req.RequestID, State: StatePending, RequestedBy: in.requestedBy,
 			ProfileID: req.ProfileID, Subject: req.Subject, SANs: nonNil(req.SANs), CertID: req.CertID,
-			Approvers: trimmed(req.Approvers), RequiredApprovals: req.RequiredApprovals,
+			Approvers: in.approvers, RequiredApprovals: req.RequiredApprovals,
 			Decisions: []Decision{}, Refused: []Refusal{}, RequestedAt: now, Deadline: now.Add(timeout),
 		},
 	}
@@ -180,10 +202,11 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 	wake := workflow.NewBufferedChannel(ctx, 1)
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDecide,
 		func(ctx workflow.Context, in DecideInput) (ApprovalStatus, error) {
-			if err := g.refusal(in.Actor, in.Decision, in.Note); err != nil {
+			who, err := g.refusal(in.Actor, in.Decision, in.Note)
+			if err != nil {
 				return g.snapshot(), err
 			}
-			seq := g.apply(ctx, in.Actor, in.Decision, in.Note, "update")
+			seq := g.apply(ctx, who, in.Decision, in.Note, "update")
 			snap := g.snapshot()
 			wake.SendAsync(true)
 			// The caller hears back once the decision is in the audit log.
@@ -192,7 +215,10 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 		},
 		workflow.UpdateHandlerOptions{
 			Validator: func(ctx workflow.Context, in DecideInput) error {
-				err := g.refusal(in.Actor, in.Decision, in.Note)
+				_, err := g.refusal(in.Actor, in.Decision, in.Note)
+				if err == nil && !canon {
+					err = g.lookAlike(in.Actor)
+				}
 				if err != nil {
 					// Not in history, so not in state or the audit log: the
 					// worker's log is where attempts are seen.
@@ -206,6 +232,17 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 		return ApprovalStatus{}, err
 	}
 	g.startAuditor(ctx)
+	if canon && info.ContinuedExecutionRunID == "" {
+		// The temporal CLI starts a workflow ID again unless told not to:
+		// a request ID once used stays used, whoever starts it.
+		earlier, err := earlierRuns(ctx, info)
+		if err != nil {
+			return ApprovalStatus{}, err
+		}
+		if len(earlier) > 0 {
+			return g.refuseReuse(ctx, earlier[0])
+		}
+	}
 	g.record(ctx, audit.Event{Event: audit.Requested, Actor: g.status.RequestedBy, Via: "start"})
 	_ = workflow.UpsertTypedSearchAttributes(ctx, ApprovalStateKey.ValueSet(StatePending), ApprovalProfileKey.ValueSet(req.ProfileID))
 
@@ -253,50 +290,82 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 	return g.snapshot(), nil
 }
 
-// check validates the input and returns the timeout to use.
-func (r *ApprovalRequest) check() (time.Duration, error) {
+// checked is a request's input once validated: the timeout to use, and the
+// requester and pool as compared (identity.Canonical under identityVersion,
+// trimmed before it).
+type checked struct {
+	timeout     time.Duration
+	requestedBy string
+	approvers   []string
+}
+
+// check validates the input. With canon, the requester and every approver
+// must be identities (identity.Canonical) and no two approvers may be one
+// identity once mapped.
+func (r *ApprovalRequest) check(canon bool) (checked, error) {
+	out := checked{requestedBy: strings.TrimSpace(r.RequestedBy), approvers: []string{}}
 	if err := profile.CheckID("request_id", r.RequestID); err != nil {
-		return 0, invalidInput(err)
+		return out, invalidInput(err)
 	}
-	if strings.TrimSpace(r.RequestedBy) == "" {
-		return 0, outcome.Invalid("requested_by", "is required: two-person integrity needs to know who asked")
+	if out.requestedBy == "" {
+		return out, outcome.Invalid("requested_by", "is required: two-person integrity needs to know who asked")
+	}
+	if canon {
+		c, err := identity.Canonical(r.RequestedBy)
+		if err != nil {
+			return out, outcome.Invalid("requested_by", err.Error())
+		}
+		out.requestedBy = c
 	}
 	if err := profile.CheckID("profile_id", r.ProfileID); err != nil {
-		return 0, invalidInput(err)
+		return out, invalidInput(err)
 	}
 	if r.RequiredApprovals < 0 {
-		return 0, outcome.Invalid("required_approvals", "must not be negative")
+		return out, outcome.Invalid("required_approvals", "must not be negative")
 	}
 	m := r.RequiredApprovals
 	if m == 0 {
 		m = 1
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	eligible := 0
 	for i, a := range r.Approvers {
-		k := profile.ActorKey(a)
-		if k == "" {
-			return 0, outcome.Invalid(fmt.Sprintf("approvers[%d]", i), "is empty")
+		field := fmt.Sprintf("approvers[%d]", i)
+		k, entry := profile.ActorKey(a), strings.TrimSpace(a)
+		if canon {
+			c, err := identity.Canonical(a)
+			if err != nil {
+				return out, outcome.Invalid(field, err.Error()+"; fix the profile's approvers")
+			}
+			k, entry = c, c
+		} else if k == "" {
+			return out, outcome.Invalid(field, "is empty")
 		}
-		if seen[k] {
-			return 0, outcome.Invalid(fmt.Sprintf("approvers[%d]", i), fmt.Sprintf("%q is listed twice", a))
+		if j, dup := seen[k]; dup {
+			if canon {
+				return out, outcome.Invalid(field, fmt.Sprintf("%s and approvers[%d] %s are one identity (%s): list each approver once",
+					strconv.QuoteToASCII(a), j, strconv.QuoteToASCII(r.Approvers[j]), k))
+			}
+			return out, outcome.Invalid(field, fmt.Sprintf("%q is listed twice", a))
 		}
-		seen[k] = true
-		if k != profile.ActorKey(r.RequestedBy) {
+		seen[k] = i
+		out.approvers = append(out.approvers, entry)
+		if profile.ActorKey(k) != profile.ActorKey(out.requestedBy) {
 			eligible++
 		}
 	}
 	if len(r.Approvers) > 0 && m > eligible {
-		return 0, outcome.Invalid("required_approvals", fmt.Sprintf(
+		return out, outcome.Invalid("required_approvals", fmt.Sprintf(
 			"%d approvals can never be given: the pool has %d approver(s) other than the requester", m, eligible))
 	}
 	if r.Timeout < 0 {
-		return 0, outcome.Invalid("timeout", "must not be negative")
+		return out, outcome.Invalid("timeout", "must not be negative")
 	}
+	out.timeout = r.Timeout.D()
 	if r.Timeout == 0 {
-		return renewal.DefaultApprovalTimeout, nil
+		out.timeout = renewal.DefaultApprovalTimeout
 	}
-	return r.Timeout.D(), nil
+	return out, nil
 }
 
 func invalidInput(err error) error {
@@ -311,6 +380,7 @@ func invalidInput(err error) error {
 // coroutines, one at a time.
 type gate struct {
 	req         ApprovalRequest
+	canon       bool // identityVersion: actors compared after identity.Canonical
 	wfID, runID string
 	status      ApprovalStatus
 
@@ -330,29 +400,39 @@ func (g *gate) snapshot() ApprovalStatus {
 	return s
 }
 
-// refusal says why a decision must not be obeyed, or nil. It only reads
-// state: the update's validator calls it.
-func (g *gate) refusal(actor, decision, note string) error {
-	refuse := func(format string, args ...any) error {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), outcome.ApprovalRefused, nil)
-	}
+func refuse(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), outcome.ApprovalRefused, nil)
+}
+
+// refusal says why a decision must not be obeyed, or nil, and who decides
+// as recorded (identity.Canonical of actor under identityVersion, trimmed
+// before it). It only reads state: the update's validator calls it.
+func (g *gate) refusal(actor, decision, note string) (string, error) {
 	who := strings.TrimSpace(actor)
 	s := &g.status
+	if who == "" {
+		return "", refuse("actor is empty: say who decides")
+	}
+	if g.canon {
+		c, err := identity.Canonical(actor)
+		if err != nil {
+			return "", refuse("actor: %v", err)
+		}
+		who = c
+	}
 	switch {
-	case who == "":
-		return refuse("actor is empty: say who decides")
 	case decision != DecisionApprove && decision != DecisionReject:
-		return refuse("decision %q: want %q or %q", decision, DecisionApprove, DecisionReject)
+		return "", refuse("decision %q: want %q or %q", decision, DecisionApprove, DecisionReject)
 	case len(note) > MaxNote:
-		return refuse("note is longer than %d characters", MaxNote)
+		return "", refuse("note is longer than %d characters", MaxNote)
 	case s.State != StatePending:
-		return refuse("request %s is already %s: a closed request takes no decisions", s.RequestID, s.State)
+		return "", refuse("request %s is already %s: a closed request takes no decisions", s.RequestID, s.State)
 	case profile.ActorKey(who) == profile.ActorKey(s.RequestedBy):
 		as := ""
-		if who != s.RequestedBy {
+		if strings.TrimSpace(actor) != s.RequestedBy {
 			as = fmt.Sprintf(" (%q is %s)", actor, s.RequestedBy)
 		}
-		return refuse("two-person integrity: %s requested %s and cannot %s it%s; another approver must decide", s.RequestedBy, s.RequestID, decision, as)
+		return "", refuse("two-person integrity: %s requested %s and cannot %s it%s; another approver must decide", s.RequestedBy, s.RequestID, decision, as)
 	}
 	if len(s.Approvers) > 0 {
 		in := false
@@ -362,18 +442,74 @@ func (g *gate) refusal(actor, decision, note string) error {
 			}
 		}
 		if !in {
-			return refuse("%s is not an approver of profile %s (approvers: %s)", who, s.ProfileID, strings.Join(s.Approvers, ", "))
+			return "", refuse("%s is not an approver of profile %s (approvers: %s)", who, s.ProfileID, strings.Join(s.Approvers, ", "))
 		}
 	}
 	// Approving twice is refused; an approver who changes their mind may
 	// still reject (stopping is always allowed).
 	for _, d := range s.Decisions {
 		if decision == DecisionApprove && profile.ActorKey(d.Actor) == profile.ActorKey(who) {
-			return refuse("%s already approved %s: the %d more approval(s) it needs must come from other approvers",
+			return "", refuse("%s already approved %s: the %d more approval(s) it needs must come from other approvers",
 				who, s.RequestID, s.RequiredApprovals-s.Approvals())
 		}
 	}
+	return who, nil
+}
+
+// lookAlike is the validator's extra check in runs started before
+// identityVersion: an actor identity.Canonical refuses, or one that maps to
+// the requester, is refused. A validator's refusal never reaches the
+// history, so it may be stricter than the handler, which replays as it ran.
+func (g *gate) lookAlike(actor string) error {
+	c, err := identity.Canonical(actor)
+	if err != nil {
+		return refuse("actor: %v", err)
+	}
+	if r, err := identity.Canonical(g.status.RequestedBy); err == nil && r == c {
+		return refuse("two-person integrity: %s requested %s and cannot decide it (%q is %s); another approver must decide",
+			g.status.RequestedBy, g.status.RequestID, actor, r)
+	}
 	return nil
+}
+
+// earlierRuns asks visibility, by a local activity on the worker's client,
+// for the other runs of this workflow ID, newest first.
+func earlierRuns(ctx workflow.Context, info *workflow.Info) ([]activities.EarlierRun, error) {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second},
+	})
+	var runs []activities.EarlierRun
+	err := workflow.ExecuteLocalActivity(lctx, a.EarlierRuns, activities.EarlierRunsInput{
+		WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, StateAttribute: ApprovalStateKey.GetName(),
+	}).Get(ctx, &runs)
+	if err != nil {
+		return nil, fmt.Errorf("cannot tell whether %s was used before (visibility did not answer): nothing is pending; start it again later: %w",
+			info.WorkflowExecution.ID, err)
+	}
+	return runs, nil
+}
+
+// refuseReuse ends a run started under a request ID already used: nothing
+// pending, the refusal audited, the run failed as RequestClosed naming the
+// earlier run and its state.
+func (g *gate) refuseReuse(ctx workflow.Context, earlier activities.EarlierRun) (ApprovalStatus, error) {
+	state := earlier.Status
+	if earlier.State != "" {
+		state = earlier.State + ", " + earlier.Status
+	}
+	reason := fmt.Sprintf("request %s (%s) was already used by run %s (%s, started %s): a closed request ID stays closed; ask again under a new request_id",
+		g.status.RequestID, g.wfID, earlier.RunID, state, earlier.StartTime.UTC().Format(time.RFC3339))
+	now := workflow.Now(ctx)
+	s := &g.status
+	s.State, s.ClosedAt = StateRefused, &now
+	s.Refused = append(s.Refused, Refusal{Actor: s.RequestedBy, At: now, Reason: reason, Via: "start"})
+	_ = workflow.UpsertTypedSearchAttributes(ctx, ApprovalStateKey.ValueSet(StateRefused), ApprovalProfileKey.ValueSet(s.ProfileID))
+	workflow.GetLogger(ctx).Warn("approval request ID reused: refused", "request_id", s.RequestID, "earlier_run", earlier.RunID, "earlier_state", state)
+	seq := g.record(ctx, audit.Event{Event: audit.Refused, Actor: s.RequestedBy, Reason: reason, Via: "start"})
+	_ = workflow.Await(ctx, func() bool { return g.audited >= seq && workflow.AllHandlersFinished(ctx) })
+	return g.snapshot(), temporal.NewNonRetryableApplicationError(reason, outcome.RequestClosed, nil, earlier)
 }
 
 // apply obeys a decision that passed refusal and returns its event's sequence.
@@ -435,11 +571,12 @@ func (g *gate) signal(ctx workflow.Context, c workflow.ReceiveChannel, decision 
 		g.refuse(ctx, in, decision, `the body is not {"actor":…,"note":…}`)
 		return
 	}
-	if err := g.refusal(in.Actor, decision, in.Note); err != nil {
+	who, err := g.refusal(in.Actor, decision, in.Note)
+	if err != nil {
 		g.refuse(ctx, in, decision, refusalMessage(err))
 		return
 	}
-	g.apply(ctx, in.Actor, decision, in.Note, "signal")
+	g.apply(ctx, who, decision, in.Note, "signal")
 }
 
 func (g *gate) refuse(ctx workflow.Context, in SignalInput, decision, reason string) {
@@ -509,12 +646,4 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-func trimmed(s []string) []string {
-	out := []string{}
-	for _, v := range s {
-		out = append(out, strings.TrimSpace(v))
-	}
-	return out
 }

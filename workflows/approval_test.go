@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/renewal"
@@ -27,12 +29,24 @@ func approvalRequest() ApprovalRequest {
 // approvalEnv runs ApprovalWorkflow as approval/r-1 with the real Audit
 // activity writing a temporary audit log.
 func approvalEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, string) {
+	return approvalEnvAfter(t, nil)
+}
+
+// approvalEnvAfter is approvalEnv where visibility lists earlier runs of
+// approval/r-1 (the EarlierRuns local activity).
+func approvalEnvAfter(t *testing.T, earlier []activities.EarlierRun) (*testsuite.TestWorkflowEnvironment, string) {
 	t.Helper()
 	s := &testsuite.WorkflowTestSuite{}
 	env := s.NewTestWorkflowEnvironment()
 	Register(env)
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	env.RegisterActivity(renewal.New(path))
+	env.OnActivity(a.EarlierRuns, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EarlierRunsInput) ([]activities.EarlierRun, error) {
+		if in.WorkflowID != ApprovalID("r-1") || in.StateAttribute != "ApprovalState" {
+			t.Errorf("EarlierRuns(%+v)", in)
+		}
+		return earlier, nil
+	}).Maybe()
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ApprovalID("r-1")})
 	return env, path
 }
@@ -208,13 +222,13 @@ func TestApprovalApprovedByAnotherActor(t *testing.T) {
 		pending.Subject != "CN=shop.example.com" || len(pending.Decisions) != 0 || pending.Refused == nil {
 		t.Fatalf("query state while pending: %+v", pending)
 	}
-	if st.State != StateApproved || len(st.Decisions) != 1 || st.Decisions[0].Actor != "Bob" || st.Decisions[0].Note != "ticket 123" {
+	if st.State != StateApproved || len(st.Decisions) != 1 || st.Decisions[0].Actor != "bob" || st.Decisions[0].Note != "ticket 123" {
 		t.Fatalf("final %+v", st)
 	}
 	if u.status.State != StateApproved {
 		t.Fatalf("the update returns the state after the decision: %s", u.status.State)
 	}
-	wantAudit(t, path, "requested:pending:alice", "approved:approved:Bob")
+	wantAudit(t, path, "requested:pending:alice", "approved:approved:bob") // recorded as identity.Canonical maps it
 	evs, _ := audit.Read(path)
 	if evs[1].PendingSeconds != 3600 || evs[1].Via != "update" || evs[1].Note != "ticket 123" || evs[1].ID == evs[0].ID {
 		t.Fatalf("approval line %+v", evs[1])
@@ -305,7 +319,7 @@ func TestApprovalApproverChangesMindToReject(t *testing.T) {
 	if st.State != StateRejected {
 		t.Fatalf("final %+v", st)
 	}
-	wantAudit(t, path, "requested:pending:alice", "approved:pending:bob", "rejected:rejected:Bob")
+	wantAudit(t, path, "requested:pending:alice", "approved:pending:bob", "rejected:rejected:bob")
 }
 
 func TestApprovalRefusesMalformedDecisions(t *testing.T) {

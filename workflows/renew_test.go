@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
@@ -60,6 +61,7 @@ func newRenewHarness(t *testing.T) *renewHarness {
 		deployErr: map[string]string{}, served: map[string]time.Time{}}
 	Register(h.env)
 	h.env.RegisterActivity(renewal.New(h.auditPath))
+	h.env.OnActivity(a.EarlierRuns, mock.Anything, mock.Anything).Return([]activities.EarlierRun(nil), nil).Maybe() // h4: no earlier run of approval/<id>
 	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: RenewID("r-1")})
 	h.env.OnActivity(ra.Issue, mock.Anything, mock.Anything).Return(func(_ context.Context, in renewal.IssueInput) (renewal.IssueResult, error) {
 		h.issued++

@@ -108,7 +108,9 @@ func TestNonPrintingRefused(t *testing.T) {
 				if !errors.As(err, &fe) || (fe.Field != f.field && !(name == "NUL" && fe.Field == strings.SplitN(f.field, "[", 2)[0])) {
 					t.Fatalf("error %v does not name %s", err, f.field)
 				}
-				if strings.ContainsFunc(err.Error(), func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x202e }) {
+				if strings.ContainsFunc(err.Error(), func(r rune) bool {
+					return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x202e
+				}) {
 					t.Errorf("the error itself carries the character: %q", err.Error())
 				}
 			})

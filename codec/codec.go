@@ -9,7 +9,6 @@ package codec
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -18,8 +17,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
@@ -144,14 +146,7 @@ func ParseKeys(text string) ([]Key, error) {
 func FromEnv() (*Codec, error) {
 	var keys []Key
 	if f := os.Getenv(EnvKeyFile); f != "" {
-		fi, err := os.Stat(f)
-		if err != nil {
-			return nil, fmt.Errorf("codec: %s: %w", EnvKeyFile, err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("codec: key file %s is mode %04o: make it 0600", f, fi.Mode().Perm())
-		}
-		b, err := os.ReadFile(f)
+		b, err := readKeyFile(f)
 		if err != nil {
 			return nil, err
 		}
@@ -167,6 +162,46 @@ func FromEnv() (*Codec, error) {
 		keys = append(keys, more...)
 	}
 	return New(keys...)
+}
+
+// readKeyFile reads the key file, refusing one that is not the running
+// user's own or that others may read: whoever else owns it can swap the
+// keys every payload is sealed with. The checks are made on the open file,
+// so they hold for the bytes read.
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("codec: %s: %w", EnvKeyFile, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("codec: %s: %w", EnvKeyFile, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("codec: key file %s is not a regular file", path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		me := userName(os.Geteuid())
+		return nil, fmt.Errorf("codec: key file %s is owned by %s, not by %s, who runs this process: "+
+			"make it %s's own (chown %s %s; chmod 0600 %s), or give this process a key file of its own",
+			path, userName(int(st.Uid)), me, me, me, path, path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("codec: key file %s is mode %04o: make it 0600", path, fi.Mode().Perm())
+	}
+	return io.ReadAll(io.LimitReader(f, maxKeyFile))
+}
+
+// maxKeyFile bounds the key file: a few hundred keys at most.
+const maxKeyFile = 64 << 10
+
+// userName is "name (uid N)", or "uid N" when the user has no name.
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return fmt.Sprintf("%s (uid %d)", u.Username, uid)
+	}
+	return fmt.Sprintf("uid %d", uid)
 }
 
 // KeyID is the id of the key that encrypts.
@@ -208,9 +243,8 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 			// but never one carrying a private key: that input was started
 			// without the codec and its key now sits in the history in the
 			// clear. Refuse it loudly rather than deploy it quietly.
-			if bytes.Contains(p.GetData(), []byte("PRIVATE KEY")) {
-				return nil, errors.New("codec: refusing an unencrypted payload that holds a private key: " +
-					"start workflows through certctl or with `temporal … --codec-endpoint`, and treat that key as exposed")
+			if holdsPrivateKey(p) {
+				return nil, ErrPlaintextKey
 			}
 			out[i] = p
 			continue

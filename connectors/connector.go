@@ -255,6 +255,10 @@ func WithIndexFile(cfg target.Config, m material.Material, role, path string, in
 // SeparateFiles is the common layout: the leaf in cert_path, the chain in
 // chain_path, the key in key_path. Without a chain_path the chain follows the
 // leaf in cert_path, so the server still sends it.
+//
+// Like every connector's Files, it writes only what material.Bundle's
+// LeafPEM, ChainPEM and KeyPEM encode, never the operator's text: comments,
+// headers and junk around the blocks stay out of live files.
 func SeparateFiles(cfg target.Config, m material.Material, certMode, chainMode, keyMode os.FileMode) ([]File, error) {
 	if cfg.CertPath == "" {
 		return nil, &target.FieldError{Field: "target_config.cert_path", Msg: "is required"}
@@ -266,8 +270,7 @@ func SeparateFiles(cfg target.Config, m material.Material, certMode, chainMode, 
 	if err != nil {
 		return nil, err
 	}
-	leaf := material.EncodeCerts(b.Leaf)
-	chain := material.EncodeCerts(b.Chain...)
+	leaf, chain := b.LeafPEM(), b.ChainPEM()
 	files := []File{}
 	if cfg.ChainPath == "" {
 		files = append(files, File{Role: "cert", Path: cfg.CertPath, Bytes: append(leaf, chain...), Mode: cfg.CertFileMode, Owner: cfg.CertOwner, DefaultMode: certMode})
@@ -276,7 +279,7 @@ func SeparateFiles(cfg target.Config, m material.Material, certMode, chainMode, 
 			File{Role: "cert", Path: cfg.CertPath, Bytes: leaf, Mode: cfg.CertFileMode, Owner: cfg.CertOwner, DefaultMode: certMode},
 			File{Role: "chain", Path: cfg.ChainPath, Bytes: chain, Mode: cfg.ChainFileMode, Owner: cfg.ChainOwner, DefaultMode: chainMode})
 	}
-	files = append(files, File{Role: "key", Path: cfg.KeyPath, Bytes: []byte(ensureNewline(m.KeyPEM)), HoldsKey: true, Mode: cfg.KeyFileMode, Owner: cfg.KeyOwner, DefaultMode: keyMode})
+	files = append(files, File{Role: "key", Path: cfg.KeyPath, Bytes: b.KeyPEM(), HoldsKey: true, Mode: cfg.KeyFileMode, Owner: cfg.KeyOwner, DefaultMode: keyMode})
 	seen := map[string]string{}
 	for _, f := range files {
 		if r, dup := seen[f.Path]; dup {
@@ -285,11 +288,4 @@ func SeparateFiles(cfg target.Config, m material.Material, certMode, chainMode, 
 		seen[f.Path] = f.Role
 	}
 	return files, nil
-}
-
-func ensureNewline(s string) string {
-	if len(s) > 0 && s[len(s)-1] != '\n' {
-		return s + "\n"
-	}
-	return s
 }

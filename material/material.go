@@ -42,24 +42,48 @@ type Bundle struct {
 	Leaf  *x509.Certificate
 	Chain []*x509.Certificate // issuer of Leaf first
 	Key   crypto.Signer
+
+	// keyType and keyDER are the key as it is written: its standard PEM
+	// type and its DER re-encoded from the parsed key.
+	keyType string
+	keyDER  []byte
 }
+
+// Limits on what material may be. MaxPEMSize bounds each field: a
+// certificate, a chain of intermediates or a key is a few kilobytes, so
+// anything near this is text that does not belong in a server's files.
+const (
+	MaxPEMSize = 64 << 10
+	MinRSABits = 2048
+	MinECBits  = 256 // P-256
+)
 
 // Parse reads the material. A cert_pem holding several certificates (a
 // "fullchain") contributes the extras to the chain, ahead of chain_pem.
+//
+// It accepts what servers read: text around the PEM blocks (comments), CRLF
+// line ends, an EC PARAMETERS block ahead of an EC key (`openssl ecparam
+// -genkey` writes one). None of that is kept: LeafPEM, ChainPEM and KeyPEM
+// re-encode the parsed certificates and key. It refuses a leaf that is a CA
+// certificate and keys weaker than RSA 2048 or EC P-256.
 func Parse(m Material) (*Bundle, error) {
 	certs, err := parseCerts("cert_pem", m.CertPEM, true)
 	if err != nil {
 		return nil, err
 	}
+	if c := certs[0]; c.BasicConstraintsValid && c.IsCA {
+		return nil, errf("cert_pem", "certificate 1 (%s) is a CA certificate (basic constraints CA:TRUE), not a server's leaf: "+
+			"put the server's own certificate first, its issuers after it or in chain_pem", c.Subject)
+	}
 	chain, err := parseCerts("chain_pem", m.ChainPEM, false)
 	if err != nil {
 		return nil, err
 	}
-	key, err := parseKey("key_pem", m.KeyPEM)
+	key, typ, der, err := parseKey("key_pem", m.KeyPEM)
 	if err != nil {
 		return nil, err
 	}
-	return &Bundle{Leaf: certs[0], Chain: append(certs[1:], chain...), Key: key}, nil
+	return &Bundle{Leaf: certs[0], Chain: append(certs[1:], chain...), Key: key, keyType: typ, keyDER: der}, nil
 }
 
 // ParseConcatenated reads certificates and one key from a single PEM stream in
@@ -67,13 +91,11 @@ func Parse(m Material) (*Bundle, error) {
 // first certificate is the leaf.
 func ParseConcatenated(field string, data []byte) (*Bundle, error) {
 	var certs, keys bytes.Buffer
-	rest := data
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
+	blocks, err := decodeBlocks(field, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range blocks {
 		if b.Type == "CERTIFICATE" {
 			_ = pem.Encode(&certs, b)
 		} else if strings.HasSuffix(b.Type, "PRIVATE KEY") {
@@ -85,49 +107,100 @@ func ParseConcatenated(field string, data []byte) (*Bundle, error) {
 	return Parse(Material{CertPEM: certs.String(), KeyPEM: keys.String()})
 }
 
-func parseCerts(field, text string, required bool) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := []byte(text)
+var (
+	pemBegin = []byte("-----BEGIN ")
+	pemEnd   = []byte("-----END ")
+)
+
+// decodeBlocks returns the PEM blocks of data in order. Text outside the
+// blocks is skipped, as servers skip it; a BEGIN line whose block does not
+// decode (no END line, bad base64, END of another type) is refused, never
+// skipped over.
+func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
+	if len(data) > MaxPEMSize {
+		return nil, errf(field, "is %d bytes, more than the %d any certificate, chain or key needs: give only the PEM blocks", len(data), MaxPEMSize)
+	}
+	var out []*pem.Block
+	rest := data
 	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
+		i := bytes.Index(rest, pemBegin)
+		if i < 0 {
+			return out, nil
 		}
+		rest = rest[i:]
+		n := len(out) + 1
+		j := bytes.Index(rest, pemEnd)
+		if j < 0 || bytes.Contains(rest[len(pemBegin):j], pemBegin) {
+			return nil, errf(field, "PEM block %d has no END line: the text is cut short or not PEM", n)
+		}
+		end := len(rest)
+		if k := bytes.IndexByte(rest[j:], '\n'); k >= 0 {
+			end = j + k + 1
+		}
+		b, tail := pem.Decode(rest[:end])
+		if b == nil || len(bytes.TrimSpace(tail)) > 0 {
+			return nil, errf(field, "PEM block %d does not decode (bad base64, or BEGIN and END lines that differ): it is not PEM", n)
+		}
+		out = append(out, b)
+		rest = rest[end:]
+	}
+}
+
+func parseCerts(field, text string, required bool) ([]*x509.Certificate, error) {
+	blocks, err := decodeBlocks(field, []byte(text))
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for i, b := range blocks {
 		if b.Type != "CERTIFICATE" {
-			return nil, errf(field, "PEM block %d is %s, want CERTIFICATE", len(out)+1, blockType(b.Type))
+			return nil, errf(field, "PEM block %d is %s, want CERTIFICATE", i+1, blockType(b.Type))
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, errf(field, "certificate %d does not parse: %v", len(out)+1, err)
+			return nil, errf(field, "certificate %d does not parse: %v", i+1, err)
 		}
 		out = append(out, c)
 	}
-	if len(bytes.TrimSpace(rest)) > 0 {
-		return nil, errf(field, "holds text that is not PEM after certificate %d", len(out))
-	}
-	if required && len(out) == 0 {
+	switch {
+	case required && len(out) == 0:
 		return nil, errf(field, "holds no PEM certificate")
+	case len(out) == 0 && len(bytes.TrimSpace([]byte(text))) > 0:
+		return nil, errf(field, "holds text but no PEM certificate: give the PEM file of the intermediates, or nothing")
 	}
 	return out, nil
 }
 
-func parseKey(field, text string) (crypto.Signer, error) {
-	b, rest := pem.Decode([]byte(text))
-	if b == nil {
-		return nil, errf(field, "holds no PEM private key")
+// parseKey reads the one private key of text, and returns it with the PEM
+// type and DER it is written as.
+func parseKey(field, text string) (crypto.Signer, string, []byte, error) {
+	blocks, err := decodeBlocks(field, []byte(text))
+	if err != nil {
+		return nil, "", nil, err
 	}
-	if len(bytes.TrimSpace(rest)) > 0 {
-		return nil, errf(field, "holds more than one PEM block")
+	var b *pem.Block
+	params := false
+	for i, blk := range blocks {
+		switch {
+		case blk.Type == "EC PARAMETERS" && b == nil:
+			// Servers skip it; the curve is the key's own.
+			params = true
+		case b != nil:
+			return nil, "", nil, errf(field, "holds more than one PEM block after the key (block %d is %s): give one key", i+1, blockType(blk.Type))
+		default:
+			b = blk
+		}
+	}
+	if b == nil {
+		return nil, "", nil, errf(field, "holds no PEM private key")
 	}
 	// Messages name key formats, never the PEM type: an error travels into
 	// workflow history, which must never show "PRIVATE KEY".
 	var key any
-	var err error
 	var format string
 	switch {
 	case b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED"):
-		return nil, errf(field, "is encrypted; servers reload unattended and need an unencrypted key")
+		return nil, "", nil, errf(field, "is encrypted; servers reload unattended and need an unencrypted key")
 	case b.Type == "PRIVATE KEY":
 		format = "PKCS #8"
 		key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
@@ -138,19 +211,54 @@ func parseKey(field, text string) (crypto.Signer, error) {
 		format = "SEC 1 EC"
 		key, err = x509.ParseECPrivateKey(b.Bytes)
 	case strings.Contains(b.Type, "PRIVATE KEY"):
-		return nil, errf(field, "holds an unsupported kind of private key; want PEM of PKCS #8, PKCS #1 (RSA) or SEC 1 (EC)")
+		return nil, "", nil, errf(field, "holds an unsupported kind of private key; want PEM of PKCS #8, PKCS #1 (RSA) or SEC 1 (EC)")
 	default:
-		return nil, errf(field, "PEM block is %s, want a private key", blockType(b.Type))
+		return nil, "", nil, errf(field, "PEM block is %s, want a private key", blockType(b.Type))
 	}
 	if err != nil {
 		// The parser's own message never holds key bytes, but keep it generic.
-		return nil, errf(field, "%s private key does not parse", format)
+		return nil, "", nil, errf(field, "%s private key does not parse", format)
 	}
 	s, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, errf(field, "unsupported private key type %T", key)
+		return nil, "", nil, errf(field, "unsupported private key type %T", key)
 	}
-	return s, nil
+	if _, ec := s.(*ecdsa.PrivateKey); params && !ec {
+		return nil, "", nil, errf(field, "has an EC PARAMETERS block before a key that is not an EC key: give the key alone")
+	}
+	if err := checkStrength(field, s); err != nil {
+		return nil, "", nil, err
+	}
+	// Written re-encoded, in the format it came in: what the operator gave,
+	// without anything the parser skipped (attributes, trailing bytes).
+	var der []byte
+	switch b.Type {
+	case "RSA PRIVATE KEY":
+		der = x509.MarshalPKCS1PrivateKey(s.(*rsa.PrivateKey))
+	case "EC PRIVATE KEY":
+		der, err = x509.MarshalECPrivateKey(s.(*ecdsa.PrivateKey))
+	default:
+		der, err = x509.MarshalPKCS8PrivateKey(s)
+	}
+	if err != nil {
+		return nil, "", nil, errf(field, "%s private key cannot be re-encoded", format)
+	}
+	return s, b.Type, der, nil
+}
+
+// checkStrength refuses keys servers and clients no longer trust.
+func checkStrength(field string, k crypto.Signer) error {
+	switch k := k.(type) {
+	case *rsa.PrivateKey:
+		if n := k.N.BitLen(); n < MinRSABits {
+			return errf(field, "RSA key is %d bits, fewer than %d: issue the certificate for a new key of %d bits or more (or EC P-256)", n, MinRSABits, MinRSABits)
+		}
+	case *ecdsa.PrivateKey:
+		if p := k.Curve.Params(); p.BitSize < MinECBits {
+			return errf(field, "EC key is on %s, smaller than P-256: issue the certificate for a new key on P-256, P-384 or P-521", p.Name)
+		}
+	}
+	return nil
 }
 
 // blockType names a PEM block type for an error message: quoted, unless it is
@@ -203,6 +311,19 @@ func Fingerprint(der []byte) string {
 
 // SHA256 is the hex SHA-256 of arbitrary bytes (file contents).
 func SHA256(b []byte) string { return Fingerprint(b) }
+
+// LeafPEM is the leaf as it is written: one CERTIFICATE block.
+func (b *Bundle) LeafPEM() []byte { return EncodeCerts(b.Leaf) }
+
+// ChainPEM is the chain as it is written, issuer of the leaf first.
+func (b *Bundle) ChainPEM() []byte { return EncodeCerts(b.Chain...) }
+
+// KeyPEM is the key as it is written: one block of its standard type (PKCS
+// #8, PKCS #1 or SEC 1, the format it came in) holding its re-encoded DER,
+// no headers, nothing around it.
+func (b *Bundle) KeyPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: b.keyType, Bytes: b.keyDER})
+}
 
 // EncodeCerts writes certificates as PEM.
 func EncodeCerts(certs ...*x509.Certificate) []byte {

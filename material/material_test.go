@@ -402,7 +402,6 @@ func TestCheckRefusals(t *testing.T) {
 		{"rsa key for ecdsa leaf", material.Material{CertPEM: certs(p.leaf), KeyPEM: pkcs1(p.rsaKey)}, "", "key_pem", "does not match"},
 		{"ecdsa key for rsa leaf", material.Material{CertPEM: certs(p.rsaLeaf), KeyPEM: sec1(t, p.leafKey)}, "", "key_pem", "does not match"},
 		{"ed25519 key for ecdsa leaf", material.Material{CertPEM: certs(p.leaf), KeyPEM: pkcs8(t, p.edKey)}, "", "key_pem", "does not match"},
-		{"key of the issuer", material.Material{CertPEM: certs(p.inter2), KeyPEM: key}, "", "key_pem", "does not match"},
 		{"chain out of order", material.Material{CertPEM: certs(p.leaf), ChainPEM: certs(p.inter1, p.inter2), KeyPEM: key}, "", "chain_pem", "out of order"},
 		{"fullchain out of order", material.Material{CertPEM: certs(p.leaf, p.inter1, p.inter2), KeyPEM: key}, "", "chain_pem", "out of order"},
 		{"chain skips an intermediate", material.Material{CertPEM: certs(p.leaf), ChainPEM: certs(p.inter1, p.root), KeyPEM: key}, "", "chain_pem", "not linking"},
@@ -467,6 +466,7 @@ func TestParseRefusals(t *testing.T) {
 	rsaKey := pkcs1(p.rsaKey)
 	ecKey := sec1(t, p.leafKey)
 	junk := bytes.Repeat([]byte{0x30, 0x82, 0xff, 0x00, 0x17}, 40)
+	weak := getWeakKeys(t)
 
 	// A legacy OpenSSL-encrypted key: the type of a plain key, with headers.
 	legacy := string(pem.EncodeToMemory(&pem.Block{
@@ -493,14 +493,13 @@ func TestParseRefusals(t *testing.T) {
 	}{
 		// cert_pem
 		{"empty cert", material.Material{KeyPEM: key}, "cert_pem", "no PEM certificate"},
-		{"garbage cert", material.Material{CertPEM: "this is not a certificate", KeyPEM: key}, "cert_pem", "not PEM"},
+		{"garbage cert", material.Material{CertPEM: "this is not a certificate", KeyPEM: key}, "cert_pem", "no PEM certificate"},
 		{"DER cert", material.Material{CertPEM: string(p.leaf.Raw), KeyPEM: key}, "cert_pem", ""},
 		{"cert without END", material.Material{CertPEM: strings.TrimSuffix(leaf, "-----END CERTIFICATE-----\n"), KeyPEM: key}, "cert_pem", "not PEM"},
 		{"cert truncated base64", material.Material{CertPEM: truncateBody(leaf, 101), KeyPEM: key}, "cert_pem", ""},
 		{"cert truncated DER", material.Material{CertPEM: truncateBody(leaf, 100), KeyPEM: key}, "cert_pem", "does not parse"},
 		{"CERTIFICATE block of junk", material.Material{CertPEM: pemText("CERTIFICATE", junk), KeyPEM: key}, "cert_pem", "does not parse"},
 		{"second certificate junk", material.Material{CertPEM: leaf + pemText("CERTIFICATE", junk), KeyPEM: key}, "cert_pem", "certificate 2"},
-		{"trailing text after cert", material.Material{CertPEM: leaf + "trailing words\n", KeyPEM: key}, "cert_pem", "not PEM after certificate 1"},
 		{"trailing partial PEM after cert", material.Material{CertPEM: leaf + "-----BEGIN CERTIFICATE-----\nMIIB\n", KeyPEM: key}, "cert_pem", "not PEM"},
 		{"request in cert", material.Material{CertPEM: pemText("CERTIFICATE REQUEST", junk), KeyPEM: key}, "cert_pem", "CERTIFICATE REQUEST"},
 		{"key in cert_pem", material.Material{CertPEM: key, KeyPEM: key}, "cert_pem", "want CERTIFICATE"},
@@ -508,15 +507,14 @@ func TestParseRefusals(t *testing.T) {
 		{"key DER labelled CERTIFICATE", material.Material{CertPEM: pemText("CERTIFICATE", keyDER.Bytes), KeyPEM: key}, "cert_pem", "does not parse"},
 
 		// chain_pem
-		{"garbage chain", material.Material{CertPEM: leaf, ChainPEM: "garbage", KeyPEM: key}, "chain_pem", "not PEM"},
+		{"garbage chain", material.Material{CertPEM: leaf, ChainPEM: "garbage", KeyPEM: key}, "chain_pem", "no PEM certificate"},
 		{"chain of junk", material.Material{CertPEM: leaf, ChainPEM: pemText("CERTIFICATE", junk), KeyPEM: key}, "chain_pem", "does not parse"},
-		{"trailing text after chain", material.Material{CertPEM: leaf, ChainPEM: chain + "x", KeyPEM: key}, "chain_pem", "after certificate 2"},
 		{"key in chain_pem", material.Material{CertPEM: leaf, ChainPEM: chain + ecKey, KeyPEM: key}, "chain_pem", "block 3"},
 
 		// key_pem
 		{"empty key", material.Material{CertPEM: leaf}, "key_pem", "no PEM"},
 		{"garbage key", material.Material{CertPEM: leaf, KeyPEM: "hunter2"}, "key_pem", "no PEM"},
-		{"key without END", material.Material{CertPEM: leaf, KeyPEM: strings.TrimSuffix(key, "-----END PRIVATE KEY-----\n")}, "key_pem", "no PEM"},
+		{"key without END", material.Material{CertPEM: leaf, KeyPEM: strings.TrimSuffix(key, "-----END PRIVATE KEY-----\n")}, "key_pem", "no END line"},
 		{"key truncated base64", material.Material{CertPEM: leaf, KeyPEM: truncateBody(key, 61)}, "key_pem", ""},
 		{"key truncated DER", material.Material{CertPEM: leaf, KeyPEM: truncateBody(key, 60)}, "key_pem", "does not parse"},
 		{"rsa key truncated DER", material.Material{CertPEM: leaf, KeyPEM: truncateBody(rsaKey, 400)}, "key_pem", "does not parse"},
@@ -528,13 +526,29 @@ func TestParseRefusals(t *testing.T) {
 		{"EC PRIVATE KEY block of junk", material.Material{CertPEM: leaf, KeyPEM: pemText("EC PRIVATE KEY", junk)}, "key_pem", "does not parse"},
 		{"pkcs8 labelled EC", material.Material{CertPEM: leaf, KeyPEM: pemText("EC PRIVATE KEY", keyDER.Bytes)}, "key_pem", "does not parse"},
 		{"two keys", material.Material{CertPEM: leaf, KeyPEM: key + key}, "key_pem", "more than one"},
-		{"trailing text after key", material.Material{CertPEM: leaf, KeyPEM: key + "x"}, "key_pem", "more than one"},
 		{"certificate in key_pem", material.Material{CertPEM: leaf, KeyPEM: leaf}, "key_pem", "CERTIFICATE"},
 		{"key after certificate in key_pem", material.Material{CertPEM: leaf, KeyPEM: leaf + key}, "key_pem", "more than one"},
 		{"encrypted pkcs8 key", material.Material{CertPEM: leaf, KeyPEM: pemText("ENCRYPTED PRIVATE KEY", junk)}, "key_pem", "encrypted"},
 		{"legacy encrypted key", material.Material{CertPEM: leaf, KeyPEM: legacy}, "key_pem", "encrypted"},
 		{"openssh key", material.Material{CertPEM: leaf, KeyPEM: pemText("OPENSSH PRIVATE KEY", junk)}, "key_pem", ""},
-		{"EC parameters before key", material.Material{CertPEM: leaf, KeyPEM: pemText("EC PARAMETERS", []byte{6, 8, 42, 134, 72, 206, 61, 3, 1, 7}) + ecKey}, "key_pem", ""},
+		{"EC parameters before an RSA key", material.Material{CertPEM: leaf, KeyPEM: ecParams + rsaKey}, "key_pem", "not an EC key"},
+		{"EC parameters after the key", material.Material{CertPEM: leaf, KeyPEM: ecKey + ecParams}, "key_pem", "more than one"},
+
+		// Attacks: material no server should be given, and text that must
+		// never reach a live file.
+		{"CA certificate as the leaf", material.Material{CertPEM: certs(p.inter2), KeyPEM: key}, "cert_pem", "CA:TRUE"},
+		{"fullchain in the wrong order", material.Material{CertPEM: certs(p.inter2, p.leaf), KeyPEM: key}, "cert_pem", "CA:TRUE"},
+		{"self-signed root as the leaf", material.Material{CertPEM: certs(p.root), KeyPEM: key}, "cert_pem", "put the server's own certificate first"},
+		{"RSA 1024", material.Material{CertPEM: leaf, KeyPEM: pkcs1(weak.rsa1024)}, "key_pem", "1024 bits, fewer than 2048"},
+		{"RSA 1024 in PKCS #8", material.Material{CertPEM: leaf, KeyPEM: pkcs8(t, weak.rsa1024)}, "key_pem", "1024 bits"},
+		{"EC P-224", material.Material{CertPEM: leaf, KeyPEM: sec1(t, weak.p224)}, "key_pem", "P-224, smaller than P-256"},
+		{"EC P-224 in PKCS #8", material.Material{CertPEM: leaf, KeyPEM: pkcs8(t, weak.p224)}, "key_pem", "P-224"},
+		{"oversized key", material.Material{CertPEM: leaf, KeyPEM: strings.Repeat("junk line\n", material.MaxPEMSize/10) + key}, "key_pem", "bytes, more than the 65536"},
+		{"1 MB before the key", material.Material{CertPEM: leaf, KeyPEM: strings.Repeat("x", 1<<20) + key}, "key_pem", "give only the PEM blocks"},
+		{"oversized chain", material.Material{CertPEM: leaf, ChainPEM: chain + strings.Repeat("#\n", material.MaxPEMSize), KeyPEM: key}, "chain_pem", "bytes"},
+		{"broken block hides before the key", material.Material{CertPEM: leaf, KeyPEM: "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n" + key}, "key_pem", "no END line"},
+		{"bad block before the leaf", material.Material{CertPEM: "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n" + leaf, KeyPEM: key}, "cert_pem", "block 1 does not decode"},
+		{"END of another type", material.Material{CertPEM: strings.Replace(leaf, "END CERTIFICATE", "END X509 CRL", 1), KeyPEM: key}, "cert_pem", "does not decode"},
 		{"x25519 key", material.Material{CertPEM: leaf, KeyPEM: pkcs8(t, x25519)}, "key_pem", "unsupported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -98,11 +98,15 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 		if err != nil {
 			return "", fmt.Errorf("--%s: %w", flag, err)
 		}
-		if fi.Size() > 1<<20 {
-			return "", fmt.Errorf("--%s: %s is larger than 1 MiB", flag, path)
+		if fi.Size() > material.MaxPEMSize {
+			return "", fmt.Errorf("--%s: %s is %d bytes, more than the %d any certificate, chain or key needs: give a file holding only the PEM blocks",
+				flag, path, fi.Size(), material.MaxPEMSize)
 		}
 		b, err := os.ReadFile(path)
-		return string(b), err
+		if err != nil {
+			return "", fmt.Errorf("--%s: %w", flag, err)
+		}
+		return string(b), nil
 	}
 	var m material.Material
 	if m.CertPEM, err = read("cert", f.cert); err != nil {
@@ -119,7 +123,7 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 		now = time.Time{}
 	}
 	if _, _, err := activities.Preflight(*t, m, now); err != nil {
-		return req, err
+		return req, f.nameFlag(err)
 	}
 	req = workflows.DeployRequest{Target: *t, Material: m, DryRun: f.dryRun, ForceValidity: f.force}
 	if v := os.Getenv("CERTCTL_HOST_WAIT"); v != "" {
@@ -130,6 +134,31 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 		req.HostWait = target.Duration(d)
 	}
 	return req, nil
+}
+
+// nameFlag prefixes a material error with the flag and file it came from:
+// "--key key.pem: key_pem: …".
+func (f *deployFlags) nameFlag(err error) error {
+	var me *material.Error
+	if !errors.As(err, &me) {
+		return err
+	}
+	flag, path := "", ""
+	switch me.Field {
+	case "cert_pem":
+		flag, path = "cert", f.cert
+	case "key_pem":
+		flag, path = "key", f.key
+	case "chain_pem":
+		// A fullchain's extras come from --cert when there is no --chain.
+		flag, path = "chain", f.chain
+		if f.chain == "" {
+			flag, path = "cert", f.cert
+		}
+	default:
+		return err
+	}
+	return fmt.Errorf("--%s %s: %w", flag, path, err)
 }
 
 func dial() (client.Client, error) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -280,6 +281,9 @@ func (t *Target) Validate() error {
 	if t.TargetID == "" {
 		return fieldErr("target_id", "is required")
 	}
+	if err := t.checkPrintable(); err != nil {
+		return err
+	}
 	if strings.ContainsAny(t.TargetID, "/\x00") || strings.TrimSpace(t.TargetID) != t.TargetID {
 		return fieldErr("target_id", "must not contain '/', NUL or surrounding spaces")
 	}
@@ -320,10 +324,13 @@ func (t *Target) Validate() error {
 			continue
 		}
 		if *m.mode > 0o777 {
-			return fieldErr(m.field, "%#o is not a permission mode", uint32(*m.mode))
+			return fieldErr(m.field, "%#o is not a permission mode: give the permission bits only (no setuid, setgid or sticky bit), e.g. 0640", uint32(*m.mode))
 		}
 		if m.key && *m.mode&0o007 != 0 {
 			return fieldErr(m.field, "%04o would let any user read or write the private key", uint32(*m.mode))
+		}
+		if *m.mode&0o022 != 0 {
+			return fieldErr(m.field, "%04o lets users other than the owner write the file: drop the group and other write bits (0644 for a certificate, 0640 or 0600 for a key)", uint32(*m.mode))
 		}
 	}
 	for _, o := range []struct{ field, v string }{
@@ -359,6 +366,75 @@ func (t *Target) Validate() error {
 	if c.VerifyEnabled() && c.PostDeployVerify.Endpoint == "" {
 		return fieldErr("target_config.post_deploy_verify.endpoint",
 			"is required while verify is enabled (set post_deploy_verify.enabled: false to deploy without checking what is served)")
+	}
+	return nil
+}
+
+// checkPrintable refuses a non-printing character in every field that
+// names something: IDs, the host, paths, the verify endpoint and server
+// name, owners and command words. A newline in a path would split the lists
+// a host worker keeps; an escape would rewrite an operator's terminal.
+func (t *Target) checkPrintable() error {
+	c := &t.Config
+	fields := []struct{ field, v string }{
+		{"target_id", t.TargetID},
+		{"target_type", t.TargetType},
+		{"host", t.Host},
+		{"target_config.cert_path", c.CertPath},
+		{"target_config.key_path", c.KeyPath},
+		{"target_config.chain_path", c.ChainPath},
+		{"target_config.pem_path", c.PEMPath},
+		{"target_config.pid_file", c.PIDFile},
+		{"target_config.dynamic_config_path", c.DynamicConfigPath},
+		{"target_config.sds_path", c.SDSPath},
+		{"target_config.sds_secret_name", c.SDSSecretName},
+		{"target_config.cert_owner", c.CertOwner},
+		{"target_config.key_owner", c.KeyOwner},
+		{"target_config.chain_owner", c.ChainOwner},
+		{"target_config.pem_owner", c.PEMOwner},
+		{"target_config.reload_signal", c.ReloadSignal},
+		{"target_config.caddy_admin", c.CaddyAdmin},
+		{"target_config.post_deploy_verify.endpoint", c.PostDeployVerify.Endpoint},
+		{"target_config.post_deploy_verify.server_name", c.PostDeployVerify.ServerName},
+		{"target_config.post_deploy_verify.protocol", c.PostDeployVerify.Protocol},
+	}
+	for _, cmd := range []struct {
+		field string
+		argv  Command
+	}{{"target_config.validate_command", c.ValidateCommand}, {"target_config.reload_command", c.ReloadCommand}} {
+		for i, a := range cmd.argv {
+			fields = append(fields, struct{ field, v string }{fmt.Sprintf("%s[%d]", cmd.field, i), a})
+		}
+	}
+	for _, f := range fields {
+		if err := CheckPrintable(f.v); err != nil {
+			return fieldErr(f.field, "%v: remove it (names, paths and commands are printable text)", err)
+		}
+	}
+	return nil
+}
+
+var controlNames = map[rune]string{0: "NUL", '\t': "tab", '\n': "newline", '\r': "carriage return", 0x1b: "ESC", 0x7f: "DEL",
+	0x200b: "zero width space", 0x202e: "right-to-left override", 0x2028: "line separator", 0x2029: "paragraph separator", 0xfeff: "byte order mark"}
+
+// CheckPrintable refuses text holding a character that does not print:
+// control characters (NUL, newline, ESC, DEL …), format characters (U+200B,
+// U+202E …), line and paragraph separators, spaces other than U+0020, and
+// bytes that are not UTF-8. The error quotes the text with its escapes.
+func CheckPrintable(s string) error {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return fmt.Errorf("%q holds a byte that is not UTF-8 at byte %d", s, i)
+			}
+		}
+		if r != ' ' && !unicode.IsPrint(r) {
+			name := ""
+			if n, ok := controlNames[r]; ok {
+				name = " (" + n + ")"
+			}
+			return fmt.Errorf("%q holds the non-printing character %U%s at byte %d", s, r, name, i)
+		}
 	}
 	return nil
 }

@@ -172,7 +172,7 @@ func TestParseModes(t *testing.T) {
 		{`'0640'`, 0o640},
 		{"0o640", 0o640},
 		{"0o600", 0o600},
-		{"0770", 0o770},
+		{"0750", 0o750},
 	} {
 		t.Run(tc.text, func(t *testing.T) {
 			got := parse(t, minimal+"  key_file_mode: "+tc.text+"\n")
@@ -424,7 +424,7 @@ target_config:
   reload_command: ["true", "~", "{}", "- x", "a: b", "'q'"]
   validate_command: [nginx]
   key_file_mode: 0
-  cert_file_mode: 0777
+  cert_file_mode: 0755
   post_deploy_verify: {enabled: false, endpoint: "[::1]:443", timeout: 1h2m3.5s}
   post_deploy_verify_backoff: 1ns
   backup_retention: 0

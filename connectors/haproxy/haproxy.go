@@ -6,7 +6,6 @@
 package haproxy
 
 import (
-	"crypto/x509"
 	"fmt"
 
 	"github.com/certctl/certctl/connectors"
@@ -39,19 +38,15 @@ func (Connector) Files(cfg target.Config, m material.Material) ([]connectors.Fil
 		return nil, err
 	}
 	return []connectors.File{{
-		Role: "pem", Path: cfg.PEMPath, Bytes: CombinedPEM(b, m.KeyPEM), HoldsKey: true,
+		Role: "pem", Path: cfg.PEMPath, Bytes: CombinedPEM(b), HoldsKey: true,
 		Mode: cfg.PEMFileMode, Owner: cfg.PEMOwner, DefaultMode: 0o600,
 	}}, nil
 }
 
 // CombinedPEM is the leaf, then the chain (issuer first), then the key, each
-// block ending in a newline: the file haproxy's `crt` reads.
-func CombinedPEM(b *material.Bundle, keyPEM string) []byte {
-	out := material.EncodeCerts(append([]*x509.Certificate{b.Leaf}, b.Chain...)...)
-	if len(keyPEM) > 0 && keyPEM[len(keyPEM)-1] != '\n' {
-		keyPEM += "\n"
-	}
-	return append(out, keyPEM...)
+// block re-encoded: the file haproxy's `crt` reads.
+func CombinedPEM(b *material.Bundle) []byte {
+	return append(append(b.LeafPEM(), b.ChainPEM()...), b.KeyPEM()...)
 }
 
 // Check needs pem_path and refuses the separate-file fields, which haproxy

@@ -110,10 +110,6 @@ func lookupOwner(spec string) (uid, gid int, err error) {
 // Error types of the file steps (temporal ApplicationError types, never
 // retried).
 const (
-	// InsecurePath: a directory on the way to a destination lets someone
-	// other than root and the file's owner replace what root writes there.
-	// Refused before anything is written.
-	InsecurePath = "InsecurePath"
 	// ConcurrentChange: a destination, its directory or one of this deploy's
 	// own files changed under the deploy (someone else is writing there);
 	// nothing was written over it.
@@ -136,7 +132,7 @@ func mismatch(format string, args ...any) error {
 func insecure(err error) error {
 	var ie *safefs.InsecureError
 	if errors.As(err, &ie) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), InsecurePath, nil, ie.Dir)
+		return temporal.NewNonRetryableApplicationError(err.Error(), outcome.InsecurePath, nil, ie.Dir)
 	}
 	return err
 }

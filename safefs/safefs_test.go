@@ -243,7 +243,9 @@ func TestCheckSecure(t *testing.T) {
 			{mk("nobody755", 0o755, 65534), 65534}, // the file's own owner
 			{mk("root755/sub", 0o755, 0), 0},
 			{mk("sticky/rootchild", 0o755, 0), 0},
+			{mk("ownerown/sub", 0o755, 65534), 65534}, // an ancestor owned by the file's owner
 		}
+		mk("ownerown", 0o755, 65534)
 		mk("sticky", 0o1777, 0)
 		for _, c := range ok {
 			if err := CheckSecure(c.dir, c.owner); err != nil {

@@ -27,9 +27,11 @@ func (e *InsecureError) Error() string {
 //   - dir itself must be owned by root or owner and writable by neither group
 //     nor others (sticky or not: the sticky bit does not stop a writer from
 //     planting names this deploy will create);
-//   - every ancestor must be owned by root and writable by neither group nor
-//     others, unless it is sticky and the entry beneath it is owned by root
-//     (/tmp/x owned by root is fine, /tmp itself is not).
+//   - every ancestor must be owned by root or owner and writable by neither
+//     group nor others, unless it is sticky and the entry beneath it is owned
+//     by root (/tmp/x owned by root is fine, /tmp itself is not). A swap the
+//     owner makes beneath its own directory does not redirect a write (every
+//     step works through the directory descriptor and checks its identity).
 //
 // A symbolic link on the way is ErrSymlink (wrapped).
 func CheckSecure(dir string, owner int) error {
@@ -37,7 +39,7 @@ func CheckSecure(dir string, owner int) error {
 		if next == "" {
 			return checkOwnDir(here, info, owner)
 		}
-		return checkAncestor(here, info, nextInfo)
+		return checkAncestor(here, info, nextInfo, owner)
 	})
 	if err != nil {
 		return err
@@ -60,14 +62,14 @@ func checkOwnDir(dir string, info Info, owner int) error {
 	return nil
 }
 
-func checkAncestor(dir string, info Info, child *Info) error {
+func checkAncestor(dir string, info Info, child *Info, owner int) error {
 	fail := func(reason string) error {
 		return &InsecureError{Dir: dir, UID: info.UID, Mode: info.ModeString(), Reason: reason,
 			Fix: fmt.Sprintf("put the certificate directory under directories only root can write: chown root %s; chmod go-w %s", dir, dir)}
 	}
 	switch {
-	case info.UID != 0:
-		return fail("is an ancestor of the destination owned by a user other than root: that user can swap the directories beneath it")
+	case info.UID != 0 && info.UID != owner:
+		return fail(fmt.Sprintf("is an ancestor of the destination owned by uid %d, neither root nor the file's owner (uid %d): that user can swap the directories beneath it", info.UID, owner))
 	case info.Mode&0o022 == 0:
 		return nil
 	case info.Sticky() && child.UID == 0:

@@ -177,7 +177,7 @@ func clearName(d *safefs.Dir, name, what string) error {
 		return err
 	}
 	if !info.IsRegular() {
-		return concurrent("%s %s is not a regular file this deploy wrote (mode %s, owner uid %d): someone who can write %s planted it; nothing written through it",
+		return concurrent("%s %s is not a regular file this deploy wrote (a %s, owner uid %d): someone who can write %s planted it; nothing written through it",
 			what, d.Join(name), fileType(info), info.UID, d.Path())
 	}
 	return d.Remove(name)

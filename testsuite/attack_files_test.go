@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -41,8 +42,10 @@ func init() {
 //   - "link-backup": plants key.pem.certctl-bak.<stamp> → target;
 //   - "open-temp": creates key.pem.certctl-tmp.<stamp> itself and keeps it open
 //     for reading, hoping root writes the new key into it;
-//   - "swap-link" / "swap-dir": renames dir away and puts a link to target (a
-//     root-owned directory) or a fresh directory of its own in its place.
+//   - "swap-link" / "swap-dir": once Backup is done (the key's backup exists),
+//     renames dir away and puts a link to target (a root-owned directory) or
+//     a fresh directory of its own (with copies of the live files) in its
+//     place.
 //
 // It prints what it did, one line each, until the stop file appears; then
 // "handle-key" when a handle it opened beforehand reads a private key.
@@ -80,13 +83,24 @@ func attacker(mode, dir, target, stop string) int {
 					fmt.Println("planted", filepath.Base(p))
 				}
 			case "swap-link", "swap-dir":
+				// After Backup (the key's backup is its last), before Stage.
+				if fi, err := os.Stat(filepath.Join(dir, n)); !strings.HasPrefix(n, "key.pem.") || err != nil || fi.Size() == 0 {
+					done[stamp] = false
+					continue
+				}
 				if os.Rename(dir, dir+".orig") != nil {
 					continue
 				}
 				if mode == "swap-link" {
 					_ = os.Symlink(target, dir)
-				} else {
-					_ = os.Mkdir(dir, 0o755)
+				} else if os.Mkdir(dir, 0o755) == nil {
+					// Copies of the live files, so a deploy going by path
+					// finds everything it planned.
+					for _, name := range []string{"cert.pem", "chain.pem", "key.pem"} {
+						if b, err := os.ReadFile(filepath.Join(dir+".orig", name)); err == nil {
+							_ = os.WriteFile(filepath.Join(dir, name), b, 0o600)
+						}
+					}
 				}
 				fmt.Println("swapped", dir)
 				mode = "idle"
@@ -134,24 +148,50 @@ func attackerBinary(t *testing.T) string {
 }
 
 type attack struct {
-	cmd  *exec.Cmd
-	out  bytes.Buffer
-	stop string
+	cmd   *exec.Cmd
+	lines chan string
+	seen  []string
+	stop  string
 }
 
 // startAttacker runs the attacker as uid/gid 65534.
 func startAttacker(t *testing.T, mode, dir, target string) *attack {
 	t.Helper()
-	a := &attack{stop: filepath.Join(t.TempDir(), "stop")}
+	a := &attack{stop: filepath.Join(t.TempDir(), "stop"), lines: make(chan string, 100)}
 	a.cmd = exec.Command(attackerBinary(t), "-test.run=^$")
 	a.cmd.Env = append(os.Environ(), "CERTCTL_ATTACK="+mode, "ATTACK_DIR="+dir, "ATTACK_TARGET="+target, "ATTACK_STOP="+a.stop)
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	a.cmd.Stdout, a.cmd.Stderr = &a.out, &a.out
+	a.cmd.Stderr = os.Stderr
+	out, err := a.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			a.lines <- sc.Text()
+		}
+		close(a.lines)
+	}()
 	t.Cleanup(func() { a.finish(t) })
 	return a
+}
+
+// await waits for the attacker's first move.
+func (a *attack) await(t *testing.T) {
+	t.Helper()
+	select {
+	case l, ok := <-a.lines:
+		if !ok {
+			t.Fatal("the attacker exited without acting")
+		}
+		a.seen = append(a.seen, l)
+	case <-time.After(time.Minute):
+		t.Fatal("the attacker never acted: the deploy never made a backup")
+	}
 }
 
 // finish stops the attacker and returns what it printed.
@@ -159,14 +199,36 @@ func (a *attack) finish(t *testing.T) []string {
 	t.Helper()
 	if a.cmd.ProcessState == nil {
 		_ = os.WriteFile(a.stop, nil, 0o644)
+		for l := range a.lines {
+			a.seen = append(a.seen, l)
+		}
 		_ = a.cmd.Wait()
 	}
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(a.out.Bytes()))
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
+	return a.seen
+}
+
+// racedDeploy runs `certctl deploy` for tg on a host worker of its own,
+// paused at the failpoint point until the attacker has made its move: the
+// race is won by the attacker every time, on any machine.
+func racedDeploy(t *testing.T, tg target.Target, set testsuite.Set, point string, a *attack) deployRun {
+	t.Helper()
+	pause := filepath.Join(t.TempDir(), "pause")
+	if err := os.WriteFile(pause, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	return lines
+	tg.Host = "attack-files"
+	hostWorker(t, tg.Host, failpoint.Env+"="+point+"=pause", failpoint.PauseEnv+"="+pause)
+	done := make(chan deployRun, 1)
+	go func() { done <- deploy(t, tg, set, "--output", "json") }()
+	a.await(t)
+	_ = os.Remove(pause)
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the deploy did not end")
+	}
+	return deployRun{}
 }
 
 // ownedByNobody is an nginx whose certificate directory (and its parent)
@@ -213,13 +275,16 @@ func wantVictimUnchanged(t *testing.T, p string) {
 }
 
 func TestIntegrationAttackPlantedFiles(t *testing.T) {
-	for _, mode := range []string{"link-temp", "link-backup", "open-temp"} {
+	// Each plant is made while the host worker waits at the failpoint: the
+	// temp names once Backup is done (their stamp is in the first backup's
+	// name), the key's backup name once the cert's backup is made.
+	for mode, point := range map[string]string{"link-temp": "backup:done", "link-backup": "backup:after-file-1", "open-temp": "backup:done"} {
 		t.Run(mode, func(t *testing.T) {
 			n, tg, initial := ownedByNobody(t)
 			_, victim := rootOnlyFile(t)
 			a := startAttacker(t, mode, n.CertDir, victim)
 			set := issue(t)
-			r := deploy(t, tg, set, "--output", "json")
+			r := racedDeploy(t, tg, set, point, a)
 			lines := a.finish(t)
 			t.Logf("attacker: %v", lines)
 			wantVictimUnchanged(t, victim)
@@ -227,10 +292,6 @@ func TestIntegrationAttackPlantedFiles(t *testing.T) {
 				if l == "handle-key" {
 					t.Fatal("the attacker read the new private key through a handle opened before the deploy")
 				}
-			}
-			planted := len(lines) > 0
-			if !planted {
-				t.Fatal("the attacker never planted anything: the race was not run")
 			}
 			res := r.result(t)
 			for _, p := range []string{n.CertPath, n.KeyPath, n.ChainPath} {
@@ -270,25 +331,27 @@ func TestIntegrationAttackParentSwap(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			n, tg, _ := ownedByNobody(t)
 			evil, victim := rootOnlyFile(t)
-			// The link points where root's writes would do harm: a root-only
-			// directory holding a file named like the key.
-			keyVictim := filepath.Join(evil, "key.pem")
-			if err := os.WriteFile(keyVictim, []byte("root's own config\n"), 0o600); err != nil {
-				t.Fatal(err)
+			// The link points where root's writes would do harm: a root-owned
+			// directory holding root-only files named like the target's.
+			victims := []string{victim}
+			for _, name := range []string{"cert.pem", "chain.pem", "key.pem"} {
+				p := filepath.Join(evil, name)
+				if err := os.WriteFile(p, []byte("root's own config\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				victims = append(victims, p)
 			}
 			before := listNames(t, evil)
 			a := startAttacker(t, mode, n.CertDir, evil)
 			set := issue(t)
-			r := deploy(t, tg, set, "--output", "json")
+			r := racedDeploy(t, tg, set, "backup:done", a)
 			lines := a.finish(t)
 			t.Logf("attacker: %v", lines)
-			wantVictimUnchanged(t, victim)
-			wantVictimUnchanged(t, keyVictim)
+			for _, v := range victims {
+				wantVictimUnchanged(t, v)
+			}
 			if got := listNames(t, evil); strings.Join(got, ",") != strings.Join(before, ",") {
 				t.Fatalf("root wrote into the directory swapped in: %v, was %v", got, before)
-			}
-			if len(lines) == 0 {
-				t.Fatal("the attacker never swapped the directory: the race was not run")
 			}
 			res := r.result(t)
 			if res.Outcome == "Deployed" {

@@ -317,3 +317,24 @@ func TestAttackStagedDirsNewline(t *testing.T) {
 		t.Errorf("StagedDirs = %q %v, want [%q]", got, err, dir)
 	}
 }
+
+// The backup ledger keeps any byte of a path: a newline or invalid UTF-8 in
+// a destination's name neither splits a record nor changes the name.
+func TestBackupLedgerKeepsEveryByte(t *testing.T) {
+	a := &Activities{StateDir: t.TempDir()}
+	odd := []string{"/srv/a\nb/cert.pem", "/srv/\xff\xfe/cert.pem", "/srv/plain/cert.pem"}
+	for i, p := range odd {
+		if err := a.recordBackup(backupRecord{Path: []byte(p), Backup: []byte(BackupPath(p, int64(i))), Stamp: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := a.backupRecords()
+	if err != nil || len(recs) != len(odd) {
+		t.Fatalf("ledger holds %d records (%v), want %d", len(recs), err, len(odd))
+	}
+	for i, p := range odd {
+		if got := newestFirst(recs, p); len(got) != 1 || string(got[0].Backup) != BackupPath(p, int64(i)) {
+			t.Errorf("record for %q: %+v", p, got)
+		}
+	}
+}

@@ -1370,56 +1370,62 @@ func TestRollbackTwiceIsHarmless(t *testing.T) {
 func TestCleanupSuccessKeepsNewestBackups(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t)
-	old, s := issue(t, ca), issue(t, ca)
+	old := issue(t, ca)
 	if _, _, _, err := old.Write(dir); err != nil {
 		t.Fatal(err)
 	}
 	tg := newTarget(dir)
 	tg.Config.BackupRetention = func(n int) *int { return &n }(2)
-	// Four older backups of the cert. Stamps order numerically, not as text
-	// ("9" < "10") nor by mtime (the oldest stamp gets the newest mtime).
-	older := []int64{9, 10, 300, 4000}
-	for _, st := range older {
-		if err := os.WriteFile(BackupPath(tg.Config.CertPath, st), []byte("old backup"), 0o644); err != nil {
+	// Files named like backups that this worker did not make (planted, or
+	// copied by hand) are neither counted nor removed, whatever their stamp.
+	planted := []int64{9, 10, 300, 4000, 9000000000000000001}
+	for _, st := range planted {
+		if err := os.WriteFile(BackupPath(tg.Config.CertPath, st), []byte("not ours"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	future := time.Now().Add(time.Hour)
-	if err := os.Chtimes(BackupPath(tg.Config.CertPath, 9), future, future); err != nil {
-		t.Fatal(err)
 	}
 	foreign := tg.Config.CertPath + BackupMarker + "manual"
 	if err := os.WriteFile(foreign, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pl := prepare(t, tg, s, false)
-	mustCommit(t, pl)
-	res, err := (&Activities{}).Cleanup(ctx, pl.cleanupInput(true))
-	if err != nil {
-		t.Fatalf("Cleanup: %v", err)
+	// Four deploys, each backing up the one before; stamps order
+	// numerically, not as text.
+	var pls []pipeline
+	var res CleanupResult
+	var s testsuite.Set
+	for i := 0; i < 4; i++ {
+		s = issue(t, ca)
+		pl := prepare(t, tg, s, false)
+		mustCommit(t, pl)
+		var err error
+		if res, err = (&Activities{}).Cleanup(ctx, pl.cleanupInput(true)); err != nil {
+			t.Fatalf("Cleanup: %v", err)
+		}
+		pls = append(pls, pl)
 	}
-	got, err := backupsOf(tg.Config.CertPath)
-	if err != nil {
-		t.Fatal(err)
+	for i, pl := range pls {
+		for _, b := range pl.backup.Files {
+			if kept := i >= 2; exists(b.Backup) != kept {
+				t.Errorf("deploy %d's backup %s: exists %v, want %v", i, b.Backup, !kept, kept)
+			}
+		}
 	}
-	want := []string{pl.backup.Files[0].Backup, BackupPath(tg.Config.CertPath, 4000)}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("cert backups left %v, want %v", got, want)
+	want := []string{pls[3].backup.Files[0].Backup, pls[2].backup.Files[0].Backup}
+	if got := res.Backups[:2]; !reflect.DeepEqual(got, want) {
+		t.Errorf("cert backups reported %v, want %v", got, want)
 	}
-	for _, st := range []int64{9, 10, 300} {
-		if exists(BackupPath(tg.Config.CertPath, st)) {
-			t.Errorf("backup %d not pruned", st)
+	if len(res.Backups) != 6 {
+		t.Errorf("Cleanup reports %d backups (%v), want 2 for each of 3 files", len(res.Backups), res.Backups)
+	}
+	for _, st := range planted {
+		if b, err := os.ReadFile(BackupPath(tg.Config.CertPath, st)); err != nil || string(b) != "not ours" {
+			t.Errorf("planted %d was touched: %v", st, err)
 		}
 	}
 	if !exists(foreign) {
 		t.Errorf("a file that is not one of our backups was removed")
 	}
-	for _, b := range pl.backup.Files {
-		if !exists(b.Backup) {
-			t.Errorf("this deploy's backup %s was removed", b.Backup)
-		}
-	}
-	again, err := (&Activities{}).Cleanup(ctx, pl.cleanupInput(true))
+	again, err := (&Activities{}).Cleanup(ctx, pls[3].cleanupInput(true))
 	if err != nil || !reflect.DeepEqual(again, res) {
 		t.Errorf("a retried Cleanup reports %+v (err %v), the first %+v", again, err, res)
 	}
@@ -1444,8 +1450,10 @@ func TestCleanupFailureRemovesThisDeploysFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Cleanup: %v", err)
 	}
-	if len(res.Backups) != 1 || res.Backups[0] != earlier {
-		t.Errorf("backups left %v, want only %s", res.Backups, earlier)
+	// The earlier backup was not made by this worker (no ledger entry): it
+	// is kept, and not reported as one of the target's backups.
+	if len(res.Backups) != 0 {
+		t.Errorf("backups reported %v, want none", res.Backups)
 	}
 	if got := listDir(t, dir); !reflect.DeepEqual(got, listing) {
 		t.Errorf("after a failed deploy's cleanup the directory is %v, want %v", got, listing)

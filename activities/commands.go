@@ -53,6 +53,9 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 	if err != nil {
 		return ValidateResult{}, outcome.Invalid("target_type", err.Error())
 	}
+	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
+		return ValidateResult{}, err
+	}
 	if err := a.checkFiles(in); err != nil {
 		return ValidateResult{}, err
 	}

@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +24,7 @@ import (
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
 
@@ -45,34 +44,17 @@ func BackupPath(path string, stamp int64) string {
 	return path + BackupMarker + strconv.FormatInt(stamp, 10)
 }
 
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // resolveOwnership applies DESIGN promise 3: explicit setting, then the
 // existing destination's, then the connector's default for new files, then
 // 0600 for anything holding a key.
-func resolveOwnership(f connectors.File, existing fs.FileInfo, owners []string) (pf PlannedFile, err error) {
+func resolveOwnership(f connectors.File, existing *safefs.Info, owners []string) (pf PlannedFile, err error) {
 	pf.UID, pf.GID = os.Getuid(), os.Getgid()
 	pf.OwnerFrom = "process"
-	var st *syscall.Stat_t
-	if existing != nil {
-		st, _ = existing.Sys().(*syscall.Stat_t)
-	}
 	switch {
 	case f.Mode != nil:
 		pf.Mode, pf.ModeFrom = *f.Mode, "explicit"
 	case existing != nil:
-		pf.Mode, pf.ModeFrom = target.Mode(existing.Mode().Perm()), "existing"
+		pf.Mode, pf.ModeFrom = target.Mode(existing.Perm()), "existing"
 	case f.DefaultMode != 0:
 		pf.Mode, pf.ModeFrom = target.Mode(f.DefaultMode), "connector-default"
 	case f.HoldsKey:
@@ -87,8 +69,8 @@ func resolveOwnership(f connectors.File, existing fs.FileInfo, owners []string) 
 			return pf, err
 		}
 		pf.OwnerFrom = "explicit"
-	case st != nil:
-		pf.UID, pf.GID, pf.OwnerFrom = int(st.Uid), int(st.Gid), "existing"
+	case existing != nil:
+		pf.UID, pf.GID, pf.OwnerFrom = existing.UID, existing.GID, "existing"
 	default:
 		for _, name := range owners {
 			if u, err := user.Lookup(name); err == nil {
@@ -125,177 +107,227 @@ func lookupOwner(spec string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// writeFileSynced writes data to path (created 0600 so nothing can read it
-// before its owner and mode are set), sets owner and mode, then fsyncs.
-// The file is not visible at its final name until the caller renames it.
-func writeFileSynced(path string, data []byte, mode os.FileMode, uid, gid int) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	err = func() error {
-		if err := f.Chown(uid, gid); err != nil {
-			return fmt.Errorf("chown %s: %w", path, err)
-		}
-		if err := f.Chmod(mode); err != nil {
-			return fmt.Errorf("chmod %s: %w", path, err)
-		}
-		if _, err := f.Write(data); err != nil {
-			return err
-		}
-		return f.Sync()
-	}()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(path)
+// Error types of the file steps (temporal ApplicationError types, never
+// retried).
+const (
+	// ConcurrentChange: a destination, its directory or one of this deploy's
+	// own files changed under the deploy (someone else is writing there);
+	// nothing was written over it.
+	ConcurrentChange = "ConcurrentChange"
+	// PlanMismatch: a step's input does not match the plan (or names files
+	// the deploy does not derive itself).
+	PlanMismatch = "PlanMismatch"
+)
+
+func concurrent(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ConcurrentChange, nil)
+}
+
+func mismatch(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), PlanMismatch, nil)
+}
+
+// insecure turns a safefs.InsecureError into InsecurePath; other errors are
+// returned as they are.
+func insecure(err error) error {
+	var ie *safefs.InsecureError
+	if errors.As(err, &ie) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), outcome.InsecurePath, nil, ie.Dir)
 	}
 	return err
 }
 
-// copyFileSynced copies src to dst with src's owner and mode less the bits
-// in clear, fsynced.
-func copyFileSynced(src, dst string, clear os.FileMode) error {
-	fi, err := os.Stat(src)
+// openPlanned opens the directory of a planned destination for a writing
+// step: still safe (CheckSecure, as in Plan) and still the very directory
+// Plan saw (its device and inode), so a directory swapped since Plan, for a
+// link or another directory, is ConcurrentChange with nothing written.
+func openPlanned(pf PlannedFile) (*safefs.Dir, string, error) {
+	dir, base := filepath.Dir(pf.Path), filepath.Base(pf.Path)
+	if pf.DirID == (safefs.ID{}) {
+		return nil, "", mismatch("%s: the plan has no identity for directory %s (planned by an older worker?): deploy again", pf.Path, dir)
+	}
+	if err := safefs.CheckSecure(dir, pf.UID); err != nil {
+		var ie *safefs.InsecureError
+		if errors.As(err, &ie) {
+			return nil, "", insecure(err)
+		}
+		return nil, "", concurrent("%s: directory %s is no longer the one planned: %v; nothing written", pf.Path, dir, err)
+	}
+	d, err := safefs.OpenDir(dir)
 	if err != nil {
-		return err
+		return nil, "", concurrent("%s: directory %s is no longer the one planned: %v; nothing written", pf.Path, dir, err)
 	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
+	if d.ID() != pf.DirID {
+		d.Close()
+		return nil, "", concurrent("%s: directory %s was replaced since Plan (%s, planned %s); nothing written", pf.Path, dir, d.ID(), pf.DirID)
 	}
-	uid, gid := os.Getuid(), os.Getgid()
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		uid, gid = int(st.Uid), int(st.Gid)
-	}
-	return writeFileSynced(dst, data, fi.Mode().Perm()&^clear, uid, gid)
+	return d, base, nil
 }
 
-// syncDir makes renames and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// clearName makes name free for an exclusive create: a regular file there
+// is a torn copy from an earlier attempt of this step (the name carries this
+// deploy's stamp) and is removed; anything else (a planted link, a
+// directory, a FIFO) is ConcurrentChange and is left alone.
+func clearName(d *safefs.Dir, name, what string) error {
+	info, err := d.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	if !info.IsRegular() {
+		return concurrent("%s %s is not a regular file this deploy wrote (a %s, owner uid %d): someone who can write %s planted it; nothing written through it",
+			what, d.Join(name), fileType(info), info.UID, d.Path())
+	}
+	return d.Remove(name)
+}
+
+func fileType(i safefs.Info) string {
+	switch {
+	case i.IsSymlink():
+		return "symbolic link"
+	case i.IsDir():
+		return "directory"
+	case i.IsRegular():
+		return "regular file"
+	}
+	return "special file"
+}
+
+// createExcl creates name in d exclusively; a name taken between clearName
+// and the create is ConcurrentChange.
+func createExcl(d *safefs.Dir, name, what string, data []byte, mode os.FileMode, uid, gid int) (safefs.ID, error) {
+	id, err := d.CreateExcl(name, data, mode, uid, gid)
+	if errors.Is(err, fs.ErrExist) {
+		return id, concurrent("%s %s appeared while this deploy was creating it: someone who can write %s is interfering; nothing written through it", what, d.Join(name), d.Path())
+	}
+	return id, err
+}
+
+// holds reports the SHA-256 of name's bytes, "" when it does not exist, or
+// an error (a link or non-regular file included).
+func holds(d *safefs.Dir, name string) (string, error) {
+	sum, _, err := d.SHA256(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	return sum, err
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// checkStaged refuses staged files that are not the ones this deploy derives
+// from its plan and stamp: a Temp that is not TempPath(Path, Stamp) (or, in a
+// dry run, a file of this worker's private directory for the deploy) is
+// PlanMismatch.
+func checkStaged(req Request, plan Plan, st Staged) error {
+	if len(st.Files) != len(plan.Files) {
+		return mismatch("staged %d files, the plan has %d", len(st.Files), len(plan.Files))
+	}
+	if st.PrivateDir != "" && (!req.DryRun || st.PrivateDir != dryRunDir(req) || !ownPrivateDir(st.PrivateDir)) {
+		return mismatch("staged private directory %s is not this worker's private directory for the deploy", st.PrivateDir)
+	}
+	for i, s := range st.Files {
+		pf := plan.Files[i]
+		want := TempPath(pf.Path, req.Stamp)
+		if st.PrivateDir != "" {
+			want = filepath.Join(st.PrivateDir, dryRunName(i, pf.Path))
+		}
+		if s.Path != pf.Path || s.Temp != want || s.SHA256 != pf.SHA256 {
+			return mismatch("staged file %s (temp %s) is not the planned %s (temp %s)", s.Path, s.Temp, pf.Path, want)
+		}
 	}
 	return nil
 }
 
-func syncDirs(paths []string) error {
-	seen := map[string]bool{}
-	for _, p := range paths {
-		d := filepath.Dir(p)
-		if seen[d] {
-			continue
-		}
-		seen[d] = true
-		if err := syncDir(d); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sameBytes reports whether path holds exactly the bytes whose SHA-256 is sum.
-func sameBytes(path, sum string) bool {
-	got, err := fileSHA256(path)
-	return err == nil && got == sum
-}
-
-// backupsOf lists the backups of path, newest first (by their stamp).
-func backupsOf(path string) ([]string, error) {
-	matches, err := filepath.Glob(globEscape(path) + BackupMarker + "*")
-	if err != nil {
-		return nil, err
-	}
-	type b struct {
-		name  string
-		stamp int64
-	}
-	var bs []b
-	for _, m := range matches {
-		s, err := strconv.ParseInt(strings.TrimPrefix(m, path+BackupMarker), 10, 64)
-		if err != nil {
-			continue // not one of ours
-		}
-		bs = append(bs, b{m, s})
-	}
-	sort.Slice(bs, func(i, j int) bool { return bs[i].stamp > bs[j].stamp })
-	out := make([]string, len(bs))
-	for i := range bs {
-		out[i] = bs[i].name
-	}
-	return out, nil
-}
-
-func globEscape(p string) string {
-	var buf bytes.Buffer
-	for _, r := range p {
-		if strings.ContainsRune(`*?[\`, r) {
-			buf.WriteByte('\\')
-		}
-		buf.WriteRune(r)
-	}
-	return buf.String()
-}
+func dryRunName(i int, path string) string { return fmt.Sprintf("%d-%s", i, filepath.Base(path)) }
 
 // Backup copies every existing destination to <path>.certctl-bak.<stamp>,
 // with the original's owner and mode, fsynced, before anything live changes.
+// The copy is created exclusively beside the file, through the directory
+// Plan saw; the worker records it (see backup ledger) so retention only ever
+// prunes backups it made.
 func (a *Activities) Backup(ctx context.Context, in StageInput) (Backups, error) {
 	var out Backups
-	var written []string
 	for _, f := range in.Plan.Files {
 		if !f.Exists {
 			continue
 		}
 		bak := BackupPath(f.Path, in.Stamp)
-		// A retry finds a complete backup (same bytes as the untouched live
-		// file) and keeps it; a torn one is rewritten.
-		if !sameBytes(bak, f.CurrentSHA256) {
-			// A key's backup is never readable by others, even when the key
-			// was (Plan drops those bits from the live key too).
-			var clear os.FileMode
-			if f.HoldsKey {
-				clear = 0o007
-			}
-			if err := copyFileSynced(f.Path, bak, clear); err != nil {
-				return out, fmt.Errorf("back up %s: %w", f.Path, err)
-			}
-			if !sameBytes(bak, f.CurrentSHA256) {
-				return out, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("%s changed while it was being backed up (someone else is writing it)", f.Path), "ConcurrentChange", nil)
-			}
+		if err := a.backupOne(f, in.Stamp); err != nil {
+			return out, err
 		}
-		written = append(written, bak)
-		failpoint.Hit(fmt.Sprintf("backup:after-file-%d", len(written)))
 		out.Files = append(out.Files, Backup{Path: f.Path, Backup: bak})
+		failpoint.Hit(fmt.Sprintf("backup:after-file-%d", len(out.Files)))
 	}
-	err := syncDirs(written)
 	failpoint.Hit("backup:done")
-	return out, err
+	return out, nil
+}
+
+func (a *Activities) backupOne(f PlannedFile, stamp int64) error {
+	d, base, err := openPlanned(f)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	bak := filepath.Base(BackupPath(f.Path, stamp))
+	// A key's backup is never readable by others, even when the key was
+	// (Plan drops those bits from the live key too).
+	var clear os.FileMode
+	if f.HoldsKey {
+		clear = 0o007
+	}
+	// A retry finds a complete backup (same bytes as the untouched live
+	// file, owned as the live file) and keeps it; a torn one is rewritten.
+	if sum, info, err := d.SHA256(bak); err == nil && sum == f.CurrentSHA256 && info.UID == f.CurrentUID && info.Nlink == 1 {
+		return a.recordBackup(backupRecord{Path: []byte(f.Path), Backup: []byte(d.Join(bak)), Stamp: stamp, ID: info.ID, UID: info.UID})
+	}
+	if err := clearName(d, bak, "backup"); err != nil {
+		return err
+	}
+	data, info, err := d.ReadFile(base)
+	if err != nil {
+		return fmt.Errorf("back up %s: %w", f.Path, err)
+	}
+	if sha(data) != f.CurrentSHA256 {
+		return concurrent("%s changed while it was being backed up (someone else is writing it)", f.Path)
+	}
+	id, err := createExcl(d, bak, "backup", data, info.Perm()&^clear, info.UID, info.GID)
+	if err != nil {
+		return fmt.Errorf("back up %s: %w", f.Path, err)
+	}
+	if err := d.Sync(); err != nil {
+		return err
+	}
+	return a.recordBackup(backupRecord{Path: []byte(f.Path), Backup: []byte(d.Join(bak)), Stamp: stamp, ID: id, UID: info.UID})
 }
 
 // Stage writes each file's new bytes to <path>.certctl-tmp.<stamp> beside its
-// destination (same filesystem, so Commit's rename is atomic), owner and mode
-// set before the bytes go in. A dry run stages into a private directory.
+// destination (same filesystem, so Commit's rename is atomic), created
+// exclusively, owner and mode set before the bytes go in. A dry run stages
+// into a private directory.
 func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 	_, files, err := layout(in.Request, in.Material)
 	if err != nil {
 		return Staged{}, err
 	}
 	var out Staged
+	var private *safefs.Dir
 	if in.DryRun {
 		dir, err := makeDryRunDir(in.Request)
 		if err != nil {
 			return out, err
 		}
 		out.PrivateDir = dir
-	}
-	if !in.DryRun {
+		if private, err = safefs.OpenDir(dir); err != nil {
+			return out, err
+		}
+		defer private.Close()
+	} else {
 		// A worker starting after a crash sweeps leftovers from these.
 		var dirs []string
 		for _, f := range files {
@@ -309,29 +341,44 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 	for _, pf := range in.Plan.Files {
 		byPath[pf.Path] = pf
 	}
-	var temps []string
 	for i, f := range files {
 		pf, ok := byPath[f.Path]
 		if !ok {
-			return out, temporal.NewNonRetryableApplicationError("stage: "+f.Path+" is not in the plan", "PlanMismatch", nil)
+			return out, mismatch("stage: %s is not in the plan", f.Path)
 		}
-		if sum := sha256.Sum256(f.Bytes); hex.EncodeToString(sum[:]) != pf.SHA256 {
-			return out, temporal.NewNonRetryableApplicationError("stage: bytes for "+f.Path+" differ from the plan", "PlanMismatch", nil)
+		if sha(f.Bytes) != pf.SHA256 {
+			return out, mismatch("stage: bytes for %s differ from the plan", f.Path)
 		}
-		tmp := TempPath(f.Path, in.Stamp)
-		if in.DryRun {
-			tmp = filepath.Join(out.PrivateDir, fmt.Sprintf("%d-%s", i, filepath.Base(f.Path)))
+		tmp, err := stageOne(private, i, pf, f.Bytes, in.Stamp)
+		if err != nil {
+			return out, err
 		}
-		if err := writeFileSynced(tmp, f.Bytes, pf.Mode.Perm(), pf.UID, pf.GID); err != nil {
-			return out, fmt.Errorf("stage %s: %w", f.Path, err)
-		}
-		temps = append(temps, tmp)
-		failpoint.Hit(fmt.Sprintf("stage:after-file-%d", len(temps)))
 		out.Files = append(out.Files, StagedFile{Path: f.Path, Temp: tmp, SHA256: pf.SHA256})
+		failpoint.Hit(fmt.Sprintf("stage:after-file-%d", len(out.Files)))
 	}
-	err = syncDirs(temps)
 	failpoint.Hit("stage:done")
-	return out, err
+	return out, nil
+}
+
+// stageOne writes one staged file, beside its destination or (private not
+// nil) into the dry run's private directory, and returns its path.
+func stageOne(private *safefs.Dir, i int, pf PlannedFile, data []byte, stamp int64) (string, error) {
+	d, name := private, dryRunName(i, pf.Path)
+	if d == nil {
+		var err error
+		if d, _, err = openPlanned(pf); err != nil {
+			return "", err
+		}
+		defer d.Close()
+		name = filepath.Base(TempPath(pf.Path, stamp))
+	}
+	if err := clearName(d, name, "staged file"); err != nil {
+		return "", err
+	}
+	if _, err := createExcl(d, name, "staged file", data, pf.Mode.Perm(), pf.UID, pf.GID); err != nil {
+		return "", fmt.Errorf("stage %s: %w", pf.Path, err)
+	}
+	return d.Join(name), d.Sync()
 }
 
 // dryRunDir is where a dry run stages. It is named by the deploy, so a
@@ -371,44 +418,69 @@ func ownPrivateDir(dir string) bool {
 	return ok && int(st.Uid) == os.Geteuid()
 }
 
-// Commit renames every staged file over its destination and fsyncs the
-// directories. Retried after a crash it finishes the renames not yet done: a
-// destination already holding the new bytes with its temp gone is done.
+// Commit renames every staged file over its destination (renameat within
+// the directory Plan saw) and fsyncs the directories. Retried after a crash
+// it finishes the renames not yet done: a destination already holding the
+// new bytes with its temp gone is done.
 func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, error) {
 	var res CommitResult
-	var paths []string
-	renamed, already := 0, 0
-	for _, s := range in.Staged.Files {
-		paths = append(paths, s.Path)
-		if _, err := os.Lstat(s.Temp); err == nil {
-			if err := os.Rename(s.Temp, s.Path); err != nil {
-				return res, fmt.Errorf("commit %s: %w", s.Path, err)
-			}
-			renamed++
-			res.Committed = append(res.Committed, s.Path)
-			failpoint.Hit(fmt.Sprintf("commit:after-rename-%d", renamed+already))
-			continue
-		}
-		if sameBytes(s.Path, s.SHA256) {
-			already++
-			res.Committed = append(res.Committed, s.Path)
-			continue
-		}
-		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("commit %s: staged file %s is gone and the destination does not hold the new bytes", s.Path, s.Temp),
-			"CommitLost", nil)
+	if in.Staged.PrivateDir != "" {
+		return res, mismatch("commit: a dry run's staged files (%s) are never committed", in.Staged.PrivateDir)
 	}
-	err := syncDirs(paths)
+	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
+		return res, err
+	}
+	renamed, already := 0, 0
+	for i, pf := range in.Plan.Files {
+		did, err := commitOne(pf, in.Staged.Files[i].Temp)
+		if err != nil {
+			return res, err
+		}
+		res.Committed = append(res.Committed, pf.Path)
+		if !did {
+			already++
+			continue
+		}
+		renamed++
+		failpoint.Hit(fmt.Sprintf("commit:after-rename-%d", renamed+already))
+	}
 	if already > 0 {
 		logFor(ctx).Info("commit: an earlier attempt had already renamed some files", "already_renamed", already, "renamed_now", renamed)
 	}
 	failpoint.Hit("commit:done")
-	return res, err
+	return res, nil
+}
+
+func commitOne(pf PlannedFile, temp string) (renamed bool, err error) {
+	d, base, err := openPlanned(pf)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	tmp := filepath.Base(temp)
+	if info, err := d.Lstat(tmp); err == nil {
+		if !info.IsRegular() {
+			return false, concurrent("commit %s: staged file %s is now a %s: someone who can write %s replaced it; nothing committed", pf.Path, temp, fileType(info), d.Path())
+		}
+		if err := d.Rename(tmp, base); err != nil {
+			return false, fmt.Errorf("commit %s: %w", pf.Path, err)
+		}
+		return true, d.Sync()
+	}
+	if sum, err := holds(d, base); err == nil && sum == pf.SHA256 {
+		return false, nil
+	}
+	return false, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("commit %s: staged file %s is gone and the destination does not hold the new bytes", pf.Path, temp),
+		"CommitLost", nil)
 }
 
 // Rollback puts every destination back as it was before the deploy: a file
 // that existed is restored from its backup (atomically, by rename); a file
-// that did not exist is removed. A file that existed is never deleted for
+// that did not exist is removed. Either only while the file still holds this
+// deploy's bytes (or the old ones: already done): a file holding anything
+// else was written by someone else since (another deploy committed) and is
+// left as it is, ConcurrentChange. A file that existed is never deleted for
 // want of a backup: that is an error naming it.
 func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackResult, error) {
 	var res RollbackResult
@@ -417,54 +489,106 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 		baks[b.Path] = b.Backup
 	}
 	var problems []string
-	var touched []string
-	for _, f := range in.Plan.Files {
-		if !f.Exists {
-			if err := os.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				problems = append(problems, fmt.Sprintf("remove new file %s: %v", f.Path, err))
-				continue
-			}
-			res.Removed = append(res.Removed, f.Path)
-			touched = append(touched, f.Path)
-			continue
+	errType := outcome.RollbackFailed
+	fail := func(err error) {
+		if outcome.Of(err) == ConcurrentChange {
+			errType = ConcurrentChange
 		}
-		bak, ok := baks[f.Path]
-		if !ok {
+		problems = append(problems, errMessage(err))
+	}
+	for _, f := range in.Plan.Files {
+		bak, hasBak := baks[f.Path]
+		if f.Exists && !hasBak {
 			problems = append(problems, fmt.Sprintf("%s has no backup; left as it is", f.Path))
 			continue
 		}
-		if sameBytes(f.Path, f.CurrentSHA256) {
-			res.Restored = append(res.Restored, f.Path) // already restored, or never changed
+		if f.Exists && bak != BackupPath(f.Path, in.Stamp) {
+			fail(mismatch("backup %s of %s is not this deploy's (%s); %s left as it is", bak, f.Path, BackupPath(f.Path, in.Stamp), f.Path))
 			continue
 		}
-		tmp := TempPath(f.Path, in.Stamp)
-		if err := copyFileSynced(bak, tmp, 0); err != nil {
-			problems = append(problems, fmt.Sprintf("restore %s from %s: %v", f.Path, bak, err))
+		restored, err := rollbackOne(f, in.Stamp)
+		if err != nil {
+			fail(err)
 			continue
 		}
-		if !sameBytes(tmp, f.CurrentSHA256) {
-			_ = os.Remove(tmp)
-			problems = append(problems, fmt.Sprintf("backup %s no longer holds what %s held before the deploy; %s left as it is", bak, f.Path, f.Path))
-			continue
-		}
-		if err := os.Rename(tmp, f.Path); err != nil {
-			_ = os.Remove(tmp)
-			problems = append(problems, fmt.Sprintf("restore %s from %s: %v", f.Path, bak, err))
+		if !f.Exists {
+			res.Removed = append(res.Removed, f.Path)
 			continue
 		}
 		res.Restored = append(res.Restored, f.Path)
-		touched = append(touched, f.Path)
-		failpoint.Hit(fmt.Sprintf("rollback:after-file-%d", len(touched)))
-	}
-	if err := syncDirs(touched); err != nil {
-		problems = append(problems, err.Error())
+		if restored {
+			failpoint.Hit(fmt.Sprintf("rollback:after-file-%d", len(res.Restored)))
+		}
 	}
 	if len(problems) > 0 {
 		return res, temporal.NewNonRetryableApplicationError(
 			"rollback incomplete: "+strings.Join(problems, "; ")+"; backups: "+describeBackups(in.Backups),
-			outcome.RollbackFailed, nil, res)
+			errType, nil, res)
 	}
 	return res, nil
+}
+
+// rollbackOne restores (or, for a file the deploy created, removes) one
+// destination; changed reports whether it wrote anything.
+func rollbackOne(f PlannedFile, stamp int64) (changed bool, err error) {
+	d, base, err := openPlanned(f)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	now, err := holds(d, base)
+	if err != nil {
+		return false, concurrent("%s: %v; left as it is", f.Path, err)
+	}
+	switch {
+	case f.Exists && now == f.CurrentSHA256, !f.Exists && now == "":
+		return false, nil // already restored, or never changed
+	case now != f.SHA256:
+		return false, concurrent("%s no longer holds this deploy's bytes (someone else wrote it since, another deploy?); left as it is", f.Path)
+	case !f.Exists:
+		if err := d.Remove(base); err != nil {
+			return false, fmt.Errorf("remove new file %s: %w", f.Path, err)
+		}
+		return true, d.Sync()
+	}
+	bak := filepath.Base(BackupPath(f.Path, stamp))
+	data, _, err := d.ReadFile(bak)
+	if err != nil {
+		return false, fmt.Errorf("restore %s from %s: %w", f.Path, d.Join(bak), err)
+	}
+	if sha(data) != f.CurrentSHA256 {
+		return false, fmt.Errorf("backup %s no longer holds what %s held before the deploy; %s left as it is", d.Join(bak), f.Path, f.Path)
+	}
+	tmp := filepath.Base(TempPath(f.Path, stamp))
+	if err := clearName(d, tmp, "rollback's temp file"); err != nil {
+		return false, err
+	}
+	mode := f.CurrentMode.Perm()
+	if f.HoldsKey {
+		mode &^= 0o007
+	}
+	if _, err := createExcl(d, tmp, "rollback's temp file", data, mode, f.CurrentUID, f.CurrentGID); err != nil {
+		return false, fmt.Errorf("restore %s from %s: %w", f.Path, d.Join(bak), err)
+	}
+	// Last look before the rename: still this deploy's bytes.
+	if now, err := holds(d, base); err != nil || now != f.SHA256 {
+		_ = d.Remove(tmp)
+		return false, concurrent("%s changed during rollback (someone else is writing it); left as it is", f.Path)
+	}
+	if err := d.Rename(tmp, base); err != nil {
+		_ = d.Remove(tmp)
+		return false, fmt.Errorf("restore %s from %s: %w", f.Path, d.Join(bak), err)
+	}
+	return true, d.Sync()
+}
+
+// errMessage is an application error's message, or err's.
+func errMessage(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return ae.Message()
+	}
+	return err.Error()
 }
 
 func describeBackups(b Backups) string {
@@ -480,72 +604,129 @@ func describeBackups(b Backups) string {
 
 // Cleanup removes what a deploy leaves behind. Always: staged temp files and
 // a dry run's private directory. After success: backups beyond the
-// retention, oldest first. After a failure before Commit: this deploy's own
-// backups, which copy files that never changed (a backup of a file that did
-// change is kept, whatever the caller says).
+// retention, oldest first, counting and removing only backups this worker's
+// ledger names (a file planted with a backup's name is neither). After a
+// failure before Commit: this deploy's own backups, which copy files that
+// never changed (a backup of a file that did change is kept, whatever the
+// caller says).
 //
 // This deploy's temps, backups and private directory are found by the names
-// derived from its stamp, not only through in.Staged and in.Backups: when
-// Backup or Stage fails, its result never reaches the workflow.
+// derived from its stamp, never from in.Staged or in.Backups: when Backup or
+// Stage fails, its result never reaches the workflow, and an input naming
+// other files is not trusted.
 func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResult, error) {
 	var res CleanupResult
-	var dirs []string
-	rm := func(p string) {
-		if err := os.Remove(p); err == nil {
-			logFor(ctx).Info("cleanup: removed", "path", p)
-			dirs = append(dirs, p)
-		}
-	}
-	for _, s := range in.Staged.Files {
-		if in.Staged.PrivateDir == "" {
-			rm(s.Temp)
-		}
-	}
-	if !in.DryRun {
-		for _, f := range in.Plan.Files {
-			rm(TempPath(f.Path, in.Stamp))
-		}
-	}
-	if in.Staged.PrivateDir != "" {
-		if err := os.RemoveAll(in.Staged.PrivateDir); err != nil {
-			return res, err
-		}
-	}
+	log := logFor(ctx)
 	if in.DryRun {
 		if d := dryRunDir(in.Request); ownPrivateDir(d) {
 			if err := os.RemoveAll(d); err != nil {
 				return res, err
 			}
 		}
-	}
-	if in.Succeeded {
-		keep := in.Target.Config.Retention()
+	} else {
 		for _, f := range in.Plan.Files {
-			baks, err := backupsOf(f.Path)
-			if err != nil {
-				return res, err
-			}
-			for i, b := range baks {
-				if i >= keep {
-					rm(b)
-				}
-			}
-		}
-	} else if !in.DryRun {
-		for _, f := range in.Plan.Files {
-			if f.Exists && sameBytes(f.Path, f.CurrentSHA256) {
-				rm(BackupPath(f.Path, in.Stamp))
-			}
+			cleanupTemp(log, f, in.Stamp)
 		}
 	}
-	for _, f := range in.Plan.Files {
-		baks, err := backupsOf(f.Path)
-		if err != nil {
+	switch {
+	case in.Succeeded:
+		if err := a.pruneBackups(log, in.Plan, in.Target.Config.Retention()); err != nil {
 			return res, err
 		}
-		res.Backups = append(res.Backups, baks...)
+	case !in.DryRun:
+		for _, f := range in.Plan.Files {
+			if f.Exists {
+				a.dropOwnBackup(log, f, in.Stamp)
+			}
+		}
 	}
-	return res, syncDirs(dirs)
+	recs, err := a.backupRecords()
+	if err != nil {
+		return res, err
+	}
+	for _, f := range in.Plan.Files {
+		for _, r := range newestFirst(recs, f.Path) {
+			if present(r) {
+				res.Backups = append(res.Backups, string(r.Backup))
+			}
+		}
+	}
+	return res, nil
+}
+
+// cleanupTemp removes this deploy's temp file of f, when it is a regular
+// file in the directory Plan saw.
+func cleanupTemp(log log.Logger, f PlannedFile, stamp int64) {
+	d, _, err := openPlanned(f)
+	if err != nil {
+		log.Warn("cleanup: directory not as planned; temp file left", "path", f.Path, "error", err)
+		return
+	}
+	defer d.Close()
+	tmp := filepath.Base(TempPath(f.Path, stamp))
+	if info, err := d.Lstat(tmp); err == nil && info.IsRegular() {
+		if err := d.Remove(tmp); err == nil {
+			log.Info("cleanup: removed", "path", d.Join(tmp))
+			_ = d.Sync()
+		}
+	}
+}
+
+// dropOwnBackup removes this deploy's backup of f after a failure before
+// Commit, while f still holds what it held before the deploy.
+func (a *Activities) dropOwnBackup(log log.Logger, f PlannedFile, stamp int64) {
+	d, base, err := openPlanned(f)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	if sum, err := holds(d, base); err != nil || sum != f.CurrentSHA256 {
+		return
+	}
+	bak := BackupPath(f.Path, stamp)
+	recs, err := a.backupRecords()
+	if err != nil {
+		return
+	}
+	for _, r := range recs {
+		if string(r.Backup) == bak && r.Stamp == stamp && d.RemoveIf(filepath.Base(bak), r.ID) == nil {
+			log.Info("cleanup: removed", "path", bak)
+			_ = d.Sync()
+		}
+	}
+	_ = a.forgetBackups(func(r backupRecord) bool { return !present(r) })
+}
+
+// pruneBackups keeps the newest keep backups of each planned file among
+// those the ledger names and that are still the files the worker made
+// (same inode, still owned as when made), and removes the others of those.
+func (a *Activities) pruneBackups(log log.Logger, p Plan, keep int) error {
+	recs, err := a.backupRecords()
+	if err != nil {
+		return err
+	}
+	for _, f := range p.Files {
+		d, _, err := openPlanned(f)
+		if err != nil {
+			log.Warn("cleanup: directory not as planned; backups not pruned", "path", f.Path, "error", err)
+			continue
+		}
+		n := 0
+		for _, r := range newestFirst(recs, f.Path) {
+			if filepath.Dir(string(r.Backup)) != d.Path() || !present(r) {
+				continue
+			}
+			if n++; n <= keep {
+				continue
+			}
+			if err := d.RemoveIf(filepath.Base(string(r.Backup)), r.ID); err == nil {
+				log.Info("cleanup: removed", "path", string(r.Backup))
+			}
+		}
+		_ = d.Sync()
+		d.Close()
+	}
+	return a.forgetBackups(func(r backupRecord) bool { return !present(r) })
 }
 
 // logFor is the activity's logger, or a silent one outside an activity.

@@ -1,14 +1,12 @@
 package activities
 
 import (
-	"bufio"
-	"errors"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/certctl/certctl/safefs"
 )
 
 // EnvStateDir names the host worker's state directory (default
@@ -17,7 +15,13 @@ import (
 // leftovers.
 const EnvStateDir = "CERTCTL_STATE_DIR"
 
-const stagedDirsFile = "staged-dirs"
+// stagedDirsFile lists the staged directories, one JSON object a line with
+// the path as bytes, so no byte of a path (a newline included) can split it.
+const stagedDirsFile = "staged-dirs.jsonl"
+
+type stagedDir struct {
+	Dir []byte `json:"dir"`
+}
 
 var stagedDirsMu sync.Mutex
 
@@ -44,84 +48,74 @@ func recordStagedDirs(stateDir string, dirs []string) error {
 	for _, d := range known {
 		seen[d] = true
 	}
-	var add []string
+	var add []stagedDir
 	for _, d := range dirs {
 		if !seen[d] {
 			seen[d] = true
-			add = append(add, d)
+			add = append(add, stagedDir{Dir: []byte(d)})
 		}
 	}
 	if len(add) == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(stateDir, stagedDirsFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(strings.Join(add, "\n") + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return appendRecords(stateDir, stagedDirsFile, add)
 }
 
 // StagedDirs lists the directories this host has staged into.
 func StagedDirs(stateDir string) ([]string, error) {
-	f, err := os.Open(filepath.Join(stateDir, stagedDirsFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+	recs, err := readRecords[stagedDir](stateDir, stagedDirsFile)
 	var dirs []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if d := strings.TrimSpace(sc.Text()); d != "" {
-			dirs = append(dirs, d)
+	for _, r := range recs {
+		if len(r.Dir) > 0 {
+			dirs = append(dirs, string(r.Dir))
 		}
 	}
-	return dirs, sc.Err()
+	return dirs, err
 }
 
 // SweepTemps removes "<path>.certctl-tmp.<unix-nanos>" files, in the
 // directories this host has staged into, whose stamp is older than before:
 // the start of the oldest deploy still running (a running deploy's temp
-// files are never older than its start). It returns what it removed.
+// files are never older than its start). Each directory is opened without
+// following links and only regular files in it are removed. It returns what
+// it removed.
 func SweepTemps(stateDir string, before int64) ([]string, error) {
 	dirs, err := StagedDirs(stateDir)
 	if err != nil {
 		return nil, err
 	}
 	var removed []string
-	for _, d := range dirs {
-		matches, err := filepath.Glob(filepath.Join(globEscape(d), "*"+TempMarker+"*"))
+	for _, dir := range dirs {
+		d, err := safefs.OpenDir(dir)
 		if err != nil {
+			continue // gone, or a link now: nothing of ours to sweep there
+		}
+		names, err := d.Names()
+		if err != nil {
+			d.Close()
 			return removed, err
 		}
-		for _, m := range matches {
-			i := strings.LastIndex(m, TempMarker)
-			stamp, err := strconv.ParseInt(m[i+len(TempMarker):], 10, 64)
+		n := len(removed)
+		for _, name := range names {
+			i := strings.LastIndex(name, TempMarker)
+			if i <= 0 {
+				continue
+			}
+			stamp, err := strconv.ParseInt(name[i+len(TempMarker):], 10, 64)
 			if err != nil || stamp >= before {
 				continue
 			}
-			if fi, err := os.Lstat(m); err != nil || !fi.Mode().IsRegular() {
+			if info, err := d.Lstat(name); err != nil || !info.IsRegular() {
 				continue
 			}
-			if err := os.Remove(m); err == nil {
-				removed = append(removed, m)
+			if err := d.Remove(name); err == nil {
+				removed = append(removed, d.Join(name))
 			}
 		}
-		if len(removed) > 0 {
-			_ = syncDir(d)
+		if len(removed) > n {
+			_ = d.Sync()
 		}
+		d.Close()
 	}
 	return removed, nil
 }

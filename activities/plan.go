@@ -2,12 +2,9 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -18,6 +15,7 @@ import (
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
 
@@ -123,42 +121,9 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	}
 	p := Plan{Action: ActionDeploy, LeafSHA256: bundle.LeafSHA256()}
 	for _, f := range files {
-		dir := filepath.Dir(f.Path)
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return p, outcome.Invalid("target_config."+f.Role+"_path", fmt.Sprintf("directory %s does not exist on host %q", dir, in.Target.Host))
-		}
-		fi, err := os.Lstat(f.Path)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return p, fmt.Errorf("plan %s: %w", f.Path, err)
-		}
-		if fi != nil && fi.Mode()&os.ModeSymlink != 0 {
-			// Commit's rename would replace the link with a file, and whatever
-			// maintains the link (certbot's live/ → archive/) would silently stop
-			// reaching the server.
-			return p, outcome.Invalid("target_config."+f.Role+"_path", f.Path+" is a symbolic link: point the target at the file it links to")
-		}
-		if fi != nil && !fi.Mode().IsRegular() {
-			return p, outcome.Invalid("target_config."+f.Role+"_path", f.Path+" is not a regular file")
-		}
-		pf, err := resolveOwnership(f, fi, c.Defaults().Owners)
+		pf, err := planFile(f, c.Defaults().Owners, in.Target.Host)
 		if err != nil {
-			return p, outcome.Invalid("target_config."+f.Role+"_owner", err.Error())
-		}
-		if f.HoldsKey && pf.Mode&0o007 != 0 {
-			// An existing world-readable key is not carried forward.
-			pf.Mode, pf.ModeFrom = pf.Mode&^0o007, pf.ModeFrom+"-without-other"
-		}
-		sum := sha256.Sum256(f.Bytes)
-		pf.Role, pf.Path, pf.SHA256, pf.HoldsKey = f.Role, f.Path, hex.EncodeToString(sum[:]), f.HoldsKey
-		if fi != nil {
-			pf.Exists = true
-			if pf.CurrentSHA256, err = fileSHA256(f.Path); err != nil {
-				return p, fmt.Errorf("plan %s: %w", f.Path, err)
-			}
-			pf.CurrentMode = target.Mode(fi.Mode().Perm())
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				pf.CurrentUID, pf.CurrentGID = int(st.Uid), int(st.Gid)
-			}
+			return p, err
 		}
 		p.Files = append(p.Files, pf)
 	}
@@ -179,4 +144,64 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	}
 	failpoint.Hit("plan:done")
 	return p, nil
+}
+
+// planFile looks at one destination through its directory, opened without
+// following links: the directory must exist and be safe (InsecurePath
+// otherwise), the destination be absent or a regular file.
+func planFile(f connectors.File, owners []string, host string) (PlannedFile, error) {
+	field := "target_config." + f.Role + "_path"
+	dir, base := filepath.Dir(f.Path), filepath.Base(f.Path)
+	d, err := safefs.OpenDir(dir)
+	switch {
+	case errors.Is(err, safefs.ErrSymlink):
+		return PlannedFile{}, outcome.Invalid(field, fmt.Sprintf("%v: a directory on the way to %s is a symbolic link: point the target at the real path", err, f.Path))
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return PlannedFile{}, outcome.Invalid(field, fmt.Sprintf("directory %s does not exist on host %q", dir, host))
+	case err != nil:
+		return PlannedFile{}, fmt.Errorf("plan %s: %w", f.Path, err)
+	}
+	defer d.Close()
+	var existing *safefs.Info
+	info, err := d.Lstat(base)
+	switch {
+	case err == nil:
+		existing = &info
+	case !errors.Is(err, fs.ErrNotExist):
+		return PlannedFile{}, fmt.Errorf("plan %s: %w", f.Path, err)
+	}
+	if existing != nil && existing.IsSymlink() {
+		// Commit's rename would replace the link with a file, and whatever
+		// maintains the link (certbot's live/ → archive/) would silently stop
+		// reaching the server.
+		return PlannedFile{}, outcome.Invalid(field, f.Path+" is a symbolic link: point the target at the file it links to")
+	}
+	if existing != nil && !existing.IsRegular() {
+		return PlannedFile{}, outcome.Invalid(field, f.Path+" is not a regular file")
+	}
+	pf, err := resolveOwnership(f, existing, owners)
+	if err != nil {
+		return pf, outcome.Invalid("target_config."+f.Role+"_owner", err.Error())
+	}
+	// Before anything is written: no one but root and the file's owner may
+	// be able to redirect what is written in dir. No opt-out.
+	if err := safefs.CheckSecure(dir, pf.UID); err != nil {
+		return pf, insecure(err)
+	}
+	if f.HoldsKey && pf.Mode&0o007 != 0 {
+		// An existing world-readable key is not carried forward.
+		pf.Mode, pf.ModeFrom = pf.Mode&^0o007, pf.ModeFrom+"-without-other"
+	}
+	pf.Role, pf.Path, pf.SHA256, pf.HoldsKey = f.Role, f.Path, sha(f.Bytes), f.HoldsKey
+	pf.DirID = d.ID()
+	if existing != nil {
+		pf.Exists = true
+		var now safefs.Info
+		if pf.CurrentSHA256, now, err = d.SHA256(base); err != nil {
+			return pf, fmt.Errorf("plan %s: %w", f.Path, err)
+		}
+		pf.CurrentMode = target.Mode(now.Perm())
+		pf.CurrentUID, pf.CurrentGID = now.UID, now.GID
+	}
+	return pf, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
 
@@ -63,6 +64,10 @@ type PlannedFile struct {
 	CurrentMode target.Mode `json:"current_mode,omitempty"`
 	CurrentUID  int         `json:"current_uid,omitempty"`
 	CurrentGID  int         `json:"current_gid,omitempty"`
+	// DirID is the destination directory's identity (device, inode) as
+	// Plan opened it without following links; every writing step checks
+	// the directory is still that one.
+	DirID safefs.ID `json:"dir_id"`
 }
 
 // Plan is Plan's result.

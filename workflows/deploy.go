@@ -381,6 +381,8 @@ func beforeCommit(err error, fallback string) string {
 		return outcome.HostUnavailable
 	case outcome.Of(err) == outcome.InvalidInput:
 		return outcome.InvalidInput
+	case outcome.Of(err) == outcome.InsecurePath:
+		return outcome.InsecurePath
 	}
 	return fallback
 }

@@ -1,0 +1,180 @@
+package activities
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+
+	"github.com/certctl/certctl/safefs"
+)
+
+// The backup ledger (backupsFile in the state directory) names every backup
+// this host worker made, one JSON object a line. Retention counts and
+// removes only backups the ledger names and that are still the files made
+// (same device and inode, same owner): a file planted with a backup's name
+// never pushes a real backup out and is never removed. Paths are stored as
+// bytes (base64 in JSON), so any byte in a path survives, a newline
+// included.
+const backupsFile = "backups.jsonl"
+
+var ledgerMu sync.Mutex
+
+type backupRecord struct {
+	Path   []byte    `json:"path"`   // the destination
+	Backup []byte    `json:"backup"` // BackupPath(Path, Stamp)
+	Stamp  int64     `json:"stamp"`
+	ID     safefs.ID `json:"id"`  // the backup file made
+	UID    int       `json:"uid"` // its owner when made
+}
+
+// appendRecords adds one JSON line per record to the state dir's file name,
+// fsynced.
+func appendRecords[T any](stateDir, name string, recs []T) error {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+	var buf []byte
+	for _, r := range recs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		buf = append(append(buf, b...), '\n')
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, name), os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// readRecords reads the state dir's file name, one JSON record a line; a line
+// that does not decode (torn by a crash) is skipped.
+func readRecords[T any](stateDir, name string) ([]T, error) {
+	f, err := os.Open(filepath.Join(stateDir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []T
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		var r T
+		if json.Unmarshal(sc.Bytes(), &r) == nil {
+			out = append(out, r)
+		}
+	}
+	return out, sc.Err()
+}
+
+// rewriteRecords replaces the state dir's file name with recs (temp file,
+// fsync, rename).
+func rewriteRecords[T any](stateDir, name string, recs []T) error {
+	tmp := filepath.Join(stateDir, name+".new")
+	_ = os.Remove(tmp)
+	if err := appendRecords(stateDir, name+".new", recs); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(stateDir, name)); err != nil {
+		return err
+	}
+	d, err := safefs.OpenDir(filepath.Clean(stateDir))
+	if err != nil {
+		return nil // durability only
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (a *Activities) recordBackup(r backupRecord) error {
+	ledgerMu.Lock()
+	defer ledgerMu.Unlock()
+	recs, err := readRecords[backupRecord](a.stateDir(), backupsFile)
+	if err != nil {
+		return fmt.Errorf("backup ledger: %w", err)
+	}
+	for _, k := range recs {
+		if string(k.Backup) == string(r.Backup) && k.ID == r.ID {
+			return nil
+		}
+	}
+	if err := appendRecords(a.stateDir(), backupsFile, []backupRecord{r}); err != nil {
+		return fmt.Errorf("backup ledger: %w", err)
+	}
+	return nil
+}
+
+func (a *Activities) backupRecords() ([]backupRecord, error) {
+	ledgerMu.Lock()
+	defer ledgerMu.Unlock()
+	return readRecords[backupRecord](a.stateDir(), backupsFile)
+}
+
+// forgetBackups drops the records drop says are gone.
+func (a *Activities) forgetBackups(drop func(backupRecord) bool) error {
+	ledgerMu.Lock()
+	defer ledgerMu.Unlock()
+	recs, err := readRecords[backupRecord](a.stateDir(), backupsFile)
+	if err != nil {
+		return err
+	}
+	var keep []backupRecord
+	for _, r := range recs {
+		if !drop(r) {
+			keep = append(keep, r)
+		}
+	}
+	if len(keep) == len(recs) {
+		return nil
+	}
+	return rewriteRecords(a.stateDir(), backupsFile, keep)
+}
+
+// newestFirst is the records of path's backups, newest stamp first, one per
+// backup name (the last recorded).
+func newestFirst(recs []backupRecord, path string) []backupRecord {
+	byName := map[string]backupRecord{}
+	for _, r := range recs {
+		if string(r.Path) == path {
+			byName[string(r.Backup)] = r
+		}
+	}
+	out := make([]backupRecord, 0, len(byName))
+	for _, r := range byName {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Stamp > out[j].Stamp })
+	return out
+}
+
+// present reports whether r's backup is still the file the worker made: a
+// regular file at its name, same device and inode, same owner, reached
+// without following links.
+func present(r backupRecord) bool {
+	p := string(r.Backup)
+	d, err := safefs.OpenDir(filepath.Dir(p))
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	info, err := d.Lstat(filepath.Base(p))
+	return err == nil && info.IsRegular() && info.ID == r.ID && info.UID == r.UID
+}

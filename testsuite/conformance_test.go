@@ -755,10 +755,14 @@ func TestConformanceHAProxyStalePIDFile(t *testing.T) {
 	c.wantClean(t)
 }
 
-// mismatchOnReload is a reload that, the first time, puts a key that does not
-// match into the live key file before reloading for real: what a server does
-// with such a pair is then up to it, and the verify must notice.
-func mismatchOnReload(t *testing.T, c *confRun, keyPath string) target.Command {
+// mismatchOnReload is a reload that, the first time, points the server's
+// configuration (conf, which names keyPath) at a key that does not match the
+// deployed leaf before reloading for real, and the second time (the
+// rollback's reload) points it back. What a server does with such a pair is
+// then up to it, and the verify must notice. certctl's own files are left
+// alone: a rollback refuses to overwrite a file that no longer holds the
+// deploy's bytes.
+func mismatchOnReload(t *testing.T, c *confRun, conf, keyPath string) target.Command {
 	t.Helper()
 	other := issue(t)
 	dir := t.TempDir()
@@ -767,8 +771,8 @@ func mismatchOnReload(t *testing.T, c *confRun, keyPath string) target.Command {
 		t.Fatal(err)
 	}
 	marker := filepath.Join(dir, "swapped-once")
-	return script(t, fmt.Sprintf("if [ ! -e %[1]s ]; then touch %[1]s; cat %[2]s > %[3]s; fi\n%[4]s\n",
-		marker, wrong, keyPath, c.srv.ReloadScript()))
+	return script(t, fmt.Sprintf("if [ ! -e %[1]s ]; then touch %[1]s; sed -i 's#%[3]s#%[2]s#' %[4]s; else sed -i 's#%[2]s#%[3]s#' %[4]s; fi\n%[5]s\n",
+		marker, wrong, keyPath, conf, c.srv.ReloadScript()))
 }
 
 // postfix with a key that does not match passes its check and its reload,
@@ -780,7 +784,7 @@ func TestConformancePostfixNoticesDroppedSTARTTLS(t *testing.T) {
 	c := startConf(t, "postfix", confKinds["postfix"])
 	p := c.srv.(*testsuite.Postfix)
 	tg := c.target()
-	tg.Config.ReloadCommand = mismatchOnReload(t, c, p.KeyPath)
+	tg.Config.ReloadCommand = mismatchOnReload(t, c, filepath.Join(p.ConfDir, "main.cf"), p.KeyPath)
 	tg.Config.PostDeployVerifyAttempts = 2
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t))
@@ -800,7 +804,7 @@ func TestConformanceDovecotNoticesFailedHandshakes(t *testing.T) {
 	c := startConf(t, "dovecot", confKinds["dovecot"])
 	d := c.srv.(*testsuite.Dovecot)
 	tg := c.target()
-	tg.Config.ReloadCommand = mismatchOnReload(t, c, d.KeyPath)
+	tg.Config.ReloadCommand = mismatchOnReload(t, c, d.Conf, d.KeyPath)
 	tg.Config.PostDeployVerifyAttempts = 2
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t))

@@ -497,6 +497,16 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 		problems = append(problems, errMessage(err))
 	}
 	for _, f := range in.Plan.Files {
+		if f.DirID == (safefs.ID{}) {
+			// Planned by a worker from before directory identities: a deploy
+			// in flight across the upgrade must still be able to roll back.
+			// Every operation stays no-follow and the directory is checked
+			// secure; only the swap since Plan cannot be seen.
+			if d, err := safefs.OpenDir(filepath.Dir(f.Path)); err == nil {
+				f.DirID = d.ID()
+				d.Close()
+			}
+		}
 		bak, hasBak := baks[f.Path]
 		if f.Exists && !hasBak {
 			problems = append(problems, fmt.Sprintf("%s has no backup; left as it is", f.Path))

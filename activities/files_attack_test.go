@@ -6,12 +6,15 @@ package activities
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -335,6 +338,26 @@ func TestBackupLedgerKeepsEveryByte(t *testing.T) {
 	for i, p := range odd {
 		if got := newestFirst(recs, p); len(got) != 1 || string(got[0].Backup) != BackupPath(p, int64(i)) {
 			t.Errorf("record for %q: %+v", p, got)
+		}
+	}
+}
+
+// A deploy planned by a worker from before directory identities (its plan
+// has no dir_id) and caught past Commit by the upgrade still rolls back.
+func TestRollbackOfAPlanWithoutDirectoryIdentity(t *testing.T) {
+	_, x := deployedDir(t)
+	pl := prepare(t, x.tg, x.s, false)
+	mustCommit(t, pl)
+	in := pl.rollbackInput()
+	for i := range in.Plan.Files {
+		in.Plan.Files[i].DirID = safefs.ID{}
+	}
+	if _, err := (&Activities{}).Rollback(ctx, in); err != nil {
+		t.Fatalf("rollback of a plan without dir_id: %v", err)
+	}
+	for _, f := range in.Plan.Files {
+		if sum := sha256.Sum256(read(t, f.Path)); hex.EncodeToString(sum[:]) != f.CurrentSHA256 {
+			t.Errorf("%s does not hold what it held before the deploy", f.Path)
 		}
 	}
 }

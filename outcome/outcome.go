@@ -21,6 +21,7 @@ const (
 	CommitFailed      = "CommitFailed"      // a rename failed (disk, permissions); backups restored, no reload
 	HostUnavailable   = "HostUnavailable"   // no worker polled the host's queue in time; nothing touched
 	InvalidInput      = "InvalidInput"      // the request was refused before anything was written
+	PolicyRefused     = "PolicyRefused"     // the host worker's policy (CERTCTL_WORKER_POLICY) refused the target; nothing written
 	ApprovalRejected  = "ApprovalRejected"  // renewal: an approver rejected the request; nothing was issued or deployed
 	ApprovalExpired   = "ApprovalExpired"   // renewal: no decision before the deadline; terminal, nothing was issued or deployed
 )

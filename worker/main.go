@@ -21,12 +21,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/clientenv"
 	_ "github.com/certctl/certctl/connectors/all"
+	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/workflows"
 )
@@ -71,7 +73,18 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	if host != "" {
 		queue = workflows.HostQueue(host)
 	}
-	w := worker.New(c, queue, worker.Options{})
+	wopts := worker.Options{}
+	if host != "" {
+		// Fail closed: every step on this host is checked against the
+		// host's own policy file before it runs.
+		pol, err := policy.Load(policy.PathFromEnv())
+		if err != nil {
+			return err
+		}
+		logPolicy(logger, pol)
+		wopts.Interceptors = []interceptor.WorkerInterceptor{policy.Interceptor(pol)}
+	}
+	w := worker.New(c, queue, wopts)
 	if host == "" {
 		workflows.Register(w)
 	}
@@ -101,4 +114,18 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 		return nil
 	}
 	return ctx.Err()
+}
+
+// logPolicy says at start which policy the host worker enforces: a WARN
+// when there is none (every target refused) or when it allows anything.
+func logPolicy(logger *slog.Logger, p *policy.Policy) {
+	if p.Missing {
+		logger.Warn("no host policy file: every target is refused until one is written",
+			"path", p.File, "env", policy.EnvPath)
+		return
+	}
+	logger.Info("host policy", "path", p.File, "allow_paths", p.AllowPaths, "allow_commands", len(p.AllowCommands))
+	if w := p.Wildcards(); len(w) > 0 {
+		logger.Warn("the host policy allows anything (\"*\"): dev and tests only, never production", "path", p.File, "fields", w)
+	}
 }

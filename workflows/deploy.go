@@ -102,7 +102,7 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 			MaximumAttempts:    5,
 			NonRetryableErrorTypes: []string{
 				outcome.InvalidInput, outcome.ValidateFailed, outcome.ReloadFailed, outcome.RollbackFailed,
-				"CommitLost", "PlanMismatch", "ConcurrentChange",
+				outcome.PolicyRefused, "CommitLost", "PlanMismatch", "ConcurrentChange",
 			},
 		},
 	}
@@ -370,6 +370,8 @@ func beforeCommit(err error, fallback string) string {
 		return outcome.HostUnavailable
 	case outcome.Of(err) == outcome.InvalidInput:
 		return outcome.InvalidInput
+	case outcome.Of(err) == outcome.PolicyRefused:
+		return outcome.PolicyRefused
 	}
 	return fallback
 }

@@ -24,10 +24,12 @@ import (
 	"github.com/certctl/certctl/target"
 )
 
-// Environment the starter (never workflow code) reads.
+// Environment read outside workflow code: EnvBypass by the workflow worker
+// only (LoadProfile), never the starter; EnvApprovalTimeout by the starter.
 const (
-	// EnvBypass=true makes every approval auto-approve as system-bypass.
-	// Dev and CI only: the worker logs a WARN at start when it is set.
+	// EnvBypass=true in the workflow worker's environment makes every
+	// approval of its renewals auto-approve as system-bypass. Dev and CI
+	// only: the worker logs a WARN at start when it is set.
 	EnvBypass = "CERTCTL_APPROVAL_BYPASS"
 	// EnvApprovalTimeout is how long a request waits for its decisions
 	// (a Go duration; default 168h).
@@ -71,6 +73,9 @@ type Activities struct {
 	AuditLog string
 	// Now is the clock for issuing; nil means time.Now.
 	Now func() time.Time
+	// ProfilesDir is where LoadProfile reads <profile_id>.yaml; "" means
+	// CERTCTL_PROFILES_DIR, else /etc/certctl/profiles.
+	ProfilesDir string
 
 	once sync.Once
 	log  *audit.Log

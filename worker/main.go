@@ -29,6 +29,7 @@ import (
 	"github.com/certctl/certctl/clientenv"
 	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/policy"
+	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/workflows"
 )
@@ -96,10 +97,11 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	w.RegisterActivity(renewal.New(auditLog))
 	if host == "" {
 		logger.Info("approval audit log", "path", auditLog, "env", audit.EnvPath)
-	}
-	if bypass, err := renewal.BypassFromEnv(); err != nil || bypass {
-		logger.Warn("CERTCTL_APPROVAL_BYPASS is set: renewals started from this environment auto-approve as system-bypass; dev and CI only, never production",
-			"value", os.Getenv(renewal.EnvBypass))
+		logger.Info("renewal profiles", "dir", profile.DirFromEnv(), "env", profile.EnvDir)
+		if bypass, err := renewal.BypassFromEnv(); err != nil || bypass {
+			logger.Warn("CERTCTL_APPROVAL_BYPASS is set: every renewal this worker runs auto-approves as system-bypass; dev and CI only, never production",
+				"value", os.Getenv(renewal.EnvBypass))
+		}
 	}
 	logger.Info("certctl-worker polling", "task_queue", queue)
 	if host != "" {

@@ -87,7 +87,7 @@ func TestAttackPolicyTemporalStartCarriesNoPolicy(t *testing.T) {
 	input, err := json.Marshal(map[string]any{
 		"request_id": req, "cert_id": "shop", "requested_by": "alice", "profile_id": id,
 		"approval_bypass": true,
-		"profile": map[string]any{"profile_id": id, "requires_approval": false, "approvers": []string{"alice"}, "required_approvals": 0},
+		"profile":         map[string]any{"profile_id": id, "requires_approval": false, "approvers": []string{"alice"}, "required_approvals": 0},
 	})
 	if err != nil {
 		t.Fatal(err)

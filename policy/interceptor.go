@@ -20,34 +20,45 @@ type Targeted interface {
 	PolicyTarget() target.Target
 }
 
-// Interceptor enforces p on every activity a worker runs: each argument must
-// carry a target (Targeted) and the target must pass CheckTarget; anything
-// else fails, before the activity runs, with a non-retryable application
-// error of type PolicyRefused. Register it on a host worker
-// (worker.Options.Interceptors).
+// Interceptor enforces p on every activity a host worker runs: each
+// argument must carry a target (Targeted) and the target must pass
+// CheckTarget; anything else fails, before the activity runs, with a
+// non-retryable application error of type PolicyRefused. Register it on a
+// --host worker (worker.Options.Interceptors).
 func Interceptor(p *Policy) interceptor.WorkerInterceptor {
+	return &workerInterceptor{policy: p, requireTarget: true}
+}
+
+// TargetsInterceptor enforces p on the activities that carry a target and
+// lets the others (audit, issue, profiles, locks) run: for the certctl
+// worker, whose steps of a target without host write on its own machine.
+func TargetsInterceptor(p *Policy) interceptor.WorkerInterceptor {
 	return &workerInterceptor{policy: p}
 }
 
 type workerInterceptor struct {
 	interceptor.WorkerInterceptorBase
-	policy *Policy
+	policy        *Policy
+	requireTarget bool
 }
 
 func (w *workerInterceptor) InterceptActivity(_ context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
-	i := &activityInterceptor{policy: w.policy}
+	i := &activityInterceptor{w: w}
 	i.Next = next
 	return i
 }
 
 type activityInterceptor struct {
 	interceptor.ActivityInboundInterceptorBase
-	policy *Policy
+	w *workerInterceptor
 }
 
 func (a *activityInterceptor) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	name := activity.GetInfo(ctx).ActivityType.Name
-	if err := a.policy.CheckArgs(in.Args); err != nil {
+	if !a.w.requireTarget && !anyTargeted(in.Args) {
+		return a.Next.ExecuteActivity(ctx, in)
+	}
+	if err := a.w.policy.CheckArgs(in.Args); err != nil {
 		activity.GetLogger(ctx).Warn("activity refused by the host policy", "activity", name, "error", err)
 		return nil, Error(fmt.Errorf("%s: %w", name, err))
 	}
@@ -71,6 +82,15 @@ func (p *Policy) CheckArgs(args []any) error {
 		}
 	}
 	return nil
+}
+
+func anyTargeted(args []any) bool {
+	for _, arg := range args {
+		if _, ok := arg.(Targeted); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Error turns a refusal into the non-retryable application error of type

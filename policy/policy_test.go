@@ -160,11 +160,11 @@ func TestTargetDefaultsChecked(t *testing.T) {
 
 // The interceptor, on a real SDK activity environment: what a host worker
 // runs.
-func run(t *testing.T, p *policy.Policy, act any, arg any) error {
+func run(t *testing.T, i interceptor.WorkerInterceptor, act any, arg any) error {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
-	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{policy.Interceptor(p)}})
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{i}})
 	env.RegisterActivity(act)
 	_, err := env.ExecuteActivity(act, arg)
 	return err
@@ -174,22 +174,32 @@ var ran bool
 
 func Plan(_ context.Context, in activities.PlanInput) (string, error) { ran = true; return "ran", nil }
 func Issue(_ context.Context, in map[string]any) (string, error)      { ran = true; return "ran", nil }
+func Inspect(_ context.Context, in target.Target) (string, error)     { ran = true; return "ran", nil }
 
 func TestInterceptor(t *testing.T) {
 	p := parse(t, "allow_paths: [/etc/nginx/certs]\nallow_commands: [[nginx]]\n")
+	host, certctl := policy.Interceptor(p), policy.TargetsInterceptor(p)
+	inside := activities.PlanInput{Request: activities.Request{Target: nginxTarget("/etc/nginx/certs")}}
+	outside := activities.PlanInput{Request: activities.Request{Target: nginxTarget("/etc/cron.d")}}
+	untargeted := map[string]any{"ca_key": "/etc/ssl/private/ca.key"}
 	for _, c := range []struct {
 		name string
+		i    interceptor.WorkerInterceptor
 		act  any
 		arg  any
 		ok   bool
 	}{
-		{"allowed", Plan, activities.PlanInput{Request: activities.Request{Target: nginxTarget("/etc/nginx/certs")}}, true},
-		{"outside", Plan, activities.PlanInput{Request: activities.Request{Target: nginxTarget("/etc/cron.d")}}, false},
-		{"no target", Issue, map[string]any{"ca_key": "/etc/ssl/private/ca.key"}, false},
+		{"host allowed", host, Plan, inside, true},
+		{"host outside", host, Plan, outside, false},
+		{"host no target", host, Issue, untargeted, false},
+		{"host target itself outside", host, Inspect, nginxTarget("/root"), false},
+		{"certctl allowed", certctl, Plan, inside, true},
+		{"certctl outside", certctl, Plan, outside, false},
+		{"certctl no target", certctl, Issue, untargeted, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ran = false
-			err := run(t, p, c.act, c.arg)
+			err := run(t, c.i, c.act, c.arg)
 			if c.ok {
 				if err != nil || !ran {
 					t.Fatalf("refused: %v", err)

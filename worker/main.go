@@ -74,18 +74,21 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	if host != "" {
 		queue = workflows.HostQueue(host)
 	}
-	wopts := worker.Options{}
-	if host != "" {
-		// Fail closed: every step on this host is checked against the
-		// host's own policy file before it runs.
-		pol, err := policy.Load(policy.PathFromEnv())
-		if err != nil {
-			return err
-		}
-		logPolicy(logger, pol)
-		wopts.Interceptors = []interceptor.WorkerInterceptor{policy.Interceptor(pol)}
+	// Fail closed: every step of a target is checked against this
+	// machine's own policy file before it runs. A host worker runs nothing
+	// else; the certctl worker also runs activities without a target
+	// (audit, issue, profiles, locks), and the steps of targets without
+	// host, which write on its machine.
+	pol, err := policy.Load(policy.PathFromEnv())
+	if err != nil {
+		return err
 	}
-	w := worker.New(c, queue, wopts)
+	logPolicy(logger, pol)
+	check := policy.Interceptor(pol)
+	if host == "" {
+		check = policy.TargetsInterceptor(pol)
+	}
+	w := worker.New(c, queue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{check}})
 	if host == "" {
 		workflows.Register(w)
 	}

@@ -34,11 +34,7 @@ type ProfileResult struct {
 // profile that is missing or wrong is InvalidInput (not retried), naming the
 // file.
 func (a *Activities) LoadProfile(_ context.Context, in ProfileInput) (ProfileResult, error) {
-	dir := a.ProfilesDir
-	if dir == "" {
-		dir = profile.DirFromEnv()
-	}
-	p, err := profile.LoadID(dir, in.ProfileID)
+	p, err := profile.LoadID(a.profilesDir(), in.ProfileID)
 	if err != nil {
 		return ProfileResult{}, outcome.Invalid("profile_id", strings.TrimPrefix(err.Error(), "profile_id: "))
 	}
@@ -50,6 +46,13 @@ func (a *Activities) LoadProfile(_ context.Context, in ProfileInput) (ProfileRes
 		return ProfileResult{}, outcome.Invalid(EnvBypass, err.Error())
 	}
 	return ProfileResult{Profile: *p, Bypass: bypass}, nil
+}
+
+func (a *Activities) profilesDir() string {
+	if a.ProfilesDir != "" {
+		return a.ProfilesDir
+	}
+	return profile.DirFromEnv()
 }
 
 // CheckTargets refuses what would make every deploy of a profile fail: an

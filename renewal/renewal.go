@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,7 +120,8 @@ func (a *Activities) Audit(_ context.Context, ev audit.Event) (AuditResult, erro
 	return AuditResult{Written: written}, nil
 }
 
-// IssueInput is what Issue mints: the profile's certificate fields.
+// IssueInput is what Issue mints: the profile's certificate fields, as the
+// workflow read them. Issue uses the installed profile's own (ProfileID).
 type IssueInput struct {
 	RequestID string          `json:"request_id"`
 	CertID    string          `json:"cert_id"`
@@ -145,7 +147,18 @@ type IssueResult struct {
 // Issue mints a key and a certificate through the profile's issuer. A bad
 // issuer configuration is InvalidInput (not retried); errors never carry key
 // bytes.
+//
+// The issuer and the certificate's fields are those of the profile
+// in.ProfileID installed on this worker, never the input's: whoever can
+// schedule an activity in the namespace cannot have this worker sign with
+// a CA key of their choosing, or for names the profile does not hold.
 func (a *Activities) Issue(_ context.Context, in IssueInput) (IssueResult, error) {
+	p, err := profile.LoadID(a.profilesDir(), in.ProfileID)
+	if err != nil {
+		return IssueResult{}, outcome.Invalid("profile_id", strings.TrimPrefix(err.Error(), "profile_id: "))
+	}
+	p.ApplyDefaults()
+	in.Issuer, in.Subject, in.SANs, in.KeyType, in.Validity = p.Issuer, p.Subject, p.SANs, p.KeyType, p.Validity
 	if in.Issuer.Type != profile.IssuerLocalCA {
 		return IssueResult{}, outcome.Invalid("issuer.type", fmt.Sprintf("unknown issuer %q", in.Issuer.Type))
 	}

@@ -216,3 +216,7 @@ type CleanupInput struct {
 type CleanupResult struct {
 	Backups []string `json:"backups,omitempty"`
 }
+
+// PolicyTarget is the target a host worker's policy checks before any step
+// runs; every step input embeds Request, so every one has it.
+func (r Request) PolicyTarget() target.Target { return r.Target }

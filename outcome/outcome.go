@@ -22,6 +22,7 @@ const (
 	HostUnavailable   = "HostUnavailable"   // no worker polled the host's queue in time; nothing touched
 	InvalidInput      = "InvalidInput"      // the request was refused before anything was written
 	InsecurePath      = "InsecurePath"      // a directory on the way to a destination is writable by others; refused before anything was written
+	PolicyRefused     = "PolicyRefused"     // the host worker's policy (CERTCTL_WORKER_POLICY) refused the target; nothing written
 	ApprovalRejected  = "ApprovalRejected"  // renewal: an approver rejected the request; nothing was issued or deployed
 	ApprovalExpired   = "ApprovalExpired"   // renewal: no decision before the deadline; terminal, nothing was issued or deployed
 )

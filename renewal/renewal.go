@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,10 +25,12 @@ import (
 	"github.com/certctl/certctl/target"
 )
 
-// Environment the starter (never workflow code) reads.
+// Environment read outside workflow code: EnvBypass by the workflow worker
+// only (LoadProfile), never the starter; EnvApprovalTimeout by the starter.
 const (
-	// EnvBypass=true makes every approval auto-approve as system-bypass.
-	// Dev and CI only: the worker logs a WARN at start when it is set.
+	// EnvBypass=true in the workflow worker's environment makes every
+	// approval of its renewals auto-approve as system-bypass. Dev and CI
+	// only: the worker logs a WARN at start when it is set.
 	EnvBypass = "CERTCTL_APPROVAL_BYPASS"
 	// EnvApprovalTimeout is how long a request waits for its decisions
 	// (a Go duration; default 168h).
@@ -71,6 +74,9 @@ type Activities struct {
 	AuditLog string
 	// Now is the clock for issuing; nil means time.Now.
 	Now func() time.Time
+	// ProfilesDir is where LoadProfile reads <profile_id>.yaml; "" means
+	// CERTCTL_PROFILES_DIR, else /etc/certctl/profiles.
+	ProfilesDir string
 
 	once sync.Once
 	log  *audit.Log
@@ -114,7 +120,8 @@ func (a *Activities) Audit(_ context.Context, ev audit.Event) (AuditResult, erro
 	return AuditResult{Written: written}, nil
 }
 
-// IssueInput is what Issue mints: the profile's certificate fields.
+// IssueInput is what Issue mints: the profile's certificate fields, as the
+// workflow read them. Issue uses the installed profile's own (ProfileID).
 type IssueInput struct {
 	RequestID string          `json:"request_id"`
 	CertID    string          `json:"cert_id"`
@@ -140,7 +147,18 @@ type IssueResult struct {
 // Issue mints a key and a certificate through the profile's issuer. A bad
 // issuer configuration is InvalidInput (not retried); errors never carry key
 // bytes.
+//
+// The issuer and the certificate's fields are those of the profile
+// in.ProfileID installed on this worker, never the input's: whoever can
+// schedule an activity in the namespace cannot have this worker sign with
+// a CA key of their choosing, or for names the profile does not hold.
 func (a *Activities) Issue(_ context.Context, in IssueInput) (IssueResult, error) {
+	p, err := profile.LoadID(a.profilesDir(), in.ProfileID)
+	if err != nil {
+		return IssueResult{}, outcome.Invalid("profile_id", strings.TrimPrefix(err.Error(), "profile_id: "))
+	}
+	p.ApplyDefaults()
+	in.Issuer, in.Subject, in.SANs, in.KeyType, in.Validity = p.Issuer, p.Subject, p.SANs, p.KeyType, p.Validity
 	if in.Issuer.Type != profile.IssuerLocalCA {
 		return IssueResult{}, outcome.Invalid("issuer.type", fmt.Sprintf("unknown issuer %q", in.Issuer.Type))
 	}

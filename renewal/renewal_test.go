@@ -1,6 +1,7 @@
 package renewal
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,10 +79,31 @@ func TestIssueThroughLocalCA(t *testing.T) {
 	if err := localca.Create(caCert, caKey, "renewal test CA", 24*time.Hour*30); err != nil {
 		t.Fatal(err)
 	}
+	otherCert, otherKey := filepath.Join(dir, "other.pem"), filepath.Join(dir, "other.key")
+	if err := localca.Create(otherCert, otherKey, "another CA", 24*time.Hour*30); err != nil {
+		t.Fatal(err)
+	}
+	profiles := filepath.Join(dir, "profiles")
+	installProfile := func(key string) {
+		t.Helper()
+		text := fmt.Sprintf("profile_id: p\nsubject: {common_name: localhost}\nsans: [localhost, 127.0.0.1]\nkey_type: ecdsa-p256\nvalidity: 24h\n"+
+			"issuer: {type: localca, ca_cert: %s, ca_key: %s}\n"+
+			"targets: [{target_id: w, target_type: nginx, host: h, target_config: {cert_path: /a/c.pem, key_path: /a/k.pem, post_deploy_verify: {enabled: false}}}]\n", caCert, key)
+		if err := os.MkdirAll(profiles, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(profiles, "p.yaml"), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	installProfile(caKey)
 	a := New(filepath.Join(dir, "audit.jsonl"))
+	a.ProfilesDir = profiles
 	env := activityEnv(a)
-	in := IssueInput{RequestID: "r-1", CertID: "shop", ProfileID: "p", Issuer: profile.Issuer{Type: profile.IssuerLocalCA, CACert: caCert, CAKey: caKey},
-		Subject: profile.Subject{CommonName: "localhost"}, SANs: []string{"localhost", "127.0.0.1"}, KeyType: profile.KeyECDSAP256,
+	// The input names another CA and other names: the installed profile's
+	// issuer and names are what is used.
+	in := IssueInput{RequestID: "r-1", CertID: "shop", ProfileID: "p", Issuer: profile.Issuer{Type: profile.IssuerLocalCA, CACert: otherCert, CAKey: otherKey},
+		Subject: profile.Subject{CommonName: "evil.example"}, SANs: []string{"evil.example"}, KeyType: profile.KeyECDSAP256,
 		Validity: target.Duration(24 * time.Hour)}
 	v, err := env.ExecuteActivity(a.Issue, in)
 	if err != nil {
@@ -95,15 +117,20 @@ func TestIssueThroughLocalCA(t *testing.T) {
 	if err != nil || b.LeafSHA256() != res.LeafSHA256 || b.Check(time.Now(), "127.0.0.1") != nil {
 		t.Fatalf("issued material: %v", err)
 	}
-	if res.Issuer != "CN=renewal test CA" || res.Serial == "" {
-		t.Fatalf("result %+v", res)
+	if res.Issuer != "CN=renewal test CA" || res.Serial == "" || b.Leaf.VerifyHostname("evil.example") == nil {
+		t.Fatalf("result %+v: the input's issuer or names were used", res)
 	}
 
 	// A bad CA path is InvalidInput naming the field, never retried, and no
 	// key text in the error.
-	in.Issuer.CAKey = filepath.Join(dir, "missing.key")
+	installProfile(filepath.Join(dir, "missing.key"))
 	_, err = env.ExecuteActivity(a.Issue, in)
 	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(err.Error(), "issuer.ca_key") || strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Fatalf("got %v", err)
+	}
+	// A profile not installed: nothing issued.
+	in.ProfileID = "p-none"
+	if _, err = env.ExecuteActivity(a.Issue, in); outcome.Of(err) != outcome.InvalidInput {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -29,6 +29,8 @@ import (
 	"github.com/certctl/certctl/clientenv"
 	"github.com/certctl/certctl/codec"
 	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/policy"
+	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
 )
@@ -150,8 +152,34 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	}
 	defer func() { _ = srv.Stop() }()
 
+	initial, err := selfSigned()
+	if err != nil {
+		return fail("%v", err)
+	}
+	nginxDir := filepath.Join(f.stateDir, "nginx")
+	_ = os.RemoveAll(nginxDir)
+	ngx, err := testsuite.StartNginx(nginxDir, initial)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer ngx.Stop()
+	fmt.Fprintf(w, "nginx:          https://%s serving a self-signed leaf %s\n", ngx.Endpoint, initial.LeafSHA256)
 	env := []string{"TEMPORAL_ADDRESS=" + address, "TEMPORAL_NAMESPACE=" + cfg.Namespace, codec.EnvKeyFile + "=" + keyFile, codec.EnvKeys + "=",
 		"CERTCTL_STATE_DIR=" + filepath.Join(f.stateDir, "worker-state")}
+	// The host worker may write only this nginx's files and run only its
+	// commands; the workflow worker reads profiles from the state dir.
+	policyFile, profilesDir := filepath.Join(f.stateDir, "worker.yaml"), filepath.Join(f.stateDir, "profiles")
+	if err := testsuite.WritePolicy(policyFile, policy.Policy{
+		AllowPaths:    []string{nginxDir},
+		AllowCommands: [][]string{ngx.ValidateCommand(), ngx.ReloadCommand()},
+	}); err != nil {
+		return fail("%v", err)
+	}
+	if err := os.MkdirAll(profilesDir, 0o755); err != nil {
+		return fail("%v", err)
+	}
+	env = append(env, policy.EnvPath+"="+policyFile, profile.EnvDir+"="+profilesDir)
+	fmt.Fprintf(w, "host policy:    %s (profiles: %s)\n", policyFile, profilesDir)
 	const host = "localhost"
 	for _, args := range [][]string{nil, {"--host", host}} {
 		name := "certctl-worker"
@@ -165,19 +193,6 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 		defer p.Stop()
 		fmt.Fprintf(w, "worker:         %s (pid %d, log %s)\n", name, p.Pid(), p.Log)
 	}
-
-	initial, err := selfSigned()
-	if err != nil {
-		return fail("%v", err)
-	}
-	nginxDir := filepath.Join(f.stateDir, "nginx")
-	_ = os.RemoveAll(nginxDir)
-	ngx, err := testsuite.StartNginx(nginxDir, initial)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer ngx.Stop()
-	fmt.Fprintf(w, "nginx:          https://%s serving a self-signed leaf %s\n", ngx.Endpoint, initial.LeafSHA256)
 
 	ca, err := testsuite.NewCA("certctl dev")
 	if err != nil {

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,8 +18,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/certctl/certctl/connectors"
-	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
@@ -39,7 +35,7 @@ type renewFlags struct {
 func renewCmd() *cobra.Command {
 	var f renewFlags
 	cmd := &cobra.Command{
-		Use:   "renew --profile PROFILE.yaml --cert-id ID --as ACTOR",
+		Use:   "renew --profile PROFILE_ID --cert-id ID --as ACTOR",
 		Short: "Renew a certificate of a profile: ask approval where required, issue, deploy to every target",
 		Long: `Starts RenewWorkflow (workflow ID renew/<request-id>). Where the profile says
 requires_approval: true it first waits in ApprovalWorkflow approval/<request-id>
@@ -53,9 +49,13 @@ instead: each run reads the deployed certificates, renews only when one is
 inside the profile's renewal window (renew_before), and asks approval exactly
 as a manual renewal does, as requested by --as.
 
+The profile is named by ID: the workflow worker reads it from its own
+CERTCTL_PROFILES_DIR (default /etc/certctl/profiles) as <profile_id>.yaml;
+whether it asks approval, and of whom, is never in the request. Likewise
+CERTCTL_APPROVAL_BYPASS is read only from the workflow worker's environment.
+
 Environment (read here, never by the workflows):
   CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT  how long a request waits (default 168h)
-  CERTCTL_APPROVAL_BYPASS=true           auto-approve as system-bypass: dev and CI only
   CERTCTL_HOST_WAIT                      how long a deploy waits for its host's worker
 
 Exit codes: 0 Deployed, SkippedIdempotent or RenewalNotDue (and a schedule
@@ -63,7 +63,7 @@ created); 1 any other outcome (ApprovalRejected, ApprovalExpired, a deploy's);
 2 input refused before anything started (the message names the field).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, every, err := f.request(cmd.ErrOrStderr())
+			req, every, err := f.request()
 			if err != nil {
 				return &exitError{code: 2, msg: "invalid input: " + err.Error()}
 			}
@@ -81,7 +81,7 @@ created); 1 any other outcome (ApprovalRejected, ApprovalExpired, a deploy's);
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.profile, "profile", "", "certificate profile (YAML)")
+	fl.StringVar(&f.profile, "profile", "", "the `PROFILE_ID` of a profile installed on the workflow worker (CERTCTL_PROFILES_DIR)")
 	fl.StringVar(&f.certID, "cert-id", "", "the certificate's id (letters, digits, . _ -)")
 	fl.StringVar(&f.as, "as", "", "who asks: the requester, who can never approve this renewal")
 	fl.StringVar(&f.requestID, "request-id", "", "the approval request's id (default <cert-id>-<UTC time>-<random>)")
@@ -94,15 +94,16 @@ created); 1 any other outcome (ApprovalRejected, ApprovalExpired, a deploy's);
 	return cmd
 }
 
-// request reads and checks everything before anything starts.
-func (f *renewFlags) request(stderr io.Writer) (workflows.RenewRequest, time.Duration, error) {
+// request checks everything the starter can before anything starts. The
+// profile is named by ID only: the workflow worker reads it from its own
+// profiles directory, and the bypass from its own environment.
+func (f *renewFlags) request() (workflows.RenewRequest, time.Duration, error) {
 	var req workflows.RenewRequest
 	if f.output != "text" && f.output != "json" {
 		return req, 0, errors.New("--output: want text or json")
 	}
-	p, err := profile.Load(f.profile)
-	if err != nil {
-		return req, 0, fmt.Errorf("--profile %s: %w", f.profile, err)
+	if err := checkProfileID(f.profile); err != nil {
+		return req, 0, err
 	}
 	if err := profile.CheckID("--cert-id", f.certID); err != nil {
 		return req, 0, err
@@ -110,23 +111,12 @@ func (f *renewFlags) request(stderr io.Writer) (workflows.RenewRequest, time.Dur
 	if strings.TrimSpace(f.as) == "" {
 		return req, 0, errors.New("--as: say who asks (two-person integrity needs a requester)")
 	}
-	if err := checkTargets(p); err != nil {
-		return req, 0, fmt.Errorf("--profile %s: %w", f.profile, err)
-	}
 	timeout, err := renewal.ApprovalTimeoutFromEnv()
 	if err != nil {
 		return req, 0, err
 	}
-	bypass, err := renewal.BypassFromEnv()
-	if err != nil {
-		return req, 0, err
-	}
-	if bypass && p.RequiresApproval {
-		fmt.Fprintf(stderr, "WARN: %s=true: the approval of profile %s is bypassed (decided by %s); dev and CI only\n",
-			renewal.EnvBypass, p.ProfileID, workflows.SystemBypass)
-	}
-	req = workflows.RenewRequest{CertID: f.certID, RequestedBy: strings.TrimSpace(f.as), Profile: *p,
-		ApprovalTimeout: target.Duration(timeout), ApprovalBypass: bypass}
+	req = workflows.RenewRequest{CertID: f.certID, RequestedBy: strings.TrimSpace(f.as), ProfileID: f.profile,
+		ApprovalTimeout: target.Duration(timeout)}
 	if v := os.Getenv("CERTCTL_HOST_WAIT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -157,38 +147,16 @@ func (f *renewFlags) request(stderr io.Writer) (workflows.RenewRequest, time.Dur
 	return req, 0, nil
 }
 
-// checkTargets refuses, before any approval is asked, what would make every
-// deploy fail: an unknown connector, its own fields, a verify host the
-// profile's SANs do not cover.
-func checkTargets(p *profile.Profile) error {
-	probe := &x509.Certificate{}
-	for _, s := range p.SANs {
-		if ip := net.ParseIP(s); ip != nil {
-			probe.IPAddresses = append(probe.IPAddresses, ip)
-		} else {
-			probe.DNSNames = append(probe.DNSNames, s)
-		}
+// checkProfileID refuses a path or a file given to --profile: a profile is
+// installed on the workflow worker, where the request cannot change it.
+func checkProfileID(v string) error {
+	_, statErr := os.Stat(v)
+	if strings.ContainsAny(v, `/\`) || strings.HasSuffix(v, ".yaml") || strings.HasSuffix(v, ".yml") || statErr == nil {
+		return fmt.Errorf("--profile %q: give a profile ID, not a file: profiles live with the workflow worker; install the file there as %s/<profile_id>.yaml (%s) and pass its profile_id",
+			v, profile.DefaultDir, profile.EnvDir)
 	}
-	for i, t := range p.Targets {
-		field := fmt.Sprintf("targets[%d]", i)
-		c, err := connectors.Get(t.TargetType)
-		if err != nil {
-			return fmt.Errorf("%s.target_type: %w", field, err)
-		}
-		if err := c.Check(t.Config); err != nil {
-			return fmt.Errorf("%s: %w", field, err)
-		}
-		if !t.Config.VerifyEnabled() {
-			continue
-		}
-		host := t.Config.PostDeployVerify.ServerName
-		if host == "" {
-			host = material.HostOf(t.Config.PostDeployVerify.Endpoint)
-		}
-		if probe.VerifyHostname(host) != nil {
-			return fmt.Errorf("%s.target_config.post_deploy_verify: the verify host %q is not covered by the profile's sans (%s)",
-				field, host, strings.Join(p.SANs, ", "))
-		}
+	if err := profile.CheckID("--profile", v); err != nil {
+		return fmt.Errorf("%w (a profile ID, installed on the workflow worker as %s/<profile_id>.yaml)", err, profile.DefaultDir)
 	}
 	return nil
 }
@@ -213,22 +181,11 @@ func runRenew(ctx context.Context, c client.Client, req workflows.RenewRequest, 
 		return &exitError{code: 1, msg: "start RenewWorkflow: " + err.Error()}
 	}
 	text := output != "json"
-	p := req.Profile
 	if text {
 		fmt.Fprintf(w, "workflow: %s\n", run.GetID())
-		switch {
-		case !p.RequiresApproval:
-			fmt.Fprintf(w, "approval: not required by profile %s\n", p.ProfileID)
-		case req.ApprovalBypass:
-			fmt.Fprintf(w, "approval: %s bypassed (%s=true)\n", workflows.ApprovalID(req.RequestID), renewal.EnvBypass)
-		default:
-			pool := "anyone but " + req.RequestedBy
-			if len(p.Approvers) > 0 {
-				pool = strings.Join(p.Approvers, ", ") + " (not " + req.RequestedBy + ")"
-			}
-			fmt.Fprintf(w, "approval: %s waits for %d approval(s) from %s\n", workflows.ApprovalID(req.RequestID), p.RequiredApprovals, pool)
-			fmt.Fprintf(w, "          certctl approvals approve %s --as NAME   (or reject)\n", req.RequestID)
-		}
+		fmt.Fprintf(w, "approval: as profile %s on the workflow worker requires; where it does, %s waits for approvers other than %s\n",
+			req.ProfileID, workflows.ApprovalID(req.RequestID), req.RequestedBy)
+		fmt.Fprintf(w, "          certctl approvals approve %s --as NAME   (or reject)\n", req.RequestID)
 	}
 	if detach {
 		if !text {
@@ -321,8 +278,8 @@ func createRenewSchedule(ctx context.Context, c client.Client, req workflows.Ren
 		return json.NewEncoder(w).Encode(map[string]string{"schedule_id": id, "every": every.String()})
 	}
 	fmt.Fprintf(w, "schedule: %s every %s\n", id, every)
-	fmt.Fprintf(w, "each run renews %s only when a target's certificate expires within %s, and asks approval as requested by %s\n",
-		req.CertID, req.Profile.RenewBefore, req.RequestedBy)
+	fmt.Fprintf(w, "each run renews %s of profile %s only when a target's certificate is inside the profile's renewal window, and asks approval as requested by %s\n",
+		req.CertID, req.ProfileID, req.RequestedBy)
 	fmt.Fprintf(w, "run now: temporal schedule trigger --schedule-id %s; remove: temporal schedule delete --schedule-id %s\n", id, id)
 	return nil
 }

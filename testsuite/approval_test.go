@@ -152,20 +152,35 @@ func newLocalCA(t *testing.T) (certPath, keyPath string) {
 	return
 }
 
-// writeProfile writes a profile whose one target is a target file beside it.
+// writeRenewProfile installs a profile in the workflow worker's profiles
+// directory (CERTCTL_PROFILES_DIR) as <id>.yaml, its one target a target
+// file of its own, and returns the ID `certctl renew --profile` names.
 func writeRenewProfile(t *testing.T, id string, approvers []string, m int, tg target.Target) string {
+	t.Helper()
+	p := filepath.Join(env.profilesDir, id+".yaml")
+	if err := os.WriteFile(p, renewProfileText(t, id, true, approvers, m, tg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(p) })
+	return id
+}
+
+// renewProfileText is a profile file whose one target is a target file in a
+// temp dir of its own.
+func renewProfileText(t *testing.T, id string, requiresApproval bool, approvers []string, m int, tg target.Target) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	b, err := yaml.Marshal(tg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "target.yaml"), b, 0o600); err != nil {
+	targetFile := filepath.Join(dir, "target.yaml")
+	if err := os.WriteFile(targetFile, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	caCert, caKey := newLocalCA(t)
-	text := fmt.Sprintf(`profile_id: %s
-requires_approval: true
+	return []byte(fmt.Sprintf(`profile_id: %s
+requires_approval: %t
 required_approvals: %d
 approvers: [%s]
 key_type: ecdsa-p256
@@ -174,13 +189,8 @@ subject: {common_name: localhost, organization: [certctl itest]}
 sans: [localhost, 127.0.0.1]
 issuer: {type: localca, ca_cert: %s, ca_key: %s}
 targets:
-  - target.yaml
-`, id, m, strings.Join(approvers, ", "), caCert, caKey)
-	p := filepath.Join(dir, "profile.yaml")
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+  - %s
+`, id, requiresApproval, m, strings.Join(approvers, ", "), caCert, caKey, targetFile))
 }
 
 // waitApproval polls visibility until a query finds one approval request.
@@ -338,7 +348,7 @@ func TestIntegrationRenewApprovedThroughTemporalCLI(t *testing.T) {
 	}
 	wantAuditOf(t, req, "requested:alice", "refused:ALICE", "approved:bob")
 	record(t, approvalID, "approval-approved")
-	record(t, workflows.RenewID(req), "renew-deployed")
+	record(t, workflows.RenewID(req), "renew-deployed-v1")
 }
 
 // certctl's own approvals commands, two of two: the requester is refused, a
@@ -390,7 +400,7 @@ func TestIntegrationApprovalsCLIRejectStopsRenewal(t *testing.T) {
 	}
 	wantAuditOf(t, req, "requested:alice", "approved:bob", "rejected:carol")
 	record(t, workflows.ApprovalID(req), "approval-rejected")
-	record(t, workflows.RenewID(req), "renew-rejected")
+	record(t, workflows.RenewID(req), "renew-rejected-v1")
 }
 
 // DESIGN's contract: the JSON an operator gives `temporal workflow start`.

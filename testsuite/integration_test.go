@@ -50,6 +50,7 @@ var env struct {
 	codec           *codec.Codec
 	temporalCLI     string
 	workflowWorker  *testsuite.Process // polls "certctl"; a crash test may replace it
+	profilesDir     string             // CERTCTL_PROFILES_DIR of every worker
 }
 
 func TestMain(m *testing.M) {
@@ -67,6 +68,12 @@ func runMain(m *testing.M) int {
 	env.workDir = dir
 	// Host workers record where they staged; keep that out of /var/lib.
 	os.Setenv("CERTCTL_STATE_DIR", filepath.Join(dir, "state"))
+	// Every worker gets a host policy (the tests' temp dirs, any command)
+	// and a profiles directory.
+	if env.profilesDir, err = testsuite.UseTestPolicy(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "integration setup:", err)
+		return 1
+	}
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "integration setup:", err)
 		return 1

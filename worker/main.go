@@ -21,12 +21,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/clientenv"
 	_ "github.com/certctl/certctl/connectors/all"
+	"github.com/certctl/certctl/policy"
+	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/workflows"
 )
@@ -71,7 +74,21 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	if host != "" {
 		queue = workflows.HostQueue(host)
 	}
-	w := worker.New(c, queue, worker.Options{})
+	// Fail closed: every step of a target is checked against this
+	// machine's own policy file before it runs. A host worker runs nothing
+	// else; the certctl worker also runs activities without a target
+	// (audit, issue, profiles, locks), and the steps of targets without
+	// host, which write on its machine.
+	pol, err := policy.Load(policy.PathFromEnv())
+	if err != nil {
+		return err
+	}
+	logPolicy(logger, pol)
+	check := policy.Interceptor(pol)
+	if host == "" {
+		check = policy.TargetsInterceptor(pol)
+	}
+	w := worker.New(c, queue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{check}})
 	if host == "" {
 		workflows.Register(w)
 	}
@@ -83,10 +100,11 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	w.RegisterActivity(renewal.New(auditLog))
 	if host == "" {
 		logger.Info("approval audit log", "path", auditLog, "env", audit.EnvPath)
-	}
-	if bypass, err := renewal.BypassFromEnv(); err != nil || bypass {
-		logger.Warn("CERTCTL_APPROVAL_BYPASS is set: renewals started from this environment auto-approve as system-bypass; dev and CI only, never production",
-			"value", os.Getenv(renewal.EnvBypass))
+		logger.Info("renewal profiles", "dir", profile.DirFromEnv(), "env", profile.EnvDir)
+		if bypass, err := renewal.BypassFromEnv(); err != nil || bypass {
+			logger.Warn("CERTCTL_APPROVAL_BYPASS is set: every renewal this worker runs auto-approves as system-bypass; dev and CI only, never production",
+				"value", os.Getenv(renewal.EnvBypass))
+		}
 	}
 	logger.Info("certctl-worker polling", "task_queue", queue)
 	if host != "" {
@@ -101,4 +119,18 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 		return nil
 	}
 	return ctx.Err()
+}
+
+// logPolicy says at start which policy the host worker enforces: a WARN
+// when there is none (every target refused) or when it allows anything.
+func logPolicy(logger *slog.Logger, p *policy.Policy) {
+	if p.Missing {
+		logger.Warn("no host policy file: every target is refused until one is written",
+			"path", p.File, "env", policy.EnvPath)
+		return
+	}
+	logger.Info("host policy", "path", p.File, "allow_paths", p.AllowPaths, "allow_commands", len(p.AllowCommands))
+	if w := p.Wildcards(); len(w) > 0 {
+		logger.Warn("the host policy allows anything (\"*\"): dev and tests only, never production", "path", p.File, "fields", w)
+	}
 }

@@ -102,7 +102,7 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 			MaximumAttempts:    5,
 			NonRetryableErrorTypes: []string{
 				outcome.InvalidInput, outcome.ValidateFailed, outcome.ReloadFailed, outcome.RollbackFailed,
-				"CommitLost", "PlanMismatch", "ConcurrentChange",
+				outcome.PolicyRefused, "CommitLost", "PlanMismatch", "ConcurrentChange",
 			},
 		},
 	}
@@ -383,6 +383,8 @@ func beforeCommit(err error, fallback string) string {
 		return outcome.InvalidInput
 	case outcome.Of(err) == outcome.InsecurePath:
 		return outcome.InsecurePath
+	case outcome.Of(err) == outcome.PolicyRefused:
+		return outcome.PolicyRefused
 	}
 	return fallback
 }

@@ -22,23 +22,29 @@ const RenewWorkflowName = "RenewWorkflow"
 // RenewID is the workflow ID `certctl renew` gives a renewal.
 func RenewID(requestID string) string { return "renew/" + requestID }
 
-// RenewRequest is RenewWorkflow's input. The starter (`certctl renew`, or a
-// schedule it created) reads the profile file and the environment; the
-// workflow reads neither.
+// RenewRequest is RenewWorkflow's input. It names a profile by ID; the
+// profile (approval, pool, targets) and the bypass come from the workflow
+// worker (renewal.LoadProfile: CERTCTL_PROFILES_DIR and its own
+// CERTCTL_APPROVAL_BYPASS), never from the request.
 type RenewRequest struct {
 	// RequestID names the approval (approval/<request-id>). Empty (a
 	// scheduled run): derived from the cert id, the run's start time and run
 	// id, so every run asks anew.
-	RequestID   string          `json:"request_id,omitempty"`
-	CertID      string          `json:"cert_id"`
-	RequestedBy string          `json:"requested_by"`
-	Profile     profile.Profile `json:"profile"`
+	RequestID   string `json:"request_id,omitempty"`
+	CertID      string `json:"cert_id"`
+	RequestedBy string `json:"requested_by"`
+	// ProfileID names a profile installed on the workflow worker as
+	// <CERTCTL_PROFILES_DIR>/<profile_id>.yaml.
+	ProfileID string `json:"profile_id,omitempty"`
+	// LegacyProfile and LegacyApprovalBypass are what requests carried
+	// before profiles lived with the worker. They are read only when
+	// replaying such a history; a new run ignores them (a profile_id given
+	// only as profile.profile_id is still honoured as the ID).
+	LegacyProfile        profile.Profile `json:"profile"`
+	LegacyApprovalBypass bool            `json:"approval_bypass,omitempty"`
 	// ApprovalTimeout is CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT as the
 	// starter read it; 0 means 168h.
 	ApprovalTimeout target.Duration `json:"approval_timeout,omitempty"`
-	// ApprovalBypass is CERTCTL_APPROVAL_BYPASS=true in the starter's
-	// environment (dev and CI only).
-	ApprovalBypass bool `json:"approval_bypass,omitempty"`
 	// OnlyIfDue (the scheduled path) first reads each target's deployed
 	// certificate and renews only when one is inside the renewal window
 	// (profile renew_before), missing or unreadable. A due renewal asks
@@ -79,14 +85,29 @@ type RenewResult struct {
 // RenewResult.
 func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) {
 	info := workflow.GetInfo(ctx)
-	p := req.Profile
-	p.ApplyDefaults()
+	p, bypass := req.LegacyProfile, req.LegacyApprovalBypass
 	res := RenewResult{RequestID: req.RequestID, CertID: req.CertID, ProfileID: p.ProfileID}
 	fail := func(o, msg string) (RenewResult, error) {
 		res.Outcome, res.Error = o, msg
 		workflow.GetLogger(ctx).Info("renewal ended", "request_id", res.RequestID, "outcome", o)
 		return res, temporal.NewNonRetryableApplicationError(msg, o, nil, res)
 	}
+	// Version 1: the profile and the bypass are the workflow worker's own;
+	// the old branch (the request's) only replays older histories.
+	if workflow.GetVersion(ctx, versionProfileFromWorker, workflow.DefaultVersion, 1) >= 1 {
+		id := req.ProfileID
+		if id == "" {
+			id = req.LegacyProfile.ProfileID
+		}
+		res.ProfileID = id
+		lp, err := loadProfile(ctx, id)
+		if err != nil {
+			return fail(outcome.InvalidInput, errMessage(err))
+		}
+		p, bypass = lp.Profile, lp.Bypass
+		res.ProfileID = p.ProfileID
+	}
+	p.ApplyDefaults()
 	if err := p.Validate(); err != nil {
 		return fail(outcome.InvalidInput, "profile: "+err.Error())
 	}
@@ -123,7 +144,7 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 	}
 
 	if p.RequiresApproval {
-		st, err := askApproval(ctx, req, p, res.RequestID)
+		st, err := askApproval(ctx, req, p, bypass, res.RequestID)
 		if err != nil {
 			if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 				return fail(outcome.InvalidInput, fmt.Sprintf("request_id: %s was already used (%s exists): a closed request is never reopened; start a new renewal",
@@ -225,7 +246,7 @@ func checkDue(ctx workflow.Context, p profile.Profile, hostWait time.Duration, r
 // askApproval runs ApprovalWorkflow as a child with ID approval/<request-id>.
 // A closed request's ID is never reused: a renewal that expired cannot be
 // retried into running.
-func askApproval(ctx workflow.Context, req RenewRequest, p profile.Profile, requestID string) (ApprovalStatus, error) {
+func askApproval(ctx workflow.Context, req RenewRequest, p profile.Profile, bypass bool, requestID string) (ApprovalStatus, error) {
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            ApprovalID(requestID),
 		TaskQueue:             TaskQueue,
@@ -235,11 +256,29 @@ func askApproval(ctx workflow.Context, req RenewRequest, p profile.Profile, requ
 		RequestID: requestID, RequestedBy: strings.TrimSpace(req.RequestedBy), ProfileID: p.ProfileID,
 		Subject: p.Subject.String(), SANs: p.SANs, CertID: req.CertID,
 		Approvers: p.Approvers, RequiredApprovals: p.RequiredApprovals,
-		Timeout: req.ApprovalTimeout, Bypass: req.ApprovalBypass,
+		Timeout: req.ApprovalTimeout, Bypass: bypass,
 	}
 	var st ApprovalStatus
 	err := workflow.ExecuteChildWorkflow(cctx, ApprovalWorkflowName, in).Get(ctx, &st)
 	return st, err
+}
+
+// versionProfileFromWorker is the GetVersion change ID of version 1.
+const versionProfileFromWorker = "profile-from-worker"
+
+// loadProfile runs renewal.LoadProfile on the certctl queue: the workflow
+// worker's profiles directory and environment.
+func loadProfile(ctx workflow.Context, id string) (renewal.ProfileResult, error) {
+	opts := workflow.ActivityOptions{
+		ActivityID:          "load-profile",
+		TaskQueue:           TaskQueue,
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			MaximumAttempts: 5, NonRetryableErrorTypes: []string{outcome.InvalidInput}},
+	}
+	var lp renewal.ProfileResult
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ra.LoadProfile, renewal.ProfileInput{ProfileID: id}).Get(ctx, &lp)
+	return lp, err
 }
 
 func issue(ctx workflow.Context, p profile.Profile, certID, requestID string) (renewal.IssueResult, error) {

@@ -38,7 +38,7 @@ func renewProfile() profile.Profile {
 }
 
 func renewRequest() RenewRequest {
-	return RenewRequest{RequestID: "r-1", CertID: "shop", RequestedBy: "alice", Profile: renewProfile()}
+	return RenewRequest{RequestID: "r-1", CertID: "shop", RequestedBy: "alice", ProfileID: "p-prod"}
 }
 
 // renewHarness runs RenewWorkflow with the real ApprovalWorkflow as its
@@ -53,16 +53,27 @@ type renewHarness struct {
 	deployIDs []string
 	deployErr map[string]string // target id → failing outcome
 	served    map[string]time.Time
+	// profile and bypass are the workflow worker's (LoadProfile).
+	profile profile.Profile
+	bypass  bool
+	loaded  []string
 }
 
 func newRenewHarness(t *testing.T) *renewHarness {
 	s := &testsuite.WorkflowTestSuite{}
 	h := &renewHarness{t: t, env: s.NewTestWorkflowEnvironment(), auditPath: filepath.Join(t.TempDir(), "audit.jsonl"),
-		deployErr: map[string]string{}, served: map[string]time.Time{}}
+		deployErr: map[string]string{}, served: map[string]time.Time{}, profile: renewProfile()}
 	Register(h.env)
 	h.env.RegisterActivity(renewal.New(h.auditPath))
 	h.env.OnActivity(a.EarlierRuns, mock.Anything, mock.Anything).Return([]activities.EarlierRun(nil), nil).Maybe() // h4: no earlier run of approval/<id>
 	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: RenewID("r-1")})
+	h.env.OnActivity(ra.LoadProfile, mock.Anything, mock.Anything).Return(func(_ context.Context, in renewal.ProfileInput) (renewal.ProfileResult, error) {
+		h.loaded = append(h.loaded, in.ProfileID)
+		if in.ProfileID != h.profile.ProfileID {
+			return renewal.ProfileResult{}, outcome.Invalid("profile_id", "not installed")
+		}
+		return renewal.ProfileResult{Profile: h.profile, Bypass: h.bypass}, nil
+	}).Maybe()
 	h.env.OnActivity(ra.Issue, mock.Anything, mock.Anything).Return(func(_ context.Context, in renewal.IssueInput) (renewal.IssueResult, error) {
 		h.issued++
 		if in.ProfileID != "p-prod" || in.SANs[0] != "shop.example.com" || in.KeyType != profile.KeyECDSAP256 {
@@ -210,9 +221,8 @@ func TestRenewRequestIDNeverReused(t *testing.T) {
 
 func TestRenewWithoutApprovalDeploysDirectly(t *testing.T) {
 	h := newRenewHarness(t)
-	req := renewRequest()
-	req.Profile.RequiresApproval = false
-	res, err := h.run(req)
+	h.profile.RequiresApproval = false
+	res, err := h.run(renewRequest())
 	if err != nil || res.Outcome != outcome.Deployed || res.Approval != nil || h.issued != 1 || len(h.deployed) != 2 {
 		t.Fatalf("outcome %s approval %v issued %d deployed %d: %v", res.Outcome, res.Approval, h.issued, len(h.deployed), err)
 	}
@@ -220,9 +230,8 @@ func TestRenewWithoutApprovalDeploysDirectly(t *testing.T) {
 
 func TestRenewBypassAutoApproves(t *testing.T) {
 	h := newRenewHarness(t)
-	req := renewRequest()
-	req.ApprovalBypass = true
-	res, err := h.run(req)
+	h.bypass = true
+	res, err := h.run(renewRequest())
 	if err != nil || res.Outcome != outcome.Deployed || res.Approval.State != StateBypassed || res.Approval.Decisions[0].Actor != SystemBypass {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
@@ -242,9 +251,8 @@ func TestRenewDeployFailureIsTheOutcome(t *testing.T) {
 
 func TestRenewInvalidProfileRefused(t *testing.T) {
 	h := newRenewHarness(t)
-	req := renewRequest()
-	req.Profile.Targets = nil
-	res, err := h.run(req)
+	h.profile.Targets = nil
+	res, err := h.run(renewRequest())
 	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(res.Error, "targets") {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
@@ -307,4 +315,44 @@ func TestScheduledRenewalMissingCertIsDue(t *testing.T) {
 	if err != nil || res.Outcome != outcome.Deployed || h.issued != 1 {
 		t.Fatalf("outcome %s issued %d: %v", res.Outcome, h.issued, err)
 	}
+}
+
+// A request carries no policy: a start whose JSON says requires_approval:
+// false, an empty pool, or approval_bypass still gets the worker's profile
+// and the worker's bypass setting (off).
+func TestRenewRequestCannotCarryPolicy(t *testing.T) {
+	h := newRenewHarness(t)
+	req := renewRequest()
+	req.ProfileID = ""
+	req.LegacyProfile = renewProfile()
+	req.LegacyProfile.RequiresApproval = false
+	req.LegacyProfile.Approvers = nil
+	req.LegacyApprovalBypass = true
+	var asked []ApprovalRequest
+	h.env.OnWorkflow(ApprovalWorkflowName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ApprovalRequest) (ApprovalStatus, error) {
+		asked = append(asked, in)
+		return ApprovalStatus{RequestID: in.RequestID, State: StateRejected, Decisions: []Decision{{Actor: "bob", Decision: DecisionReject}}}, nil
+	})
+	res, err := h.run(req)
+	if outcome.Of(err) != outcome.ApprovalRejected {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	if len(h.loaded) != 1 || h.loaded[0] != "p-prod" {
+		t.Fatalf("profile loaded %v, want the worker's p-prod", h.loaded)
+	}
+	if len(asked) != 1 || asked[0].Bypass || strings.Join(asked[0].Approvers, ",") != "bob,carol" {
+		t.Fatalf("approval asked %+v: the request's policy was obeyed", asked)
+	}
+	h.wantNothingDownstream()
+}
+
+func TestRenewUnknownProfileRefused(t *testing.T) {
+	h := newRenewHarness(t)
+	req := renewRequest()
+	req.ProfileID = "p-nope"
+	res, err := h.run(req)
+	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(res.Error, "profile_id") {
+		t.Fatalf("outcome %s: %v", res.Outcome, err)
+	}
+	h.wantNothingDownstream()
 }

@@ -1,0 +1,44 @@
+package testsuite
+
+import (
+	"os"
+	"path/filepath"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/certctl/certctl/policy"
+	"github.com/certctl/certctl/profile"
+)
+
+// WritePolicy writes a host policy file (CERTCTL_WORKER_POLICY's format).
+func WritePolicy(path string, p policy.Policy) error {
+	b, err := yaml.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// UseTestPolicy gives every worker the tests start (they inherit the test
+// process's environment) a host policy that allows the tests' temp dirs and
+// any command, and a profiles directory: dir/worker.yaml and dir/profiles.
+// It returns the profiles directory, where renewal tests install profiles.
+func UseTestPolicy(dir string) (profilesDir string, err error) {
+	path := filepath.Join(dir, "worker.yaml")
+	if err := WritePolicy(path, policy.Policy{
+		AllowPaths:    []string{os.TempDir()},
+		AllowCommands: [][]string{{policy.Wildcard}},
+	}); err != nil {
+		return "", err
+	}
+	profilesDir = filepath.Join(dir, "profiles")
+	if err := os.MkdirAll(profilesDir, 0o755); err != nil {
+		return "", err
+	}
+	for k, v := range map[string]string{policy.EnvPath: path, profile.EnvDir: profilesDir} {
+		if err := os.Setenv(k, v); err != nil {
+			return "", err
+		}
+	}
+	return profilesDir, nil
+}

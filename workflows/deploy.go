@@ -110,7 +110,24 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 	// without one (README "Changing a workflow"). Version 2 locks the
 	// target's files on its host instead (lock_files.go); version 1 deploys
 	// still running keep the target lock.
-	if v := workflow.GetVersion(ctx, "target-lock", workflow.DefaultVersion, 2); v >= 1 && !req.DryRun {
+	v := workflow.GetVersion(ctx, "target-lock", workflow.DefaultVersion, 2)
+	if v >= 2 {
+		// The lock's ID and keys are built from the target: a target that
+		// is not valid (a control character in its ID or host, say) ends
+		// InvalidInput here, named by certctl, not by the server's checks.
+		t := req.Target
+		if err := t.Validate(); err != nil {
+			var fe *target.FieldError
+			if errors.As(err, &fe) {
+				err = outcome.Invalid(fe.Field, fe.Msg)
+			} else {
+				err = outcome.Invalid("target", err.Error())
+			}
+			d.end(outcome.InvalidInput, err)
+			return d.finish(ctx, req)
+		}
+	}
+	if v >= 1 && !req.DryRun {
 		start := workflow.Now(ctx)
 		var release func()
 		var err error

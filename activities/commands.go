@@ -131,8 +131,7 @@ func validateErr(argv target.Command, out string, err error, sc *scrub.Scrubber)
 	if err == nil {
 		return nil
 	}
-	return temporal.NewNonRetryableApplicationError(
-		sc.String(fmt.Sprintf("%s: %v: %s", argv, err, out)), outcome.ValidateFailed, nil)
+	return commandErr(outcome.ValidateFailed, argv, out, err, sc)
 }
 
 // Reload runs the reload command, sends the reload signal to the pid in the
@@ -168,8 +167,7 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 	}
 	res.Output, err = runCommand(ctx, exec.Command(argv[0], argv[1:]...), limit, sc)
 	if err != nil {
-		return res, temporal.NewNonRetryableApplicationError(
-			sc.String(fmt.Sprintf("%s: %v: %s", argv, err, res.Output)), outcome.ReloadFailed, nil)
+		return res, commandErr(outcome.ReloadFailed, argv, res.Output, err, sc)
 	}
 	failpoint.Hit("reload:done")
 	return res, nil

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,17 +49,20 @@ const outputRing = 64 << 10
 // outputTail bounds what a command's output contributes to errors and results.
 const outputTail = 2048
 
-// envSupervise carries the supervisor's spec; its presence makes this binary
-// a supervisor (see init).
+// envSupervise makes this binary a supervisor (see init); the spec comes on
+// its stdin, so no environment size limit applies to it.
 const envSupervise = "CERTCTL_SUPERVISE"
+
+// maxSpec bounds the spec a supervisor reads.
+const maxSpec = 4 << 20
 
 // waitDelay is how long output may stay open after the command exits (a
 // daemon it started that kept the pipe) before the worker stops reading.
 const waitDelay = 5 * time.Second
 
 func init() {
-	if spec := os.Getenv(envSupervise); spec != "" {
-		os.Exit(supervise(spec))
+	if os.Getenv(envSupervise) == "1" {
+		os.Exit(supervise(os.Stdin))
 	}
 }
 
@@ -89,7 +93,7 @@ const statusFD = 3
 // supervise is the supervisor's main: it is its process group's leader,
 // starts the command in the group, and kills the whole group when the worker
 // dies (SIGTERM from PR_SET_PDEATHSIG) or when it is told to stop.
-func supervise(specJSON string) int {
+func supervise(specIn io.Reader) int {
 	// The command's PR_SET_PDEATHSIG fires when the thread that forked it
 	// exits: keep this goroutine on its thread for the command's lifetime.
 	runtime.LockOSThread()
@@ -103,7 +107,11 @@ func supervise(specJSON string) int {
 		return 0
 	}
 	var sp superviseSpec
-	if err := json.Unmarshal([]byte(specJSON), &sp); err != nil || len(sp.Args) == 0 {
+	specJSON, err := io.ReadAll(io.LimitReader(specIn, maxSpec))
+	if err == nil {
+		err = json.Unmarshal(specJSON, &sp)
+	}
+	if err != nil || len(sp.Args) == 0 {
 		return report(superviseStatus{StartError: fmt.Sprintf("certctl supervisor: bad spec: %v", err)})
 	}
 	stop := make(chan os.Signal, 1)
@@ -182,6 +190,16 @@ func (e *timeoutError) Error() string {
 	return fmt.Sprintf("still running after command_timeout (%s): its process group was killed", e.limit)
 }
 
+// commandErr is a failed command as a step reports it: typed o, the
+// command, why it failed and the tail of what it printed, scrubbed.
+func commandErr(o string, argv target.Command, out string, err error, sc *scrub.Scrubber) error {
+	msg := fmt.Sprintf("%s: %v", argv, err)
+	if out != "" {
+		msg += ": " + out
+	}
+	return temporal.NewNonRetryableApplicationError(sc.String(msg), o, nil)
+}
+
 type startError struct{ err error }
 
 func (e *startError) Error() string { return "start: " + e.err.Error() }
@@ -225,7 +243,8 @@ func runCommand(ctx context.Context, cmd *exec.Cmd, limit time.Duration, sc *scr
 	out := newRing(outputRing)
 	sup := exec.CommandContext(tctx, self)
 	sup.Args = []string{"certctl-supervisor", spec.Path}
-	sup.Env = append(withoutEnv(os.Environ(), envSupervise), envSupervise+"="+string(b))
+	sup.Env = append(withoutEnv(os.Environ(), envSupervise), envSupervise+"=1")
+	sup.Stdin = bytes.NewReader(b)
 	sup.Dir = "/"
 	sup.Stdout, sup.Stderr = out, out
 	sup.ExtraFiles = []*os.File{statusW}

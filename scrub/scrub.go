@@ -87,7 +87,7 @@ func (s *Scrubber) addKey(k crypto.PrivateKey, ders ...[]byte) {
 		ders = append(ders, x509.MarshalPKCS1PrivateKey(k))
 	case *ecdsa.PrivateKey:
 		if b, err := k.Bytes(); err == nil {
-			scalars = append(scalars, b, k.D.Bytes())
+			scalars = append(scalars, b)
 		}
 		if der, err := x509.MarshalECPrivateKey(k); err == nil {
 			ders = append(ders, der)

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -359,4 +360,28 @@ func privLines(text string) []string {
 		}
 	}
 	return out
+}
+
+// caddy's admin endpoint echoing the key (hex of the scalar, base64 of the
+// DER) in its error: the HTTP reload's error and output are scrubbed too.
+func TestReloadHTTPScrubbed(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t)
+	s := issue(t, ca)
+	if _, _, _, err := s.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode([]byte(s.KeyPEM))
+	b64 := base64.StdEncoding.EncodeToString(blk.Bytes)
+	scalarHex := fmt.Sprintf("%x", blk.Bytes[36:68]) // a P-256 PKCS#8 key's private scalar
+	srv, _ := caddyAdmin(t, http.StatusBadRequest, `{"error":"loading new config: bad key `+b64+` d=`+scalarHex+`"}`)
+	tg := caddyAPITarget(dir, srv.URL)
+	_, err := (&Activities{}).Reload(ctx, Request{Target: tg, Stamp: newStamp()})
+	appErr(t, err, outcome.ReloadFailed)
+	if strings.Contains(err.Error(), b64[40:80]) || strings.Contains(err.Error(), scalarHex[:32]) {
+		t.Errorf("the HTTP reload's error carries the key: %v", err)
+	}
+	if !strings.Contains(err.Error(), "loading new config: bad key") {
+		t.Errorf("the error lost caddy's words: %v", err)
+	}
 }

@@ -1069,7 +1069,7 @@ func TestValidateStagedView(t *testing.T) {
 }
 
 func runLive(argv target.Command) error {
-	_, err := runCommand(ctx, exec.Command(argv[0], argv[1:]...))
+	_, err := runCommand(ctx, exec.Command(argv[0], argv[1:]...), target.DefaultCommandTimeout, nil)
 	return err
 }
 

@@ -2,7 +2,6 @@ package activities
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,15 +23,13 @@ import (
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
 	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/scrub"
 	"github.com/certctl/certctl/stagedview"
 	"github.com/certctl/certctl/target"
 )
 
 // settlePauses are the waits before each probe of one verify attempt.
 var settlePauses = []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
-
-// outputTail bounds what a command's output contributes to errors and results.
-const outputTail = 2048
 
 // Validate checks what will be served (DESIGN promise 4). First the material
 // as it sits in the staged files; then the server's own check, run against
@@ -73,10 +69,11 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 		res.ServerCheck = CheckNone
 		return res, nil
 	}
+	limit, sc := in.Target.Config.CommandLimit(), scrubberFor(in.Request, nil)
 	if in.Live {
 		res.ServerCheck = CheckLive
-		res.Output, err = runCommand(ctx, exec.CommandContext(ctx, argv[0], argv[1:]...))
-		return res, validateErr(argv, res.Output, err)
+		res.Output, err = runCommand(ctx, exec.Command(argv[0], argv[1:]...), limit, sc)
+		return res, validateErr(argv, res.Output, err, sc)
 	}
 	var binds []stagedview.Bind
 	for i, s := range in.Staged.Files {
@@ -90,9 +87,9 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 		cmd, err := stagedview.Command(ctx, binds, argv)
 		if err == nil {
 			res.ServerCheck = CheckStaged
-			res.Output, err = runCommand(ctx, cmd)
+			res.Output, err = runCommand(ctx, cmd, limit, sc)
 			if !isStartError(err) && !stagedview.IsHelperFailure(err, res.Output) {
-				return res, validateErr(argv, res.Output, err)
+				return res, validateErr(argv, res.Output, err, sc)
 			}
 		}
 		res.Note = fmt.Sprintf("no private mount namespace here (%v)", err)
@@ -133,12 +130,11 @@ func (a *Activities) checkFiles(in ValidateInput) error {
 	return nil
 }
 
-func validateErr(argv target.Command, out string, err error) error {
+func validateErr(argv target.Command, out string, err error, sc *scrub.Scrubber) error {
 	if err == nil {
 		return nil
 	}
-	return temporal.NewNonRetryableApplicationError(
-		fmt.Sprintf("%s: %v: %s", argv, err, out), outcome.ValidateFailed, nil)
+	return commandErr(outcome.ValidateFailed, argv, out, err, sc)
 }
 
 // Reload runs the reload command, sends the reload signal to the pid in the
@@ -151,6 +147,7 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 	}
 	r := connectors.ReloadFor(c, req.Target.Config)
 	res := CommandResult{Command: r.String()}
+	limit, sc := req.Target.Config.CommandLimit(), scrubberFor(req, nil)
 	if r.Signal != "" {
 		res.Output, err = signalPIDFile(r)
 		if err != nil {
@@ -160,9 +157,9 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 		return res, nil
 	}
 	if r.HTTP != nil {
-		res.Output, err = reloadHTTP(ctx, r.HTTP)
+		res.Output, err = reloadHTTP(ctx, r.HTTP, limit, sc)
 		if err != nil {
-			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s", r, redactKeys(err.Error())), outcome.ReloadFailed, nil)
+			return res, temporal.NewNonRetryableApplicationError(sc.String(fmt.Sprintf("%s: %v", r, err)), outcome.ReloadFailed, nil)
 		}
 		failpoint.Hit("reload:done")
 		return res, nil
@@ -171,10 +168,9 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 	if len(argv) == 0 {
 		return res, nil
 	}
-	res.Output, err = runCommand(ctx, exec.CommandContext(ctx, argv[0], argv[1:]...))
+	res.Output, err = runCommand(ctx, exec.Command(argv[0], argv[1:]...), limit, sc)
 	if err != nil {
-		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s: %v: %s", argv, err, res.Output), outcome.ReloadFailed, nil)
+		return res, commandErr(outcome.ReloadFailed, argv, res.Output, err, sc)
 	}
 	failpoint.Hit("reload:done")
 	return res, nil
@@ -514,89 +510,14 @@ func procInfo(pid int) (comm, state string, err error) {
 	return s[open+1 : end], s[end+2 : end+3], nil
 }
 
-// httpReloadTimeout bounds one HTTP reload (caddy's GET config and POST
-// load).
-const httpReloadTimeout = time.Minute
-
-// reloadHTTP makes an HTTP reload within httpReloadTimeout, heartbeating
-// while it runs, and returns the tail of the server's answer.
-func reloadHTTP(ctx context.Context, h connectors.HTTPReload) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, httpReloadTimeout)
+// reloadHTTP makes an HTTP reload (caddy's GET config and POST load) within
+// limit, heartbeating while it runs, and returns the scrubbed tail of the
+// server's answer.
+func reloadHTTP(ctx context.Context, h connectors.HTTPReload, limit time.Duration, sc *scrub.Scrubber) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	stop := heartbeat(ctx)
 	out, err := h.Reload(ctx)
 	stop()
-	return tail(out), err
-}
-
-// heartbeat records activity heartbeats well inside the heartbeat timeout
-// the workflow chose, until the returned stop is called.
-func heartbeat(ctx context.Context) (stop func()) {
-	if !activity.IsActivity(ctx) {
-		return func() {}
-	}
-	every := 5 * time.Second
-	if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < every {
-		every = max(hb/3, 100*time.Millisecond)
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx)
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// runCommand runs cmd, heartbeating while it runs, and returns the tail of
-// its combined output.
-func runCommand(ctx context.Context, cmd *exec.Cmd) (string, error) {
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	cmd.Dir = "/"
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return "", &startError{err}
-	}
-	stop := heartbeat(ctx)
-	err := cmd.Wait()
-	stop()
-	return tail(buf.String()), err
-}
-
-// tail is what a command's or server's output contributes to results and
-// errors: key blocks scrubbed, the last outputTail bytes.
-func tail(out string) string {
-	out = strings.TrimSpace(redactKeys(out))
-	if len(out) > outputTail {
-		out = "…" + out[len(out)-outputTail:]
-	}
-	return out
-}
-
-// privateKeyPEM matches a PEM private key block, or its start when the
-// output ends inside it.
-var privateKeyPEM = regexp.MustCompile(`(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)`)
-
-// redactKeys removes private keys a command printed: its output goes into
-// errors and results, and so into the workflow history.
-func redactKeys(out string) string {
-	return privateKeyPEM.ReplaceAllString(out, "[key material redacted]")
-}
-
-type startError struct{ err error }
-
-func (e *startError) Error() string { return "start: " + e.err.Error() }
-func (e *startError) Unwrap() error { return e.err }
-
-func isStartError(err error) bool {
-	var se *startError
-	return errors.As(err, &se)
+	return tail(out, sc), err
 }

@@ -115,6 +115,9 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	if err != nil {
 		return Plan{}, invalid(err)
 	}
+	if err := resolveCommands(in.Target); err != nil {
+		return Plan{}, err
+	}
 	c, files, err := layout(in.Request, in.Material)
 	if err != nil {
 		return Plan{}, err

@@ -63,9 +63,10 @@ func Command(ctx context.Context, binds []Bind, argv []string) (*exec.Cmd, error
 const helperExit = 125
 
 // IsHelperFailure reports whether a run failed in setting up the view (the
-// bind mounts), not in the command itself.
+// bind mounts), not in the command itself. err is the run's error: an
+// *exec.ExitError, or any error with the exit code (a supervisor's report).
 func IsHelperFailure(err error, output string) bool {
-	var ee *exec.ExitError
+	var ee interface{ ExitCode() int }
 	return errors.As(err, &ee) && ee.ExitCode() == helperExit && strings.Contains(output, "certctl stagedview:")
 }
 

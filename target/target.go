@@ -41,6 +41,11 @@ type Config struct {
 
 	ValidateCommand Command `json:"validate_command,omitempty" yaml:"validate_command,omitempty"`
 	ReloadCommand   Command `json:"reload_command,omitempty" yaml:"reload_command,omitempty"`
+	// CommandTimeout bounds each run of validate_command, reload_command
+	// (forward and in a rollback) and an HTTP reload; nil means
+	// DefaultCommandTimeout. At the timeout the command's whole process
+	// group is killed.
+	CommandTimeout *Duration `json:"command_timeout,omitempty" yaml:"command_timeout,omitempty"`
 
 	CertFileMode  *Mode `json:"cert_file_mode,omitempty" yaml:"cert_file_mode,omitempty"`
 	KeyFileMode   *Mode `json:"key_file_mode,omitempty" yaml:"key_file_mode,omitempty"`
@@ -125,7 +130,19 @@ const (
 	DefaultVerifyMaxBackoff = 16 * time.Second
 	DefaultVerifyTimeout    = 10 * time.Second
 	DefaultBackupRetention  = 3
+	DefaultCommandTimeout   = time.Minute
+	// MaxCommandTimeout bounds command_timeout: a reload that needs longer
+	// is a server that is not reloading.
+	MaxCommandTimeout = time.Hour
 )
+
+// CommandLimit is how long one command of the pipeline may run.
+func (c Config) CommandLimit() time.Duration {
+	if c.CommandTimeout == nil {
+		return DefaultCommandTimeout
+	}
+	return c.CommandTimeout.D()
+}
 
 // VerifyEnabled reports whether the served leaf is checked after reload.
 func (c Config) VerifyEnabled() bool {
@@ -356,6 +373,9 @@ func (t *Target) Validate() error {
 	}
 	if p := c.PostDeployVerify.Protocol; p != "" && !contains(VerifyProtocols, p) {
 		return fieldErr("target_config.post_deploy_verify.protocol", "%q is not one of %s", p, strings.Join(VerifyProtocols, ", "))
+	}
+	if d := c.CommandTimeout; d != nil && (d.D() <= 0 || d.D() > MaxCommandTimeout) {
+		return fieldErr("target_config.command_timeout", "%s: must be above 0s and at most %s (how long one validate or reload command may run; the default is %s)", d, MaxCommandTimeout, DefaultCommandTimeout)
 	}
 	if c.PostDeployVerifyAttempts < 0 {
 		return fieldErr("target_config.post_deploy_verify_attempts", "must not be negative")

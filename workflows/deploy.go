@@ -93,8 +93,9 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 	d.opts = workflow.ActivityOptions{
 		TaskQueue:              queueFor(req.Target),
 		ScheduleToStartTimeout: hostWait,
-		StartToCloseTimeout:    5 * time.Minute,
-		HeartbeatTimeout:       heartbeat,
+		// A command step runs up to command_timeout, then reports.
+		StartToCloseTimeout: max(5*time.Minute, req.Target.Config.CommandLimit()+time.Minute),
+		HeartbeatTimeout:    heartbeat,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,

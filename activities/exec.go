@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/scrub"
 	"github.com/certctl/certctl/target"
 )
@@ -438,18 +440,19 @@ func scrubberFor(req Request, m *material.Material) *scrub.Scrubber {
 	return sc
 }
 
-// readKeyFile reads a regular file without following a link or blocking on
-// a FIFO planted in its place; nil when there is none.
-// TODO(integrator): switch to safefs once h1's package lands.
+// readKeyFile reads a regular file through safefs (no link followed on the
+// way or at the name, no FIFO blocked on); nil when there is none.
 func readKeyFile(path string) []byte {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	d, err := safefs.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	f, _, err := d.Open(filepath.Base(path))
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil
-	}
 	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
 	if err != nil {
 		return nil

@@ -399,3 +399,22 @@ func TestDeployHoldsTheTargetLock(t *testing.T) {
 		t.Fatal("a dry run waited for the lock")
 	}
 }
+
+// A target the plain temporal CLI sent with a control character in its ID
+// is refused by certctl, naming the field, before the lock or any step.
+func TestInvalidTargetRefusedBeforeTheLock(t *testing.T) {
+	h := newHarness(t, activities.ActionDeploy)
+	req := testRequest()
+	req.Target.TargetID = "web-1\x1b[2J"
+	res, err := h.run(req)
+	wantOutcome(t, res, err, outcome.InvalidInput)
+	if !strings.Contains(res.Error, "target_id") {
+		t.Fatalf("error %q does not name target_id", res.Error)
+	}
+	h.wantCalls()
+	for _, s := range res.Steps {
+		if s.Name == "lock" {
+			t.Fatalf("the lock was asked for an invalid target: %+v", s)
+		}
+	}
+}

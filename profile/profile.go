@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/certctl/certctl/identity"
 	"github.com/certctl/certctl/strictyaml"
 	"github.com/certctl/certctl/target"
 )
@@ -270,9 +271,12 @@ func (p *Profile) Validate() error {
 		if strings.TrimSpace(a) == "" {
 			return fieldErr(fmt.Sprintf("approvers[%d]", i), "is empty")
 		}
-		k := ActorKey(a)
+		k, err := identity.Canonical(a)
+		if err != nil {
+			return fieldErr(fmt.Sprintf("approvers[%d]", i), "%v", err)
+		}
 		if seen[k] {
-			return fieldErr(fmt.Sprintf("approvers[%d]", i), "%q is listed twice (names compare trimmed and case-folded)", a)
+			return fieldErr(fmt.Sprintf("approvers[%d]", i), "%q is listed twice (names compare after PRECIS mapping: trimmed, case-folded, width-mapped)", a)
 		}
 		seen[k] = true
 	}

@@ -95,6 +95,9 @@ func TestParseProfileRefusals(t *testing.T) {
 	}{
 		{"unknown field", strings.Replace(g, "approvers:", "approver:", 1), "approver"},
 		{"duplicate approver case-folded", strings.Replace(g, "[bob, carol, dave]", "[bob, carol, \" BOB \"]", 1), "approvers[2]"},
+		{"look-alike approver (Cyrillic o)", strings.Replace(g, "[bob, carol, dave]", "[bob, carol, \"b\u043eb\"]", 1), "approvers[2]"},
+		{"full-width duplicate approver", strings.Replace(g, "[bob, carol, dave]", "[bob, carol, \"\uff42\uff4f\uff42\"]", 1), "approvers[2]"},
+		{"invisible character in approver", strings.Replace(g, "[bob, carol, dave]", "[bob, carol, \"dave\u200b\"]", 1), "approvers[2]"},
 		{"M exceeds pool", strings.Replace(g, "required_approvals: 2", "required_approvals: 4", 1), "required_approvals"},
 		{"negative M", strings.Replace(g, "required_approvals: 2", "required_approvals: -1", 1), "required_approvals"},
 		{"key type", strings.Replace(g, "rsa-2048", "dsa-1024", 1), "key_type"},

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/identity"
 	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
@@ -111,11 +112,15 @@ func (f *renewFlags) request() (workflows.RenewRequest, time.Duration, error) {
 	if strings.TrimSpace(f.as) == "" {
 		return req, 0, errors.New("--as: say who asks (two-person integrity needs a requester)")
 	}
+	as, err := identity.Canonical(f.as)
+	if err != nil {
+		return req, 0, fmt.Errorf("--as: %w", err)
+	}
 	timeout, err := renewal.ApprovalTimeoutFromEnv()
 	if err != nil {
 		return req, 0, err
 	}
-	req = workflows.RenewRequest{CertID: f.certID, RequestedBy: strings.TrimSpace(f.as), ProfileID: f.profile,
+	req = workflows.RenewRequest{CertID: f.certID, RequestedBy: as, ProfileID: f.profile,
 		ApprovalTimeout: target.Duration(timeout)}
 	if v := os.Getenv("CERTCTL_HOST_WAIT"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -224,13 +224,10 @@ func TestValidateStagedViewBounded(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a private mount namespace")
 	}
-	dir := t.TempDir()
-	ca := newCA(t)
-	old, s := issue(t, ca), issue(t, ca)
-	if _, _, _, err := old.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	tg := newTarget(dir)
+	dir, x := deployedDir(t)
+	tg := x.tg
+	old := x.old
+	s := x.s
 	pidFile := filepath.Join(dir, "pids")
 	tg.Config.ValidateCommand = target.Command(spawner(pidFile).Args)
 	tg.Config.CommandTimeout = (*target.Duration)(ptr(2 * time.Second))
@@ -303,13 +300,10 @@ func TestReloadOutputScrubbed(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("no openssl")
 	}
-	dir := t.TempDir()
-	ca := newCA(t)
-	old, s := issue(t, ca), issue(t, ca)
-	if _, _, _, err := old.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	tg := newTarget(dir)
+	_, x := deployedDir(t)
+	tg := x.tg
+	old := x.old
+	s := x.s
 	pl := prepare(t, tg, s, false)
 	mustCommit(t, pl)
 	key := tg.Config.KeyPath

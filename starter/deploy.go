@@ -244,7 +244,7 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 	switch {
 	case outcome.Succeeded(res.Outcome):
 		return nil
-	case res.Outcome == outcome.InvalidInput, res.Outcome == outcome.InsecurePath:
+	case res.Outcome == outcome.InvalidInput:
 		return &exitError{code: 2}
 	}
 	return &exitError{code: 1}

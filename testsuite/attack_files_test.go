@@ -379,7 +379,7 @@ func listNames(t *testing.T, dir string) []string {
 }
 
 // Deploys into a 1777 directory and into one owned by another user are
-// refused InsecurePath (exit 2) before anything is written.
+// refused InsecurePath (exit 1, like every outcome but InvalidInput) before anything is written.
 func TestIntegrationInsecureDirectoryRefused(t *testing.T) {
 	cases := map[string]func(dir string) error{
 		"1777":          func(dir string) error { return syscall.Chmod(dir, 0o1777) },
@@ -401,8 +401,8 @@ func TestIntegrationInsecureDirectoryRefused(t *testing.T) {
 				PostDeployVerify: target.Verify{Enabled: &off},
 			}}
 			r := deploy(t, tg, issue(t))
-			if r.code != 2 || r.lastLine() != "outcome: InsecurePath" {
-				t.Fatalf("exit %d, last line %q: want exit 2, outcome: InsecurePath", r.code, r.lastLine())
+			if r.code != 1 || r.lastLine() != "outcome: InsecurePath" {
+				t.Fatalf("exit %d, last line %q: want exit 1, outcome: InsecurePath", r.code, r.lastLine())
 			}
 			if !strings.Contains(r.stdout, dir) || !strings.Contains(r.stdout, "chmod go-w") {
 				t.Fatalf("the message does not name %s and what to do:\n%s", dir, r.stdout)

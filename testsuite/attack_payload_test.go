@@ -164,6 +164,7 @@ func TestIntegrationAttackRefusedBeforeStart(t *testing.T) {
 	}
 	mode := func(m target.Mode) *target.Mode { return &m }
 	started := time.Now()
+	var ids []string
 	for _, c := range []struct {
 		name, id string
 		want     []string // in stderr
@@ -184,6 +185,7 @@ func TestIntegrationAttackRefusedBeforeStart(t *testing.T) {
 			s.KeyPEM = strings.Repeat("junk junk\n", 100_000) + s.KeyPEM
 		}},
 	} {
+		ids = append(ids, c.id)
 		t.Run(c.name, func(t *testing.T) {
 			tg, set := n.Target(c.id, testHost), issue(t)
 			if c.edit != nil {
@@ -212,9 +214,12 @@ func TestIntegrationAttackRefusedBeforeStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Other tests run deploys in parallel: only this test's target IDs count.
 	for _, e := range resp.GetExecutions() {
-		if strings.HasPrefix(e.GetExecution().GetWorkflowId(), "deploy/atk-") {
-			t.Errorf("workflow %q started", e.GetExecution().GetWorkflowId())
+		for _, id := range ids {
+			if strings.HasPrefix(e.GetExecution().GetWorkflowId(), "deploy/"+id+"/") {
+				t.Errorf("workflow %q started", e.GetExecution().GetWorkflowId())
+			}
 		}
 	}
 }

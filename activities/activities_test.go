@@ -21,8 +21,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	_ "github.com/certctl/certctl/connectors/nginx"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -419,7 +419,7 @@ func TestPlanMissingDirectoryIsInvalidInput(t *testing.T) {
 	tg := newTarget(dir)
 	tg.Config.CertPath = filepath.Join(dir, "missing", "cert.pem")
 	_, err := (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
-	appErr(t, err, outcome.InvalidInput)
+	appErr(t, err, contract.InvalidInput)
 	if !strings.Contains(err.Error(), "target_config.cert_path") {
 		t.Errorf("error does not name target_config.cert_path: %v", err)
 	}
@@ -435,7 +435,7 @@ func TestPlanKeyNotMatchingCertIsInvalidInput(t *testing.T) {
 	m := s.Material
 	m.KeyPEM = other.KeyPEM
 	_, err := (&Activities{}).Plan(ctx, PlanInput{Request: Request{Target: newTarget(dir), Stamp: newStamp()}, Material: m})
-	appErr(t, err, outcome.InvalidInput)
+	appErr(t, err, contract.InvalidInput)
 	if !strings.Contains(err.Error(), "key_pem") {
 		t.Errorf("error does not name key_pem: %v", err)
 	}
@@ -556,7 +556,7 @@ func TestOwnershipExplicitOwnerNobody(t *testing.T) {
 	// An unknown owner is InvalidInput naming the field.
 	tg.Config.KeyOwner = "no-such-user-certctl"
 	_, err = (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
-	appErr(t, err, outcome.InvalidInput)
+	appErr(t, err, contract.InvalidInput)
 	if !strings.Contains(err.Error(), "target_config.key_owner") {
 		t.Errorf("error does not name target_config.key_owner: %v", err)
 	}
@@ -936,7 +936,7 @@ func TestValidateMaterialCheckSwappedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := (&Activities{}).Validate(ctx, pl.validateInput())
-	appErr(t, err, outcome.ValidateFailed)
+	appErr(t, err, contract.ValidateFailed)
 	if !strings.Contains(err.Error(), "does not match") {
 		t.Errorf("error does not say the key does not match: %v", err)
 	}
@@ -958,7 +958,7 @@ func TestValidateMaterialCheckWrongLeaf(t *testing.T) {
 		}
 	}
 	_, err := (&Activities{}).Validate(ctx, pl.validateInput())
-	appErr(t, err, outcome.ValidateFailed)
+	appErr(t, err, contract.ValidateFailed)
 }
 
 func TestValidateCommandFails(t *testing.T) {
@@ -976,7 +976,7 @@ func TestValidateCommandFails(t *testing.T) {
 		in := pl.validateInput()
 		in.Live = live
 		res, err := (&Activities{}).Validate(ctx, in)
-		ae := appErr(t, err, outcome.ValidateFailed)
+		ae := appErr(t, err, contract.ValidateFailed)
 		if !ae.NonRetryable() {
 			t.Errorf("live=%v: ValidateFailed is retryable", live)
 		}
@@ -1064,7 +1064,7 @@ func TestValidateStagedView(t *testing.T) {
 	// And a failing check in the view is ValidateFailed, live files untouched.
 	vin.Target.Config.ValidateCommand = target.Command{"cmp", tg.Config.CertPath, TempPath(tg.Config.ChainPath, stamp)}
 	_, err = a.Validate(ctx, vin)
-	appErr(t, err, outcome.ValidateFailed)
+	appErr(t, err, contract.ValidateFailed)
 	assertFilesHold(t, tg, old)
 }
 
@@ -1165,7 +1165,7 @@ func TestValidateLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = (&Activities{}).Validate(ctx, in)
-	appErr(t, err, outcome.ValidateFailed)
+	appErr(t, err, contract.ValidateFailed)
 }
 
 // A command's output travels in errors and results (workflow history): a
@@ -1184,7 +1184,7 @@ func TestValidateOutputNeverCarriesKey(t *testing.T) {
 	in.Live = true
 	in.Target.Config.ValidateCommand = target.Command{"cat", tg.Config.KeyPath, filepath.Join(dir, "nonexistent")}
 	res, err := (&Activities{}).Validate(ctx, in)
-	appErr(t, err, outcome.ValidateFailed)
+	appErr(t, err, contract.ValidateFailed)
 	if !strings.Contains(err.Error(), "nonexistent") {
 		t.Errorf("error lost the command's own message: %v", err)
 	}
@@ -1298,7 +1298,7 @@ func TestRollbackWithoutBackupLeavesFileAndFails(t *testing.T) {
 	// The key's backup is not known to the rollback.
 	in.Backups.Files = in.Backups.Files[:2]
 	res, err := (&Activities{}).Rollback(ctx, in)
-	ae := appErr(t, err, outcome.RollbackFailed)
+	ae := appErr(t, err, contract.RollbackFailed)
 	if !strings.Contains(err.Error(), tg.Config.KeyPath) {
 		t.Errorf("error does not name %s: %v", tg.Config.KeyPath, err)
 	}
@@ -1325,7 +1325,7 @@ func TestRollbackWithoutBackupLeavesFileAndFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = (&Activities{}).Rollback(ctx, in)
-	appErr(t, err, outcome.RollbackFailed)
+	appErr(t, err, contract.RollbackFailed)
 	if !exists(tg.Config.KeyPath) {
 		t.Errorf("the key was deleted")
 	}
@@ -1499,7 +1499,7 @@ func TestReload(t *testing.T) {
 	tg := newTarget(t.TempDir())
 	tg.Config.ReloadCommand = target.Command{"false"}
 	res, err := (&Activities{}).Reload(ctx, Request{Target: tg})
-	appErr(t, err, outcome.ReloadFailed)
+	appErr(t, err, contract.ReloadFailed)
 	if !strings.Contains(err.Error(), "false") || res.Command != "false" {
 		t.Errorf("error or result does not name the command: %v, %+v", err, res)
 	}
@@ -1593,7 +1593,7 @@ func TestRollbackCorruptBackupIsNotRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := (&Activities{}).Rollback(ctx, pl.rollbackInput())
-	appErr(t, err, outcome.RollbackFailed)
+	appErr(t, err, contract.RollbackFailed)
 	if !strings.Contains(err.Error(), tg.Config.KeyPath) {
 		t.Errorf("error does not name %s: %v", tg.Config.KeyPath, err)
 	}

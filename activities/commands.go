@@ -19,10 +19,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/scrub"
 	"github.com/certctl/certctl/stagedview"
 	"github.com/certctl/certctl/target"
@@ -47,7 +47,7 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (ValidateRe
 func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateResult, error) {
 	c, err := connectors.Get(in.Target.TargetType)
 	if err != nil {
-		return ValidateResult{}, outcome.Invalid("target_type", err.Error())
+		return ValidateResult{}, contract.Invalid("target_type", err.Error())
 	}
 	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
 		return ValidateResult{}, err
@@ -60,7 +60,7 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 	// not at reload time with the new files in place.
 	if r := connectors.ReloadFor(c, in.Target.Config); r.Signal != "" {
 		if _, _, err := reloadPID(r); err != nil {
-			return ValidateResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("reload (%s): %v", r, err), outcome.ValidateFailed, nil)
+			return ValidateResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("reload (%s): %v", r, err), contract.ValidateFailed, nil)
 		}
 	}
 	argv := connectors.ValidateCommand(c, in.Target.Config)
@@ -125,7 +125,7 @@ func (a *Activities) checkFiles(in ValidateInput) error {
 		err = fmt.Errorf("the staged leaf is not the planned one")
 	}
 	if err != nil {
-		return temporal.NewNonRetryableApplicationError("material check of the files to be served: "+err.Error(), outcome.ValidateFailed, nil)
+		return temporal.NewNonRetryableApplicationError("material check of the files to be served: "+err.Error(), contract.ValidateFailed, nil)
 	}
 	return nil
 }
@@ -134,7 +134,7 @@ func validateErr(argv target.Command, out string, err error, sc *scrub.Scrubber)
 	if err == nil {
 		return nil
 	}
-	return commandErr(outcome.ValidateFailed, argv, out, err, sc)
+	return commandErr(contract.ValidateFailed, argv, out, err, sc)
 }
 
 // Reload runs the reload command, sends the reload signal to the pid in the
@@ -143,7 +143,7 @@ func validateErr(argv target.Command, out string, err error, sc *scrub.Scrubber)
 func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, error) {
 	c, err := connectors.Get(req.Target.TargetType)
 	if err != nil {
-		return CommandResult{}, outcome.Invalid("target_type", err.Error())
+		return CommandResult{}, contract.Invalid("target_type", err.Error())
 	}
 	r := connectors.ReloadFor(c, req.Target.Config)
 	res := CommandResult{Command: r.String()}
@@ -151,7 +151,7 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 	if r.Signal != "" {
 		res.Output, err = signalPIDFile(r)
 		if err != nil {
-			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", r, err), outcome.ReloadFailed, nil)
+			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", r, err), contract.ReloadFailed, nil)
 		}
 		failpoint.Hit("reload:done")
 		return res, nil
@@ -159,7 +159,7 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 	if r.HTTP != nil {
 		res.Output, err = reloadHTTP(ctx, r.HTTP, limit, sc)
 		if err != nil {
-			return res, temporal.NewNonRetryableApplicationError(sc.String(fmt.Sprintf("%s: %v", r, err)), outcome.ReloadFailed, nil)
+			return res, temporal.NewNonRetryableApplicationError(sc.String(fmt.Sprintf("%s: %v", r, err)), contract.ReloadFailed, nil)
 		}
 		failpoint.Hit("reload:done")
 		return res, nil
@@ -170,7 +170,7 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 	}
 	res.Output, err = runCommand(ctx, exec.Command(argv[0], argv[1:]...), limit, sc)
 	if err != nil {
-		return res, commandErr(outcome.ReloadFailed, argv, res.Output, err, sc)
+		return res, commandErr(contract.ReloadFailed, argv, res.Output, err, sc)
 	}
 	failpoint.Hit("reload:done")
 	return res, nil
@@ -216,12 +216,12 @@ probes:
 		}
 	}
 	if err != nil {
-		return res, temporal.NewApplicationError(fmt.Sprintf("verify %s: %v", res.Endpoint, err), "VerifyUnreachable")
+		return res, temporal.NewApplicationError(fmt.Sprintf("verify %s: %v", res.Endpoint, err), contract.VerifyUnreachable)
 	}
 	res.Served = served
 	if served != in.Expected {
 		return res, temporal.NewApplicationError(
-			fmt.Sprintf("verify %s: serves leaf %s, want %s", res.Endpoint, short(served), short(in.Expected)), "VerifyMismatch", res)
+			fmt.Sprintf("verify %s: serves leaf %s, want %s", res.Endpoint, short(served), short(in.Expected)), contract.VerifyMismatch, res)
 	}
 	return res, nil
 }

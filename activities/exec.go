@@ -21,8 +21,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/scrub"
 	"github.com/certctl/certctl/target"
@@ -388,7 +388,7 @@ func heartbeat(ctx context.Context) (stop func()) {
 func resolveCommands(t target.Target) error {
 	c, err := connectors.Get(t.TargetType)
 	if err != nil {
-		return outcome.Invalid("target_type", err.Error())
+		return contract.Invalid("target_type", err.Error())
 	}
 	cfg := t.Config
 	for _, cm := range []struct {
@@ -409,7 +409,7 @@ func resolveCommands(t target.Target) error {
 			}
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 				"%s: %q cannot be run on host %q (%v): install it, or set %s to the binary that is there; nothing was changed",
-				field, cm.argv[0], t.Host, err, cm.field), outcome.ValidateFailed, nil)
+				field, cm.argv[0], t.Host, err, cm.field), contract.ValidateFailed, nil)
 		}
 	}
 	return nil

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
@@ -234,7 +234,7 @@ func TestValidateStagedViewBounded(t *testing.T) {
 	pl := prepare(t, tg, s, false)
 	start := time.Now()
 	res, err := (&Activities{}).Validate(ctx, pl.validateInput())
-	appErr(t, err, outcome.ValidateFailed)
+	appErr(t, err, contract.ValidateFailed)
 	if res.ServerCheck != CheckStaged || !strings.Contains(err.Error(), "command_timeout (2s)") {
 		t.Errorf("check %q, error %v", res.ServerCheck, err)
 	}
@@ -254,7 +254,7 @@ func TestReloadTimeout(t *testing.T) {
 	tg.Config.CommandTimeout = (*target.Duration)(ptr(time.Second))
 	start := time.Now()
 	_, err := (&Activities{}).Reload(ctx, Request{Target: tg, Stamp: newStamp()})
-	appErr(t, err, outcome.ReloadFailed)
+	appErr(t, err, contract.ReloadFailed)
 	if !strings.Contains(err.Error(), "command_timeout (1s)") {
 		t.Errorf("error %v", err)
 	}
@@ -271,14 +271,14 @@ func TestPlanResolvesCommands(t *testing.T) {
 	tg := newTarget(dir)
 	tg.Config.ReloadCommand = target.Command{"certctl-no-such-reload", "now"}
 	_, err := (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
-	ae := appErr(t, err, outcome.ValidateFailed)
+	ae := appErr(t, err, contract.ValidateFailed)
 	if !strings.Contains(ae.Error(), "target_config.reload_command") || !strings.Contains(ae.Error(), "certctl-no-such-reload") {
 		t.Errorf("error does not name the field and binary: %v", ae)
 	}
 	tg = newTarget(dir)
 	tg.Config.ValidateCommand = target.Command{"/nonexistent/nginx", "-t"}
 	_, err = (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
-	if ae := appErr(t, err, outcome.ValidateFailed); !strings.Contains(ae.Error(), "target_config.validate_command") {
+	if ae := appErr(t, err, contract.ValidateFailed); !strings.Contains(ae.Error(), "target_config.validate_command") {
 		t.Errorf("error: %v", ae)
 	}
 	// The connector's defaults are resolved too.
@@ -286,7 +286,7 @@ func TestPlanResolvesCommands(t *testing.T) {
 	tg.Config.ValidateCommand, tg.Config.ReloadCommand = nil, nil
 	t.Setenv("PATH", t.TempDir())
 	_, err = (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
-	if ae := appErr(t, err, outcome.ValidateFailed); !strings.Contains(ae.Error(), "nginx connector's default") {
+	if ae := appErr(t, err, contract.ValidateFailed); !strings.Contains(ae.Error(), "nginx connector's default") {
 		t.Errorf("error: %v", ae)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -325,7 +325,7 @@ func TestReloadOutputScrubbed(t *testing.T) {
 	} {
 		tg.Config.ReloadCommand = tc.argv
 		res, err := (&Activities{}).Reload(ctx, Request{Target: tg, Stamp: pl.in.Stamp})
-		appErr(t, err, outcome.ReloadFailed)
+		appErr(t, err, contract.ReloadFailed)
 		for _, where := range []string{res.Output, err.Error()} {
 			for _, secret := range append([]string{base64.StdEncoding.EncodeToString(blk.Bytes)[60:90], strings.Split(s.KeyPEM, "\n")[2], strings.Split(old.KeyPEM, "\n")[2]}, priv...) {
 				if strings.Contains(where, secret) {
@@ -371,7 +371,7 @@ func TestReloadHTTPScrubbed(t *testing.T) {
 	srv, _ := caddyAdmin(t, http.StatusBadRequest, `{"error":"loading new config: bad key `+b64+` d=`+scalarHex+`"}`)
 	tg := caddyAPITarget(dir, srv.URL)
 	_, err := (&Activities{}).Reload(ctx, Request{Target: tg, Stamp: newStamp()})
-	appErr(t, err, outcome.ReloadFailed)
+	appErr(t, err, contract.ReloadFailed)
 	if strings.Contains(err.Error(), b64[40:80]) || strings.Contains(err.Error(), scalarHex[:32]) {
 		t.Errorf("the HTTP reload's error carries the key: %v", err)
 	}

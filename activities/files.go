@@ -22,8 +22,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
@@ -107,24 +107,12 @@ func lookupOwner(spec string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// Error types of the file steps (temporal ApplicationError types, never
-// retried).
-const (
-	// ConcurrentChange: a destination, its directory or one of this deploy's
-	// own files changed under the deploy (someone else is writing there);
-	// nothing was written over it.
-	ConcurrentChange = "ConcurrentChange"
-	// PlanMismatch: a step's input does not match the plan (or names files
-	// the deploy does not derive itself).
-	PlanMismatch = "PlanMismatch"
-)
-
 func concurrent(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ConcurrentChange, nil)
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), contract.ConcurrentChange, nil)
 }
 
 func mismatch(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), PlanMismatch, nil)
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), contract.PlanMismatch, nil)
 }
 
 // insecure turns a safefs.InsecureError into InsecurePath; other errors are
@@ -132,7 +120,7 @@ func mismatch(format string, args ...any) error {
 func insecure(err error) error {
 	var ie *safefs.InsecureError
 	if errors.As(err, &ie) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), outcome.InsecurePath, nil, ie.Dir)
+		return temporal.NewNonRetryableApplicationError(err.Error(), contract.InsecurePath, nil, ie.Dir)
 	}
 	return err
 }
@@ -472,7 +460,7 @@ func commitOne(pf PlannedFile, temp string) (renamed bool, err error) {
 	}
 	return false, temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("commit %s: staged file %s is gone and the destination does not hold the new bytes", pf.Path, temp),
-		"CommitLost", nil)
+		contract.CommitLost, nil)
 }
 
 // Rollback puts every destination back as it was before the deploy: a file
@@ -489,10 +477,10 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 		baks[b.Path] = b.Backup
 	}
 	var problems []string
-	errType := outcome.RollbackFailed
+	errType := contract.RollbackFailed
 	fail := func(err error) {
-		if outcome.Of(err) == ConcurrentChange {
-			errType = ConcurrentChange
+		if contract.Of(err) == contract.ConcurrentChange {
+			errType = contract.ConcurrentChange
 		}
 		problems = append(problems, errMessage(err))
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
@@ -75,7 +76,7 @@ func TestAttackSymlinkAtTempName(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := (&Activities{}).Stage(ctx, in)
-	appErr(t, err, "ConcurrentChange")
+	appErr(t, err, contract.ConcurrentChange)
 	victimUnchanged(t, v)
 	if !strings.Contains(err.Error(), TempPath(x.tg.Config.KeyPath, in.Stamp)) {
 		t.Errorf("error does not name the planted file: %v", err)
@@ -92,7 +93,7 @@ func TestAttackSymlinkAtBackupName(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := (&Activities{}).Backup(ctx, in)
-	appErr(t, err, "ConcurrentChange")
+	appErr(t, err, contract.ConcurrentChange)
 	victimUnchanged(t, v)
 }
 
@@ -122,7 +123,7 @@ func TestAttackParentSwappedBeforeCommit(t *testing.T) {
 				os.WriteFile(filepath.Join(dir, filepath.Base(sf.Temp)), []byte("x"), 0o644)
 			}
 			_, err := (&Activities{}).Commit(ctx, pl.commitInput())
-			appErr(t, err, "ConcurrentChange")
+			appErr(t, err, contract.ConcurrentChange)
 			for _, d := range []string{other, dir} {
 				for _, r := range []string{"cert.pem", "chain.pem", "key.pem"} {
 					if exists(filepath.Join(d, r)) {
@@ -150,7 +151,7 @@ func TestAttackParentSwappedBeforeBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := (&Activities{}).Backup(ctx, in)
-	appErr(t, err, "ConcurrentChange")
+	appErr(t, err, contract.ConcurrentChange)
 	if _, err := (&Activities{}).Stage(ctx, in); err == nil {
 		t.Error("Stage wrote into a swapped directory")
 	}
@@ -242,7 +243,7 @@ func TestAttackRollbackOverAnotherDeploysBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := (&Activities{}).Rollback(ctx, pl.rollbackInput())
-	appErr(t, err, "ConcurrentChange")
+	appErr(t, err, contract.ConcurrentChange)
 	if got := read(t, x.tg.Config.CertPath); !bytes.Equal(got, []byte(third.CertPEM)) {
 		t.Errorf("rollback overwrote another deploy's certificate")
 	}
@@ -260,7 +261,7 @@ func TestAttackRollbackKeepsCreatedFileWithOtherBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := (&Activities{}).Rollback(ctx, pl.rollbackInput())
-	appErr(t, err, "ConcurrentChange")
+	appErr(t, err, contract.ConcurrentChange)
 	if got := read(t, x.Config.KeyPath); string(got) != "someone else's key" {
 		t.Errorf("rollback removed a file holding another deploy's bytes")
 	}
@@ -278,7 +279,7 @@ func TestAttackStagedTempFromInput(t *testing.T) {
 	in := pl.commitInput()
 	in.Staged.Files[0].Temp = v
 	_, err := (&Activities{}).Commit(ctx, in)
-	appErr(t, err, "PlanMismatch")
+	appErr(t, err, contract.PlanMismatch)
 	victimUnchanged(t, v)
 	assertFilesHold(t, x.tg, x.old)
 }

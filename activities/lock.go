@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/certctl/certctl/contract"
 	"go.temporal.io/sdk/client"
 )
 
@@ -17,14 +18,6 @@ type LockRequest struct {
 	Keys       []string `json:"keys,omitempty"`
 }
 
-// Lock workflow names, shared with package workflows.
-const (
-	LockWorkflowType  = "TargetLockWorkflow"
-	LockAcquireSignal = "acquire"
-	// FileLockWorkflowType is the lock of a host's files (workflows.FileLockWorkflow).
-	FileLockWorkflowType = "FileLockWorkflow"
-)
-
 // RequestTargetLock sends the deploy's request to the target's lock
 // workflow, starting the lock if it is not running (SignalWithStart is
 // atomic). It runs as a local activity on the workflow worker; a retry sends
@@ -37,8 +30,8 @@ func (a *Activities) RequestTargetLock(ctx context.Context, req LockRequest) err
 	info := struct {
 		TargetID string `json:"target_id"`
 	}{req.TargetID}
-	_, err := a.Client.SignalWithStartWorkflow(ctx, "lock/"+req.TargetID, LockAcquireSignal, req,
-		client.StartWorkflowOptions{TaskQueue: "certctl"}, LockWorkflowType, info)
+	_, err := a.Client.SignalWithStartWorkflow(ctx, "lock/"+req.TargetID, contract.LockAcquireSignal, req,
+		client.StartWorkflowOptions{TaskQueue: "certctl"}, contract.TargetLockWorkflow, info)
 	return err
 }
 
@@ -62,7 +55,7 @@ func (a *Activities) RequestFileLock(ctx context.Context, in FileLockStart) erro
 	state := struct {
 		Scope string `json:"scope"`
 	}{in.Scope}
-	_, err := a.Client.SignalWithStartWorkflow(ctx, in.LockID, LockAcquireSignal, in.Request,
-		client.StartWorkflowOptions{TaskQueue: "certctl"}, FileLockWorkflowType, state)
+	_, err := a.Client.SignalWithStartWorkflow(ctx, in.LockID, contract.LockAcquireSignal, in.Request,
+		client.StartWorkflowOptions{TaskQueue: "certctl"}, contract.FileLockWorkflow, state)
 	return err
 }

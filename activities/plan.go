@@ -12,9 +12,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
@@ -50,11 +50,11 @@ func invalid(err error) error {
 	var me *material.Error
 	switch {
 	case errors.As(err, &fe):
-		return outcome.Invalid(fe.Field, fe.Msg)
+		return contract.Invalid(fe.Field, fe.Msg)
 	case errors.As(err, &me):
-		return outcome.Invalid(me.Field, me.Msg)
+		return contract.Invalid(me.Field, me.Msg)
 	}
-	return outcome.Invalid("target", err.Error())
+	return contract.Invalid("target", err.Error())
 }
 
 // Preflight checks a deploy request without touching anything: the target's
@@ -98,7 +98,7 @@ func Preflight(t target.Target, m material.Material, now time.Time) (connectors.
 func layout(req Request, m material.Material) (connectors.Connector, []connectors.File, error) {
 	c, err := connectors.Get(req.Target.TargetType)
 	if err != nil {
-		return nil, nil, outcome.Invalid("target_type", err.Error())
+		return nil, nil, contract.Invalid("target_type", err.Error())
 	}
 	files, err := c.Files(req.Target.Config, m)
 	if err != nil {
@@ -158,9 +158,9 @@ func planFile(f connectors.File, owners []string, host string) (PlannedFile, err
 	d, err := safefs.OpenDir(dir)
 	switch {
 	case errors.Is(err, safefs.ErrSymlink):
-		return PlannedFile{}, outcome.Invalid(field, fmt.Sprintf("%v: a directory on the way to %s is a symbolic link: point the target at the real path", err, f.Path))
+		return PlannedFile{}, contract.Invalid(field, fmt.Sprintf("%v: a directory on the way to %s is a symbolic link: point the target at the real path", err, f.Path))
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
-		return PlannedFile{}, outcome.Invalid(field, fmt.Sprintf("directory %s does not exist on host %q", dir, host))
+		return PlannedFile{}, contract.Invalid(field, fmt.Sprintf("directory %s does not exist on host %q", dir, host))
 	case err != nil:
 		return PlannedFile{}, fmt.Errorf("plan %s: %w", f.Path, err)
 	}
@@ -177,14 +177,14 @@ func planFile(f connectors.File, owners []string, host string) (PlannedFile, err
 		// Commit's rename would replace the link with a file, and whatever
 		// maintains the link (certbot's live/ → archive/) would silently stop
 		// reaching the server.
-		return PlannedFile{}, outcome.Invalid(field, f.Path+" is a symbolic link: point the target at the file it links to")
+		return PlannedFile{}, contract.Invalid(field, f.Path+" is a symbolic link: point the target at the file it links to")
 	}
 	if existing != nil && !existing.IsRegular() {
-		return PlannedFile{}, outcome.Invalid(field, f.Path+" is not a regular file")
+		return PlannedFile{}, contract.Invalid(field, f.Path+" is not a regular file")
 	}
 	pf, err := resolveOwnership(f, existing, owners)
 	if err != nil {
-		return pf, outcome.Invalid("target_config."+f.Role+"_owner", err.Error())
+		return pf, contract.Invalid("target_config."+f.Role+"_owner", err.Error())
 	}
 	// Before anything is written: no one but root and the file's owner may
 	// be able to redirect what is written in dir. No opt-out.

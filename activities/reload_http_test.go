@@ -14,7 +14,7 @@ import (
 
 	"github.com/certctl/certctl/connectors"
 	_ "github.com/certctl/certctl/connectors/caddy"
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
@@ -75,14 +75,14 @@ func TestReloadHTTPFails(t *testing.T) {
 	srv, _ := caddyAdmin(t, http.StatusBadRequest, `{"error":"loading new config: tls: private key does not match public key"}`)
 	tg := caddyAPITarget(t.TempDir(), srv.URL)
 	_, err := (&Activities{}).Reload(ctx, Request{Target: tg})
-	appErr(t, err, outcome.ReloadFailed)
+	appErr(t, err, contract.ReloadFailed)
 	if !strings.Contains(err.Error(), "private key does not match") || !strings.Contains(err.Error(), srv.URL+"/load") {
 		t.Errorf("error %v does not carry caddy's message", err)
 	}
 	// Nothing listening.
 	srv.Close()
 	_, err = (&Activities{}).Reload(ctx, Request{Target: tg})
-	appErr(t, err, outcome.ReloadFailed)
+	appErr(t, err, contract.ReloadFailed)
 }
 
 // In admin-API mode the validate step is the material check only: there is

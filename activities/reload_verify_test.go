@@ -18,8 +18,8 @@ import (
 
 	"github.com/certctl/certctl/connectors"
 	_ "github.com/certctl/certctl/connectors/postfix"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -283,7 +283,7 @@ func TestReloadSignalRefusesOtherProcesses(t *testing.T) {
 		tg.Config.ReloadCommand = nil
 		tg.Config.ReloadSignal, tg.Config.PIDFile = "USR2", tc.pidFile
 		_, err := (&Activities{}).Reload(ctx, Request{Target: tg})
-		appErr(t, err, outcome.ReloadFailed)
+		appErr(t, err, contract.ReloadFailed)
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.pidFile, err, tc.want)
 		}
@@ -299,7 +299,7 @@ func TestReloadSignalRefusesOtherProcesses(t *testing.T) {
 		t.Fatalf("postfix reload by signal: %+v", r)
 	}
 	_, err := (&Activities{}).Reload(ctx, Request{Target: tg})
-	appErr(t, err, outcome.ReloadFailed) // pid is this test, not postfix's master
+	appErr(t, err, contract.ReloadFailed) // pid is this test, not postfix's master
 }
 
 // The fingerprint the probe returns is the leaf's, whatever the chain.
@@ -340,7 +340,7 @@ func TestValidateChecksReloadPIDFile(t *testing.T) {
 	_ = os.WriteFile(self, []byte(fmt.Sprint(os.Getpid())), 0o644)
 	in.Target.Config.PIDFile = self
 	_, err = a.Validate(ctx, ValidateInput{Request: in.Request, Plan: p, Staged: staged})
-	appErr(t, err, outcome.ValidateFailed)
+	appErr(t, err, contract.ValidateFailed)
 	if !strings.Contains(err.Error(), "not signalled") {
 		t.Errorf("error %v does not say why", err)
 	}

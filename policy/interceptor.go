@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
@@ -100,5 +100,5 @@ func Error(err error) error {
 	if !errors.As(err, &r) {
 		return err
 	}
-	return temporal.NewNonRetryableApplicationError(err.Error(), outcome.PolicyRefused, nil, *r)
+	return temporal.NewNonRetryableApplicationError(err.Error(), contract.PolicyRefused, nil, *r)
 }

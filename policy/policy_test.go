@@ -15,7 +15,7 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	_ "github.com/certctl/certctl/connectors/all"
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/target"
 )
@@ -207,7 +207,7 @@ func TestInterceptor(t *testing.T) {
 				return
 			}
 			var ae *temporal.ApplicationError
-			if !errors.As(err, &ae) || ae.Type() != outcome.PolicyRefused || !ae.NonRetryable() {
+			if !errors.As(err, &ae) || ae.Type() != contract.PolicyRefused || !ae.NonRetryable() {
 				t.Fatalf("want a non-retryable PolicyRefused, got %v", err)
 			}
 			if ran {

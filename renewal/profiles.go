@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 )
 
@@ -36,14 +36,14 @@ type ProfileResult struct {
 func (a *Activities) LoadProfile(_ context.Context, in ProfileInput) (ProfileResult, error) {
 	p, err := profile.LoadID(a.profilesDir(), in.ProfileID)
 	if err != nil {
-		return ProfileResult{}, outcome.Invalid("profile_id", strings.TrimPrefix(err.Error(), "profile_id: "))
+		return ProfileResult{}, contract.Invalid("profile_id", strings.TrimPrefix(err.Error(), "profile_id: "))
 	}
 	if err := CheckTargets(p); err != nil {
-		return ProfileResult{}, outcome.Invalid("profile_id", fmt.Sprintf("profile %s: %v", in.ProfileID, err))
+		return ProfileResult{}, contract.Invalid("profile_id", fmt.Sprintf("profile %s: %v", in.ProfileID, err))
 	}
 	bypass, err := BypassFromEnv()
 	if err != nil {
-		return ProfileResult{}, outcome.Invalid(EnvBypass, err.Error())
+		return ProfileResult{}, contract.Invalid(EnvBypass, err.Error())
 	}
 	return ProfileResult{Profile: *p, Bypass: bypass}, nil
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	_ "github.com/certctl/certctl/connectors/nginx"
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 )
 
 // The profile and the bypass are the workflow worker's: read from its
@@ -32,7 +32,7 @@ func TestLoadProfileFromTheWorker(t *testing.T) {
 		t.Fatalf("the worker's bypass not read: %+v %v", res, err)
 	}
 	_, err = a.LoadProfile(context.Background(), ProfileInput{ProfileID: "p-nope"})
-	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(err.Error(), filepath.Join(dir, "p-nope.yaml")) {
+	if contract.Of(err) != contract.InvalidInput || !strings.Contains(err.Error(), filepath.Join(dir, "p-nope.yaml")) {
 		t.Fatalf("an uninstalled profile: %v", err)
 	}
 }

@@ -18,9 +18,9 @@ import (
 
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/connectors/issuer/localca"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/target"
 )
@@ -155,12 +155,12 @@ type IssueResult struct {
 func (a *Activities) Issue(_ context.Context, in IssueInput) (IssueResult, error) {
 	p, err := profile.LoadID(a.profilesDir(), in.ProfileID)
 	if err != nil {
-		return IssueResult{}, outcome.Invalid("profile_id", strings.TrimPrefix(err.Error(), "profile_id: "))
+		return IssueResult{}, contract.Invalid("profile_id", strings.TrimPrefix(err.Error(), "profile_id: "))
 	}
 	p.ApplyDefaults()
 	in.Issuer, in.Subject, in.SANs, in.KeyType, in.Validity = p.Issuer, p.Subject, p.SANs, p.KeyType, p.Validity
 	if in.Issuer.Type != profile.IssuerLocalCA {
-		return IssueResult{}, outcome.Invalid("issuer.type", fmt.Sprintf("unknown issuer %q", in.Issuer.Type))
+		return IssueResult{}, contract.Invalid("issuer.type", fmt.Sprintf("unknown issuer %q", in.Issuer.Type))
 	}
 	ca, err := localca.Load(in.Issuer.CACert, in.Issuer.CAKey)
 	if err != nil {
@@ -183,7 +183,7 @@ func (a *Activities) Issue(_ context.Context, in IssueInput) (IssueResult, error
 func issueErr(err error) error {
 	var le *localca.Error
 	if errors.As(err, &le) {
-		return outcome.Invalid(le.Field, le.Msg)
+		return contract.Invalid(le.Field, le.Msg)
 	}
 	return err
 }

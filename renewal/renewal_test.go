@@ -14,9 +14,9 @@ import (
 
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/connectors/issuer/localca"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/target"
 )
@@ -125,12 +125,12 @@ func TestIssueThroughLocalCA(t *testing.T) {
 	// key text in the error.
 	installProfile(filepath.Join(dir, "missing.key"))
 	_, err = env.ExecuteActivity(a.Issue, in)
-	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(err.Error(), "issuer.ca_key") || strings.Contains(err.Error(), "PRIVATE KEY") {
+	if contract.Of(err) != contract.InvalidInput || !strings.Contains(err.Error(), "issuer.ca_key") || strings.Contains(err.Error(), "PRIVATE KEY") {
 		t.Fatalf("got %v", err)
 	}
 	// A profile not installed: nothing issued.
 	in.ProfileID = "p-none"
-	if _, err = env.ExecuteActivity(a.Issue, in); outcome.Of(err) != outcome.InvalidInput {
+	if _, err = env.ExecuteActivity(a.Issue, in); contract.Of(err) != contract.InvalidInput {
 		t.Fatalf("got %v", err)
 	}
 }

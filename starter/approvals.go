@@ -21,8 +21,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/identity"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/workflows"
 )
 
@@ -36,7 +36,7 @@ distinct approvers approve it, one rejects it, or it expires. The requester can
 never decide their own request (two-person integrity).`,
 	}
 	cmd.AddCommand(approvalsListCmd(), approvalsShowCmd(),
-		approvalsDecideCmd(workflows.DecisionApprove), approvalsDecideCmd(workflows.DecisionReject))
+		approvalsDecideCmd(contract.DecisionApprove), approvalsDecideCmd(contract.DecisionReject))
 	return cmd
 }
 
@@ -76,7 +76,7 @@ func approvalsListCmd() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			q := fmt.Sprintf("WorkflowType = %q", workflows.ApprovalWorkflowName)
+			q := fmt.Sprintf("WorkflowType = %q", contract.ApprovalWorkflow)
 			if state != "" {
 				known := false
 				for _, s := range workflows.ApprovalStates {
@@ -134,7 +134,7 @@ func listApprovals(ctx context.Context, c client.Client, query string, limit int
 			}
 			// The requester, subject and deadline live in the workflow: ask it
 			// (a closed one answers by replay).
-			if v, err := c.QueryWorkflow(ctx, r.WorkflowID, e.GetExecution().GetRunId(), workflows.QueryState); err == nil {
+			if v, err := c.QueryWorkflow(ctx, r.WorkflowID, e.GetExecution().GetRunId(), contract.QueryState); err == nil {
 				var st workflows.ApprovalStatus
 				if v.Get(&st) == nil {
 					r.Request = &st
@@ -215,7 +215,7 @@ func approvalsShowCmd() *cobra.Command {
 			}
 			defer c.Close()
 			id := approvalWorkflowID(args[0])
-			v, err := c.QueryWorkflow(cmd.Context(), id, "", workflows.QueryState)
+			v, err := c.QueryWorkflow(cmd.Context(), id, "", contract.QueryState)
 			if err != nil {
 				var nf *serviceerror.NotFound
 				if errors.As(err, &nf) {
@@ -287,7 +287,7 @@ func quoted(note string) string {
 
 func approvalsDecideCmd(decision string) *cobra.Command {
 	var as, note, output string
-	past := map[string]string{workflows.DecisionApprove: "approved", workflows.DecisionReject: "rejected"}[decision]
+	past := map[string]string{contract.DecisionApprove: "approved", contract.DecisionReject: "rejected"}[decision]
 	cmd := &cobra.Command{
 		Use:   decision + " REQUEST_ID --as ACTOR [--note TEXT]",
 		Short: strings.ToUpper(decision[:1]) + decision[1:] + " a request (the update `decide`); a refusal prints why and exits 1",
@@ -340,7 +340,7 @@ func decide(ctx context.Context, c client.Client, id string, in workflows.Decide
 	// Accepted means the validator passed and the decision is in the
 	// history; completed means it is in the audit log too.
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: workflows.UpdateDecide, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted,
+		WorkflowID: id, UpdateName: contract.UpdateDecide, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	if err == nil {
 		wctx, cancel := context.WithTimeout(ctx, auditWait)
@@ -358,11 +358,11 @@ func decide(ctx context.Context, c client.Client, id string, in workflows.Decide
 	var nf *serviceerror.NotFound
 	req := strings.TrimPrefix(id, "approval/")
 	switch {
-	case errors.As(err, &ae) && ae.Type() == outcome.ApprovalRefused:
+	case errors.As(err, &ae) && ae.Type() == contract.ApprovalRefused:
 		return st, &exitError{code: 1, msg: "refused: " + ae.Message()}
 	case errors.As(err, &nf):
 		// A closed request's workflow has completed: say how it ended.
-		if v, qerr := c.QueryWorkflow(ctx, id, "", workflows.QueryState); qerr == nil && v.Get(&st) == nil {
+		if v, qerr := c.QueryWorkflow(ctx, id, "", contract.QueryState); qerr == nil && v.Get(&st) == nil {
 			return st, &exitError{code: 1, msg: fmt.Sprintf("refused: request %s is already %s: a closed request takes no decisions", req, st.State)}
 		}
 		return st, &exitError{code: 1, msg: fmt.Sprintf("no approval request %s (%s: %v)", req, id, err)}

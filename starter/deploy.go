@@ -21,8 +21,8 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/clientenv"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/workflows"
 	"github.com/spf13/cobra"
@@ -193,8 +193,8 @@ type deployOutput struct {
 func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest, detach bool, output string, w io.Writer, uiBase string) error {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        workflowID(req.Target),
-		TaskQueue: workflows.TaskQueue,
-	}, "DeployWorkflow", req)
+		TaskQueue: contract.TaskQueue,
+	}, contract.DeployWorkflow, req)
 	if err != nil {
 		return &exitError{code: 1, msg: "start DeployWorkflow: " + err.Error()}
 	}
@@ -242,9 +242,9 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		fmt.Fprintf(w, "outcome: %s\n", res.Outcome)
 	}
 	switch {
-	case outcome.Succeeded(res.Outcome):
+	case contract.Succeeded(res.Outcome):
 		return nil
-	case res.Outcome == outcome.InvalidInput:
+	case res.Outcome == contract.InvalidInput:
 		return &exitError{code: 2}
 	}
 	return &exitError{code: 1}
@@ -284,7 +284,7 @@ func stepLine(ev *historypb.HistoryEvent, names map[int64]string, scheduled map[
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
 		scheduled[0] = at
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-		if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.LockGrantedSignal {
+		if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == contract.LockGrantedSignal {
 			return "lock", fmt.Sprintf("  %-16s ok     %s", "lock", took(0))
 		}
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:

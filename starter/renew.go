@@ -18,8 +18,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/identity"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
@@ -175,10 +175,10 @@ type renewOutput struct {
 
 func runRenew(ctx context.Context, c client.Client, req workflows.RenewRequest, detach bool, output string, w io.Writer) error {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.RenewID(req.RequestID), TaskQueue: workflows.TaskQueue,
+		ID: workflows.RenewID(req.RequestID), TaskQueue: contract.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-	}, workflows.RenewWorkflowName, req)
+	}, contract.RenewWorkflow, req)
 	if err != nil {
 		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 			return &exitError{code: 2, msg: fmt.Sprintf("invalid input: --request-id %s was already used: a request is never reopened", req.RequestID)}
@@ -216,9 +216,9 @@ func runRenew(ctx context.Context, c client.Client, req workflows.RenewRequest, 
 		printRenew(w, res)
 	}
 	switch res.Outcome {
-	case outcome.Deployed, outcome.SkippedIdempotent, outcome.RenewalNotDue:
+	case contract.Deployed, contract.SkippedIdempotent, contract.RenewalNotDue:
 		return nil
-	case outcome.InvalidInput:
+	case contract.InvalidInput:
 		return &exitError{code: 2}
 	}
 	return &exitError{code: 1}
@@ -268,7 +268,7 @@ func createRenewSchedule(ctx context.Context, c client.Client, req workflows.Ren
 		ID:   id,
 		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every}}},
 		Action: &client.ScheduleWorkflowAction{
-			ID: "renew/" + req.CertID + "/scheduled", Workflow: workflows.RenewWorkflowName, Args: []any{req}, TaskQueue: workflows.TaskQueue,
+			ID: "renew/" + req.CertID + "/scheduled", Workflow: contract.RenewWorkflow, Args: []any{req}, TaskQueue: contract.TaskQueue,
 		},
 		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 		Note:    fmt.Sprintf("certctl renew --schedule %s, requested by %s", every, req.RequestedBy),

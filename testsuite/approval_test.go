@@ -26,6 +26,7 @@ import (
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/codec"
 	"github.com/certctl/certctl/connectors/issuer/localca"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/workflows"
 )
@@ -211,7 +212,7 @@ func waitApproval(t *testing.T, query string) *workflowservice.ListWorkflowExecu
 
 func approvalState(t *testing.T, workflowID string) workflows.ApprovalStatus {
 	t.Helper()
-	v, err := env.client.QueryWorkflow(context.Background(), workflowID, "", workflows.QueryState)
+	v, err := env.client.QueryWorkflow(context.Background(), workflowID, "", contract.QueryState)
 	if err != nil {
 		t.Fatal(err)
 	}

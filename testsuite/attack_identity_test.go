@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/certctl/certctl/audit"
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/workflows"
 )
 
@@ -127,7 +127,7 @@ func TestIntegrationAttackClosedRequestStartedAgain(t *testing.T) {
 
 	startApproval(t, codecURL, req, `["bob"]`, 1)
 	err := endsAtOnce(t, id)
-	if outcome.Of(err) != outcome.RequestClosed || !strings.Contains(err.Error(), "rejected, completed") {
+	if contract.Of(err) != contract.RequestClosed || !strings.Contains(err.Error(), "rejected, completed") {
 		t.Fatalf("a closed request started again ended %v", err)
 	}
 	neverPending(t, id)
@@ -152,7 +152,7 @@ func TestIntegrationAttackLookAlikePool(t *testing.T) {
 		req := uniqueID("itest-pool")
 		id := startApproval(t, codecURL, req, c.pool, 2)
 		err := endsAtOnce(t, id)
-		if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(err.Error(), c.want) {
+		if contract.Of(err) != contract.InvalidInput || !strings.Contains(err.Error(), c.want) {
 			t.Fatalf("pool %s ended %v, want InvalidInput naming %q", c.pool, err, c.want)
 		}
 		neverPending(t, id)

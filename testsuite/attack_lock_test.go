@@ -14,6 +14,7 @@ import (
 
 	historypb "go.temporal.io/api/history/v1"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -110,10 +111,10 @@ func TestIntegrationSharedFilesNeverInterleave(t *testing.T) {
 			s.files[f.Path] = [2]string{f.CurrentSHA256, f.SHA256}
 		}
 		for _, ev := range history(t, s.id, "") {
-			if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.LockGrantedSignal {
+			if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == contract.LockGrantedSignal {
 				s.granted = ev.GetEventTime().AsTime()
 			}
-			if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == workflows.LockReleaseSignal {
+			if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == contract.LockReleaseSignal {
 				s.end = ev.GetEventTime().AsTime()
 			}
 		}
@@ -166,7 +167,7 @@ func TestIntegrationSharedFilesNeverInterleave(t *testing.T) {
 	// the three files among its keys, and it granted them in the order seen.
 	var grantOrder []string
 	for _, ev := range lockHistory(t, workflows.FileLockID(good)) {
-		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.LockAcquireSignal {
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == contract.LockAcquireSignal {
 			var r workflows.LockRequest
 			if err := env.codec.DataConverter().FromPayloads(a.GetInput(), &r); err != nil {
 				t.Fatal(err)
@@ -180,7 +181,7 @@ func TestIntegrationSharedFilesNeverInterleave(t *testing.T) {
 				}
 			}
 		}
-		if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == workflows.LockGrantedSignal {
+		if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == contract.LockGrantedSignal {
 			if id := a.GetWorkflowExecution().GetWorkflowId(); byID[id] != nil {
 				grantOrder = append(grantOrder, id)
 			}

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -108,7 +109,7 @@ func TestIntegrationAttackPlaintextEscapedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := "deploy/atk-escaped/" + time.Now().UTC().Format("150405.000")
-	if _, err := temporalCLI(t, "workflow", "start", "--type", "DeployWorkflow", "--task-queue", workflows.TaskQueue,
+	if _, err := temporalCLI(t, "workflow", "start", "--type", "DeployWorkflow", "--task-queue", contract.TaskQueue,
 		"--workflow-id", id, "--input-file", f); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +278,7 @@ func TestIntegrationAttackJunkNeverReachesLiveKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := "deploy/atk-junk-cli/" + time.Now().UTC().Format("150405.000")
-	if _, err := temporalCLI(t, "workflow", "start", "--type", "DeployWorkflow", "--task-queue", workflows.TaskQueue,
+	if _, err := temporalCLI(t, "workflow", "start", "--type", "DeployWorkflow", "--task-queue", contract.TaskQueue,
 		"--workflow-id", id, "--input-file", f, "--codec-endpoint", codecServer(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
@@ -39,7 +39,7 @@ func TestAttackPolicyRenewProfileFileRefused(t *testing.T) {
 	}
 	// Named by ID but not installed: refused by the worker, nothing issued.
 	r := certctlRun(t, "renew", "--profile", id, "--cert-id", "shop", "--as", "alice", "--request-id", uniqueID("r"))
-	if r.code == 0 || r.lastLine() != "outcome: "+outcome.InvalidInput || !strings.Contains(r.stdout+r.stderr, id+".yaml") {
+	if r.code == 0 || r.lastLine() != "outcome: "+contract.InvalidInput || !strings.Contains(r.stdout+r.stderr, id+".yaml") {
 		t.Fatalf("an uninstalled profile: exit %d, last line %q", r.code, r.lastLine())
 	}
 	wantServed(t, n, initial.LeafSHA256)
@@ -69,7 +69,7 @@ func TestAttackPolicyStarterBypassIgnored(t *testing.T) {
 	if s := certctlRun(t, "approvals", "reject", req, "--as", "bob", "--note", "attack test"); s.code != 0 {
 		t.Fatalf("reject: exit %d", s.code)
 	}
-	if out := r.wait(t); out.lastLine() != "outcome: "+outcome.ApprovalRejected {
+	if out := r.wait(t); out.lastLine() != "outcome: "+contract.ApprovalRejected {
 		t.Fatalf("last line %q", out.lastLine())
 	}
 	wantServed(t, n, initial.LeafSHA256)
@@ -107,7 +107,7 @@ func TestAttackPolicyTemporalStartCarriesNoPolicy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err = env.client.GetWorkflow(ctx, workflows.RenewID(req), "").Get(ctx, nil)
-	if outcome.Of(err) != outcome.ApprovalRejected {
+	if contract.Of(err) != contract.ApprovalRejected {
 		t.Fatalf("renewal ended %v", err)
 	}
 	wantServed(t, n, initial.LeafSHA256)
@@ -134,7 +134,7 @@ func refusedDeploy(t *testing.T, n *testsuite.Nginx, initial testsuite.Set, tg t
 	before := snapshot(t, n.CertPath, n.ChainPath, n.KeyPath)
 	r := deploy(t, tg, issue(t), "--output", "json")
 	res := r.result(t)
-	if r.code != 1 || res.Outcome != outcome.PolicyRefused {
+	if r.code != 1 || res.Outcome != contract.PolicyRefused {
 		t.Fatalf("exit %d, outcome %s (%s)", r.code, res.Outcome, res.Error)
 	}
 	for _, w := range wantInError {

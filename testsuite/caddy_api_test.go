@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/connectors/caddy"
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/testsuite"
 )
 
@@ -67,7 +67,7 @@ func TestCaddyAdminReloadAgainstCaddy(t *testing.T) {
 	last := issue(t)
 	r := deploy(t, tg, last, "--output", "json")
 	res := r.result(t)
-	if r.code != 0 || res.Outcome != outcome.Deployed {
+	if r.code != 0 || res.Outcome != contract.Deployed {
 		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
 	}
 	if d := stepDetails(res)["validate"]; !strings.Contains(d, "server check none") {

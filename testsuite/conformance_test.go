@@ -24,8 +24,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -284,7 +284,7 @@ func confFirstDeploy(t *testing.T, c *confRun) {
 	fresh := issue(t)
 	r := deploy(t, c.target(), fresh, "--output", "json")
 	res := r.result(t)
-	if r.code != 0 || res.Outcome != outcome.Deployed {
+	if r.code != 0 || res.Outcome != contract.Deployed {
 		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
 	}
 	ran := stepDetails(res)
@@ -304,7 +304,7 @@ func confFirstDeploy(t *testing.T, c *confRun) {
 func confIdempotent(t *testing.T, c *confRun) {
 	fresh := issue(t)
 	tg := c.target()
-	wantOutcome(t, deploy(t, tg, fresh), 0, outcome.Deployed)
+	wantOutcome(t, deploy(t, tg, fresh), 0, contract.Deployed)
 	// The second deploy's reload, were it run, would leave a mark and fail.
 	marker := filepath.Join(t.TempDir(), "reloaded")
 	tg.Config.ReloadCommand = script(t, fmt.Sprintf("touch %s\nexit 1\n", marker))
@@ -312,7 +312,7 @@ func confIdempotent(t *testing.T, c *confRun) {
 	before := c.snapshot(t)
 	r := deploy(t, tg, fresh, "--output", "json")
 	res := r.result(t)
-	if r.code != 0 || res.Outcome != outcome.SkippedIdempotent {
+	if r.code != 0 || res.Outcome != contract.SkippedIdempotent {
 		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
 	}
 	for _, step := range []string{"backup", "stage", "validate", "commit", "reload", "verify"} {
@@ -336,7 +336,7 @@ func confCheckFails(t *testing.T, c *confRun) {
 	tg.Config.ValidateCommand = broken
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, outcome.ValidateFailed)
+	wantOutcome(t, r, 1, contract.ValidateFailed)
 	if !strings.Contains(r.stdout, broken[0]) {
 		t.Errorf("the error does not name the server's check")
 	}
@@ -356,7 +356,7 @@ func confReloadFails(t *testing.T, c *confRun) {
 	tg.Config.ReloadSignal, tg.Config.PIDFile = "", ""
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, outcome.ReloadFailed)
+	wantOutcome(t, r, 1, contract.ReloadFailed)
 	for _, step := range []string{"rollback ", "rollback-reload ", "rollback-verify "} {
 		if !strings.Contains(r.stdout, "  "+step) {
 			t.Errorf("step %s not run", step)
@@ -379,7 +379,7 @@ func confVerifyFails(t *testing.T, c *confRun) {
 	tg.Config.PostDeployVerifyAttempts = 2
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, outcome.VerifyFailed)
+	wantOutcome(t, r, 1, contract.VerifyFailed)
 	wantSame(t, before)
 	c.wantServed(t, c.initial.LeafSHA256)
 }
@@ -400,7 +400,7 @@ func confMismatchedKey(t *testing.T, c *confRun) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	run, err := env.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: "deploy/" + c.id + "/mismatch", TaskQueue: workflows.TaskQueue,
+		ID: "deploy/" + c.id + "/mismatch", TaskQueue: contract.TaskQueue,
 	}, "DeployWorkflow", workflows.DeployRequest{Target: c.target(), Material: a.Material})
 	if err != nil {
 		t.Fatal(err)
@@ -408,8 +408,8 @@ func confMismatchedKey(t *testing.T, c *confRun) {
 	var res workflows.DeployResult
 	err = run.Get(ctx, &res)
 	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) || ae.Type() != outcome.InvalidInput {
-		t.Fatalf("a workflow started with a mismatched key ended %v, want %s", err, outcome.InvalidInput)
+	if !errors.As(err, &ae) || ae.Type() != contract.InvalidInput {
+		t.Fatalf("a workflow started with a mismatched key ended %v, want %s", err, contract.InvalidInput)
 	}
 	if strings.Contains(err.Error(), "PRIVATE KEY") {
 		t.Fatal("the error carries key material")
@@ -483,7 +483,7 @@ func confOwnerAndMode(t *testing.T, c *confRun) {
 			t.Fatal(err)
 		}
 	}
-	wantOutcome(t, deploy(t, c.target(), issue(t)), 0, outcome.Deployed)
+	wantOutcome(t, deploy(t, c.target(), issue(t)), 0, contract.Deployed)
 	for _, p := range keys {
 		wantModeOwner(t, p, 0o640, nobody, "existing")
 	}
@@ -496,7 +496,7 @@ func confOwnerAndMode(t *testing.T, c *confRun) {
 	for _, p := range keys {
 		setExplicit(t, &tg, p, 0o600, "root")
 	}
-	wantOutcome(t, deploy(t, tg, issue(t)), 0, outcome.Deployed)
+	wantOutcome(t, deploy(t, tg, issue(t)), 0, contract.Deployed)
 	for _, p := range keys {
 		wantModeOwner(t, p, 0o600, 0, "explicit")
 	}
@@ -510,7 +510,7 @@ func confOwnerAndMode(t *testing.T, c *confRun) {
 		}
 	}
 	last := issue(t)
-	wantOutcome(t, deploy(t, c.target(), last), 0, outcome.Deployed)
+	wantOutcome(t, deploy(t, c.target(), last), 0, contract.Deployed)
 	for _, p := range keys {
 		wantModeOwner(t, p, 0o640, 0, "existing, without other")
 	}
@@ -531,7 +531,7 @@ func confOwnerAndMode(t *testing.T, c *confRun) {
 	cfg.ReloadSignal, cfg.PIDFile = "", ""
 	cfg.PostDeployVerify = target.Verify{Enabled: &off}
 	fresh.TargetID += "-new"
-	wantOutcome(t, deploy(t, fresh, issue(t)), 0, outcome.Deployed)
+	wantOutcome(t, deploy(t, fresh, issue(t)), 0, contract.Deployed)
 	// The connector's user owns new files; where it is absent they keep root.
 	owner := 0
 	if _, err := user.Lookup(c.k.owner); err == nil && c.k.owner != "" {
@@ -553,7 +553,7 @@ func confDryRun(t *testing.T, c *confRun) {
 	before := c.snapshot(t)
 	r := deploy(t, c.target(), issue(t), "--dry-run", "--output", "json")
 	res := r.result(t)
-	if r.code != 0 || res.Outcome != outcome.DryRunPassed {
+	if r.code != 0 || res.Outcome != contract.DryRunPassed {
 		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
 	}
 	c.wantCheck(t, stepDetails(res)["validate"])
@@ -697,7 +697,7 @@ func TestConformanceDovecotImplicitTLS(t *testing.T) {
 	fresh := issue(t)
 	r := deploy(t, tg, fresh, "--output", "json")
 	res := r.result(t)
-	if r.code != 0 || res.Outcome != outcome.Deployed {
+	if r.code != 0 || res.Outcome != contract.Deployed {
 		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
 	}
 	certs, err := testsuite.ServedChain(context.Background(), d.ImapsEndpoint, testsuite.ProtoTLS)
@@ -716,7 +716,7 @@ func TestConformancePostfixVerifyProtocol(t *testing.T) {
 	tg := c.target()
 	tg.Config.PostDeployVerify.Protocol = ""
 	fresh := issue(t)
-	wantOutcome(t, deploy(t, tg, fresh), 0, outcome.Deployed)
+	wantOutcome(t, deploy(t, tg, fresh), 0, contract.Deployed)
 	c.wantServed(t, fresh.LeafSHA256)
 
 	tg.Config.PostDeployVerify.Protocol = testsuite.ProtoTLS
@@ -724,7 +724,7 @@ func TestConformancePostfixVerifyProtocol(t *testing.T) {
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t), "--output", "json")
 	res := r.result(t)
-	if r.code != 1 || res.Outcome != outcome.VerifyFailed {
+	if r.code != 1 || res.Outcome != contract.VerifyFailed {
 		t.Fatalf("exit %d outcome %s, want VerifyFailed", r.code, res.Outcome)
 	}
 	wantSame(t, before)
@@ -746,7 +746,7 @@ func TestConformanceHAProxyStalePIDFile(t *testing.T) {
 	tg.Config.PIDFile = stale
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, outcome.ValidateFailed)
+	wantOutcome(t, r, 1, contract.ValidateFailed)
 	if !strings.Contains(r.stdout, "not signalled") {
 		t.Errorf("the error does not say the pid file names another process")
 	}
@@ -788,7 +788,7 @@ func TestConformancePostfixNoticesDroppedSTARTTLS(t *testing.T) {
 	tg.Config.PostDeployVerifyAttempts = 2
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, outcome.VerifyFailed)
+	wantOutcome(t, r, 1, contract.VerifyFailed)
 	if !strings.Contains(r.stdout, "smtp-starttls") || !strings.Contains(r.stdout, "STARTTLS") {
 		t.Errorf("the verify error does not say STARTTLS failed")
 	}
@@ -808,7 +808,7 @@ func TestConformanceDovecotNoticesFailedHandshakes(t *testing.T) {
 	tg.Config.PostDeployVerifyAttempts = 2
 	before := c.snapshot(t)
 	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, outcome.VerifyFailed)
+	wantOutcome(t, r, 1, contract.VerifyFailed)
 	wantSame(t, before)
 	c.wantServed(t, c.initial.LeafSHA256)
 	c.wantClean(t)
@@ -843,7 +843,7 @@ func TestConformanceTraefikActsOnDynamicConfigOnly(t *testing.T) {
 	}
 	r := deploy(t, c.target(), fresh, "--output", "json")
 	res := r.result(t)
-	if r.code != 0 || res.Outcome != outcome.Deployed {
+	if r.code != 0 || res.Outcome != contract.Deployed {
 		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
 	}
 	c.wantServed(t, fresh.LeafSHA256)

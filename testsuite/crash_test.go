@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
@@ -30,7 +31,7 @@ func crashDeploy(t *testing.T, tg target.Target, set testsuite.Set, heartbeat ti
 	req := workflows.DeployRequest{Target: tg, Material: set.Material,
 		HeartbeatTimeout: target.Duration(heartbeat), HostWait: target.Duration(2 * time.Minute)}
 	run, err := env.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: fmt.Sprintf("deploy/%s/%d", tg.TargetID, time.Now().UnixNano()), TaskQueue: workflows.TaskQueue,
+		ID: fmt.Sprintf("deploy/%s/%d", tg.TargetID, time.Now().UnixNano()), TaskQueue: contract.TaskQueue,
 	}, "DeployWorkflow", req)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/codec"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -155,7 +156,7 @@ func TestIntegrationTemporalCLIStartsEncryptedDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := "deploy/cli-start/" + time.Now().UTC().Format("150405.000")
-	if _, err := temporalCLI(t, "workflow", "start", "--type", "DeployWorkflow", "--task-queue", workflows.TaskQueue,
+	if _, err := temporalCLI(t, "workflow", "start", "--type", "DeployWorkflow", "--task-queue", contract.TaskQueue,
 		"--workflow-id", id, "--input-file", f, "--codec-endpoint", url); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -37,7 +38,7 @@ func history(t *testing.T, id, runID string) []*historypb.HistoryEvent {
 func startDeploy(t *testing.T, tg target.Target, set testsuite.Set) client.WorkflowRun {
 	t.Helper()
 	run, err := env.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: fmt.Sprintf("deploy/%s/%d", tg.TargetID, time.Now().UnixNano()), TaskQueue: workflows.TaskQueue,
+		ID: fmt.Sprintf("deploy/%s/%d", tg.TargetID, time.Now().UnixNano()), TaskQueue: contract.TaskQueue,
 	}, "DeployWorkflow", workflows.DeployRequest{Target: tg, Material: set.Material})
 	if err != nil {
 		t.Fatal(err)
@@ -78,11 +79,11 @@ func TestIntegrationOneDeployPerTargetAtATime(t *testing.T) {
 		}
 		s := span{id: run.GetID(), res: res, leaf: sets[i].LeafSHA256}
 		for _, ev := range history(t, run.GetID(), run.GetRunID()) {
-			if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.LockGrantedSignal {
+			if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == contract.LockGrantedSignal {
 				s.granted = ev.GetEventTime().AsTime()
 			}
 			// The deploy's last step is over when it sends its release.
-			if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == workflows.LockReleaseSignal {
+			if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == contract.LockReleaseSignal {
 				s.end = ev.GetEventTime().AsTime()
 			}
 		}
@@ -97,7 +98,7 @@ func TestIntegrationOneDeployPerTargetAtATime(t *testing.T) {
 	var requested []string
 	for _, ev := range lockHistory(t, workflows.FileLockID(tg)) {
 		a := ev.GetWorkflowExecutionSignaledEventAttributes()
-		if a == nil || a.GetSignalName() != workflows.LockAcquireSignal {
+		if a == nil || a.GetSignalName() != contract.LockAcquireSignal {
 			continue
 		}
 		var r workflows.LockRequest

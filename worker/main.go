@@ -28,6 +28,7 @@ import (
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/clientenv"
 	_ "github.com/certctl/certctl/connectors/all"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
@@ -70,7 +71,7 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	}
 	defer c.Close()
 
-	queue := workflows.TaskQueue
+	queue := contract.TaskQueue
 	if host != "" {
 		queue = workflows.HostQueue(host)
 	}

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/contract"
 )
 
 // sweepLeftovers removes temp files a crashed worker left on this host:
@@ -20,7 +21,7 @@ func sweepLeftovers(ctx context.Context, c client.Client, logger *slog.Logger) {
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query:         `WorkflowType = "DeployWorkflow" AND ExecutionStatus = "Running"`,
+			Query:         `WorkflowType = "` + contract.DeployWorkflow + `" AND ExecutionStatus = "Running"`,
 			NextPageToken: token,
 		})
 		if err != nil {

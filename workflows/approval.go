@@ -13,8 +13,8 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/audit"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/identity"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
@@ -22,21 +22,10 @@ import (
 
 // Names an operator types for approvals.
 const (
-	ApprovalWorkflowName = "ApprovalWorkflow"
-	UpdateDecide         = "decide"
-	SignalApprove        = "approve"
-	SignalReject         = "reject"
-	QueryState           = "state"
 	// SystemBypass decides every request while CERTCTL_APPROVAL_BYPASS=true.
 	SystemBypass = "system-bypass"
 	// MaxNote bounds a decision's note.
 	MaxNote = 1000
-)
-
-// Decisions.
-const (
-	DecisionApprove = "approve"
-	DecisionReject  = "reject"
 )
 
 // States of a request: pending until closed by one of the others.
@@ -139,7 +128,7 @@ type ApprovalStatus struct {
 func (s ApprovalStatus) Approvals() int {
 	seen := map[string]bool{}
 	for _, d := range s.Decisions {
-		if d.Decision == DecisionApprove {
+		if d.Decision == contract.DecisionApprove {
 			seen[profile.ActorKey(d.Actor)] = true
 		}
 	}
@@ -196,11 +185,11 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 	if g.status.RequiredApprovals == 0 {
 		g.status.RequiredApprovals = 1
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (ApprovalStatus, error) { return g.snapshot(), nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryState, func() (ApprovalStatus, error) { return g.snapshot(), nil }); err != nil {
 		return ApprovalStatus{}, err
 	}
 	wake := workflow.NewBufferedChannel(ctx, 1)
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDecide,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.UpdateDecide,
 		func(ctx workflow.Context, in DecideInput) (ApprovalStatus, error) {
 			who, err := g.refusal(in.Actor, in.Decision, in.Note)
 			if err != nil {
@@ -246,8 +235,8 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 	g.record(ctx, audit.Event{Event: audit.Requested, Actor: g.status.RequestedBy, Via: "start"})
 	_ = workflow.UpsertTypedSearchAttributes(ctx, ApprovalStateKey.ValueSet(StatePending), ApprovalProfileKey.ValueSet(req.ProfileID))
 
-	approveCh := workflow.GetSignalChannel(ctx, SignalApprove)
-	rejectCh := workflow.GetSignalChannel(ctx, SignalReject)
+	approveCh := workflow.GetSignalChannel(ctx, contract.SignalApprove)
+	rejectCh := workflow.GetSignalChannel(ctx, contract.SignalReject)
 	if req.Bypass {
 		g.bypass(ctx)
 	} else {
@@ -259,8 +248,8 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 				g.expire(ctx)
 			}
 		})
-		sel.AddReceive(approveCh, func(c workflow.ReceiveChannel, _ bool) { g.signal(ctx, c, DecisionApprove) })
-		sel.AddReceive(rejectCh, func(c workflow.ReceiveChannel, _ bool) { g.signal(ctx, c, DecisionReject) })
+		sel.AddReceive(approveCh, func(c workflow.ReceiveChannel, _ bool) { g.signal(ctx, c, contract.DecisionApprove) })
+		sel.AddReceive(rejectCh, func(c workflow.ReceiveChannel, _ bool) { g.signal(ctx, c, contract.DecisionReject) })
 		sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
 		for g.pending() {
 			sel.Select(ctx)
@@ -275,10 +264,10 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 	for {
 		for signalsWaiting() {
 			if approveCh.Len() > 0 {
-				g.signal(ctx, approveCh, DecisionApprove)
+				g.signal(ctx, approveCh, contract.DecisionApprove)
 			}
 			if rejectCh.Len() > 0 {
-				g.signal(ctx, rejectCh, DecisionReject)
+				g.signal(ctx, rejectCh, contract.DecisionReject)
 			}
 		}
 		done := func() bool { return workflow.AllHandlersFinished(ctx) && g.audited >= g.seq }
@@ -308,12 +297,12 @@ func (r *ApprovalRequest) check(canon bool) (checked, error) {
 		return out, invalidInput(err)
 	}
 	if out.requestedBy == "" {
-		return out, outcome.Invalid("requested_by", "is required: two-person integrity needs to know who asked")
+		return out, contract.Invalid("requested_by", "is required: two-person integrity needs to know who asked")
 	}
 	if canon {
 		c, err := identity.Canonical(r.RequestedBy)
 		if err != nil {
-			return out, outcome.Invalid("requested_by", err.Error())
+			return out, contract.Invalid("requested_by", err.Error())
 		}
 		out.requestedBy = c
 	}
@@ -321,7 +310,7 @@ func (r *ApprovalRequest) check(canon bool) (checked, error) {
 		return out, invalidInput(err)
 	}
 	if r.RequiredApprovals < 0 {
-		return out, outcome.Invalid("required_approvals", "must not be negative")
+		return out, contract.Invalid("required_approvals", "must not be negative")
 	}
 	m := r.RequiredApprovals
 	if m == 0 {
@@ -335,18 +324,18 @@ func (r *ApprovalRequest) check(canon bool) (checked, error) {
 		if canon {
 			c, err := identity.Canonical(a)
 			if err != nil {
-				return out, outcome.Invalid(field, err.Error()+"; fix the profile's approvers")
+				return out, contract.Invalid(field, err.Error()+"; fix the profile's approvers")
 			}
 			k, entry = c, c
 		} else if k == "" {
-			return out, outcome.Invalid(field, "is empty")
+			return out, contract.Invalid(field, "is empty")
 		}
 		if j, dup := seen[k]; dup {
 			if canon {
-				return out, outcome.Invalid(field, fmt.Sprintf("%s and approvers[%d] %s are one identity (%s): list each approver once",
+				return out, contract.Invalid(field, fmt.Sprintf("%s and approvers[%d] %s are one identity (%s): list each approver once",
 					strconv.QuoteToASCII(a), j, strconv.QuoteToASCII(r.Approvers[j]), k))
 			}
-			return out, outcome.Invalid(field, fmt.Sprintf("%q is listed twice", a))
+			return out, contract.Invalid(field, fmt.Sprintf("%q is listed twice", a))
 		}
 		seen[k] = i
 		out.approvers = append(out.approvers, entry)
@@ -355,11 +344,11 @@ func (r *ApprovalRequest) check(canon bool) (checked, error) {
 		}
 	}
 	if len(r.Approvers) > 0 && m > eligible {
-		return out, outcome.Invalid("required_approvals", fmt.Sprintf(
+		return out, contract.Invalid("required_approvals", fmt.Sprintf(
 			"%d approvals can never be given: the pool has %d approver(s) other than the requester", m, eligible))
 	}
 	if r.Timeout < 0 {
-		return out, outcome.Invalid("timeout", "must not be negative")
+		return out, contract.Invalid("timeout", "must not be negative")
 	}
 	out.timeout = r.Timeout.D()
 	if r.Timeout == 0 {
@@ -371,9 +360,9 @@ func (r *ApprovalRequest) check(canon bool) (checked, error) {
 func invalidInput(err error) error {
 	var fe *profile.FieldError
 	if errors.As(err, &fe) {
-		return outcome.Invalid(fe.Field, fe.Msg)
+		return contract.Invalid(fe.Field, fe.Msg)
 	}
-	return outcome.Invalid("input", err.Error())
+	return contract.Invalid("input", err.Error())
 }
 
 // gate is one request's state. Every method runs on the workflow's
@@ -401,7 +390,7 @@ func (g *gate) snapshot() ApprovalStatus {
 }
 
 func refuse(format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), outcome.ApprovalRefused, nil)
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), contract.ApprovalRefused, nil)
 }
 
 // refusal says why a decision must not be obeyed, or nil, and who decides
@@ -421,8 +410,8 @@ func (g *gate) refusal(actor, decision, note string) (string, error) {
 		who = c
 	}
 	switch {
-	case decision != DecisionApprove && decision != DecisionReject:
-		return "", refuse("decision %q: want %q or %q", decision, DecisionApprove, DecisionReject)
+	case decision != contract.DecisionApprove && decision != contract.DecisionReject:
+		return "", refuse("decision %q: want %q or %q", decision, contract.DecisionApprove, contract.DecisionReject)
 	case len(note) > MaxNote:
 		return "", refuse("note is longer than %d characters", MaxNote)
 	case s.State != StatePending:
@@ -448,7 +437,7 @@ func (g *gate) refusal(actor, decision, note string) (string, error) {
 	// Approving twice is refused; an approver who changes their mind may
 	// still reject (stopping is always allowed).
 	for _, d := range s.Decisions {
-		if decision == DecisionApprove && profile.ActorKey(d.Actor) == profile.ActorKey(who) {
+		if decision == contract.DecisionApprove && profile.ActorKey(d.Actor) == profile.ActorKey(who) {
 			return "", refuse("%s already approved %s: the %d more approval(s) it needs must come from other approvers",
 				who, s.RequestID, s.RequiredApprovals-s.Approvals())
 		}
@@ -509,7 +498,7 @@ func (g *gate) refuseReuse(ctx workflow.Context, earlier activities.EarlierRun) 
 	workflow.GetLogger(ctx).Warn("approval request ID reused: refused", "request_id", s.RequestID, "earlier_run", earlier.RunID, "earlier_state", state)
 	seq := g.record(ctx, audit.Event{Event: audit.Refused, Actor: s.RequestedBy, Reason: reason, Via: "start"})
 	_ = workflow.Await(ctx, func() bool { return g.audited >= seq && workflow.AllHandlersFinished(ctx) })
-	return g.snapshot(), temporal.NewNonRetryableApplicationError(reason, outcome.RequestClosed, nil, earlier)
+	return g.snapshot(), temporal.NewNonRetryableApplicationError(reason, contract.RequestClosed, nil, earlier)
 }
 
 // apply obeys a decision that passed refusal and returns its event's sequence.
@@ -520,7 +509,7 @@ func (g *gate) apply(ctx workflow.Context, actor, decision, note, via string) in
 	s.Decisions = append(s.Decisions, Decision{Actor: who, Decision: decision, Note: note, At: now})
 	ev := audit.Event{Actor: who, Decision: decision, Note: note, Via: via}
 	switch {
-	case decision == DecisionReject:
+	case decision == contract.DecisionReject:
 		ev.Event = audit.Rejected
 		g.close(ctx, StateRejected, who)
 	case s.Approvals() >= s.RequiredApprovals:
@@ -553,9 +542,9 @@ func (g *gate) bypass(ctx workflow.Context) {
 	workflow.GetLogger(ctx).Warn("approval bypassed: CERTCTL_APPROVAL_BYPASS=true (dev and CI only)", "request_id", g.status.RequestID)
 	now := workflow.Now(ctx)
 	note := "CERTCTL_APPROVAL_BYPASS=true"
-	g.status.Decisions = append(g.status.Decisions, Decision{Actor: SystemBypass, Decision: DecisionApprove, Note: note, At: now})
+	g.status.Decisions = append(g.status.Decisions, Decision{Actor: SystemBypass, Decision: contract.DecisionApprove, Note: note, At: now})
 	g.close(ctx, StateBypassed, SystemBypass)
-	g.record(ctx, audit.Event{Event: audit.Bypassed, Actor: SystemBypass, Decision: DecisionApprove, Note: note, Via: "bypass"})
+	g.record(ctx, audit.Event{Event: audit.Bypassed, Actor: SystemBypass, Decision: contract.DecisionApprove, Note: note, Via: "bypass"})
 }
 
 // signal takes one signal off c and obeys or refuses it.
@@ -618,7 +607,7 @@ func (g *gate) record(ctx workflow.Context, ev audit.Event) int {
 // lines follow the history's order.
 func (g *gate) startAuditor(ctx workflow.Context) {
 	opts := workflow.ActivityOptions{
-		TaskQueue:           TaskQueue,
+		TaskQueue:           contract.TaskQueue,
 		StartToCloseTimeout: 30 * time.Second,
 		// The audit line must be written: retry until it is (the pending
 		// activity and its last error show in the Web UI).

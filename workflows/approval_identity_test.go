@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/activities"
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
@@ -50,7 +50,7 @@ func TestApprovalLookAlikeRequesterCannotSelfApprove(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env, path := approvalEnv(t)
-			u := decideAt(t, env, time.Minute, c.actor, DecisionApprove, "it's me, someone else")
+			u := decideAt(t, env, time.Minute, c.actor, contract.DecisionApprove, "it's me, someone else")
 			env.ExecuteWorkflow(ApprovalWorkflow, openRequest())
 			st := finalState(t, env)
 			wantRefused(t, u, c.want)
@@ -64,9 +64,9 @@ func TestApprovalLookAlikeRequesterCannotSelfApprove(t *testing.T) {
 
 func TestApprovalLookAlikeSignalsRecordedNeverObeyed(t *testing.T) {
 	env, path := approvalEnv(t)
-	signalAt(env, time.Minute, SignalApprove, SignalInput{Actor: "ａｌｉｃｅ", Note: "full width"})
-	signalAt(env, 2*time.Minute, SignalApprove, SignalInput{Actor: "\u0430lice"})
-	signalAt(env, 3*time.Minute, SignalApprove, SignalInput{Actor: "alice\u200b"})
+	signalAt(env, time.Minute, contract.SignalApprove, SignalInput{Actor: "ａｌｉｃｅ", Note: "full width"})
+	signalAt(env, 2*time.Minute, contract.SignalApprove, SignalInput{Actor: "\u0430lice"})
+	signalAt(env, 3*time.Minute, contract.SignalApprove, SignalInput{Actor: "alice\u200b"})
 	env.ExecuteWorkflow(ApprovalWorkflow, openRequest())
 	st := finalState(t, env)
 	if st.State != StateExpired || len(st.Decisions) != 0 || len(st.Refused) != 3 {
@@ -104,7 +104,7 @@ func TestApprovalPoolRefusedAtStart(t *testing.T) {
 			req.Approvers, req.RequiredApprovals = c.approvers, 2
 			env.ExecuteWorkflow(ApprovalWorkflow, req)
 			err := env.GetWorkflowError()
-			if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(err.Error(), c.want) {
+			if contract.Of(err) != contract.InvalidInput || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("pool %+q: want InvalidInput naming %q, got %v", c.approvers, c.want, err)
 			}
 			if _, err := os.Stat(path); len(*got) != 0 || !os.IsNotExist(err) {
@@ -119,7 +119,7 @@ func TestApprovalRequesterMustBeAnIdentity(t *testing.T) {
 	req := openRequest()
 	req.RequestedBy = "alice\u200b"
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
-	if err := env.GetWorkflowError(); outcome.Of(err) != outcome.InvalidInput || !strings.Contains(err.Error(), "requested_by: ") {
+	if err := env.GetWorkflowError(); contract.Of(err) != contract.InvalidInput || !strings.Contains(err.Error(), "requested_by: ") {
 		t.Fatalf("want InvalidInput naming requested_by, got %v", err)
 	}
 }
@@ -130,7 +130,7 @@ func TestApprovalMappedPoolMember(t *testing.T) {
 	env, _ := approvalEnv(t)
 	req := approvalRequest()
 	req.RequestedBy, req.Approvers = "Alice", []string{"ＢＯＢ", "carol"}
-	u := decideAt(t, env, time.Minute, "bob", DecisionApprove, "")
+	u := decideAt(t, env, time.Minute, "bob", contract.DecisionApprove, "")
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
 	st := finalState(t, env)
 	wantAccepted(t, u)
@@ -145,10 +145,10 @@ func TestApprovalReusedRequestIDRefused(t *testing.T) {
 	env, path := approvalEnvAfter(t, []activities.EarlierRun{{RunID: "run-0", Status: "completed", State: StateRejected,
 		StartTime: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}})
 	got := states(env)
-	u := decideAt(t, env, time.Minute, "bob", DecisionApprove, "")
+	u := decideAt(t, env, time.Minute, "bob", contract.DecisionApprove, "")
 	env.ExecuteWorkflow(ApprovalWorkflow, approvalRequest())
 	err := env.GetWorkflowError()
-	if outcome.Of(err) != outcome.RequestClosed || !strings.Contains(err.Error(), "run-0 (rejected, completed, started 2026-11-30T09:00:00Z)") {
+	if contract.Of(err) != contract.RequestClosed || !strings.Contains(err.Error(), "run-0 (rejected, completed, started 2026-11-30T09:00:00Z)") {
 		t.Fatalf("want RequestClosed naming the earlier run, got %v", err)
 	}
 	if strings.Join(*got, ",") != StateRefused {
@@ -165,8 +165,8 @@ func TestApprovalReusedRequestIDRefused(t *testing.T) {
 func TestApprovalOldRunValidatorRefusesLookAlikes(t *testing.T) {
 	env, _ := approvalEnv(t)
 	env.OnGetVersion(identityChange, workflow.DefaultVersion, identityVersion).Return(workflow.DefaultVersion)
-	cyr := decideAt(t, env, time.Minute, "\u0430lice", DecisionApprove, "")
-	wide := decideAt(t, env, 2*time.Minute, "ａｌｉｃｅ", DecisionApprove, "")
+	cyr := decideAt(t, env, time.Minute, "\u0430lice", contract.DecisionApprove, "")
+	wide := decideAt(t, env, 2*time.Minute, "ａｌｉｃｅ", contract.DecisionApprove, "")
 	env.ExecuteWorkflow(ApprovalWorkflow, openRequest())
 	st := finalState(t, env)
 	wantRefused(t, cyr, "mixes scripts")

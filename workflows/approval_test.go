@@ -15,7 +15,7 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/audit"
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
 )
@@ -63,7 +63,7 @@ type update struct {
 func decideAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, at time.Duration, actor, decision, note string) *update {
 	u := &update{}
 	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow(UpdateDecide, "", &testsuite.TestUpdateCallback{
+		env.UpdateWorkflow(contract.UpdateDecide, "", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { u.refused = err },
 			OnAccept: func() { u.accepted = true },
 			OnComplete: func(v any, err error) {
@@ -108,8 +108,8 @@ func wantRefused(t *testing.T, u *update, substr string) {
 	if u.accepted || u.done {
 		t.Fatal("a refused update must never be accepted: validator rejections do not enter history")
 	}
-	if outcome.Of(u.refused) != outcome.ApprovalRefused {
-		t.Fatalf("refusal type %q, want %s: %v", outcome.Of(u.refused), outcome.ApprovalRefused, u.refused)
+	if contract.Of(u.refused) != contract.ApprovalRefused {
+		t.Fatalf("refusal type %q, want %s: %v", contract.Of(u.refused), contract.ApprovalRefused, u.refused)
 	}
 	if !strings.Contains(u.refused.Error(), substr) {
 		t.Fatalf("refusal %q lacks %q", u.refused, substr)
@@ -187,7 +187,7 @@ func TestApprovalCustomTimeoutThenDecisionRefused(t *testing.T) {
 	req := approvalRequest()
 	req.Timeout = target.Duration(2 * time.Hour)
 	env.OnActivity(ra.Audit, mock.Anything, mock.Anything).Return(renewal.AuditResult{Written: true}, nil).After(time.Minute)
-	late := decideAt(t, env, 2*time.Hour+30*time.Second, "bob", DecisionApprove, "too late")
+	late := decideAt(t, env, 2*time.Hour+30*time.Second, "bob", contract.DecisionApprove, "too late")
 	start := env.Now()
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
 	st := finalState(t, env)
@@ -207,14 +207,14 @@ func TestApprovalApprovedByAnotherActor(t *testing.T) {
 	env, path := approvalEnv(t)
 	var pending ApprovalStatus
 	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(QueryState)
+		v, err := env.QueryWorkflow(contract.QueryState)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		_ = v.Get(&pending)
 	}, 30*time.Minute)
-	u := decideAt(t, env, time.Hour, "Bob", DecisionApprove, "ticket 123")
+	u := decideAt(t, env, time.Hour, "Bob", contract.DecisionApprove, "ticket 123")
 	env.ExecuteWorkflow(ApprovalWorkflow, approvalRequest())
 	st := finalState(t, env)
 	wantAccepted(t, u)
@@ -237,9 +237,9 @@ func TestApprovalApprovedByAnotherActor(t *testing.T) {
 
 func TestApprovalSelfApprovalRefusedTrimmedAndCaseFolded(t *testing.T) {
 	env, path := approvalEnv(t)
-	self := decideAt(t, env, time.Minute, " ALICE ", DecisionApprove, "")
-	selfReject := decideAt(t, env, 2*time.Minute, "alice", DecisionReject, "")
-	ok := decideAt(t, env, 3*time.Minute, "carol", DecisionApprove, "")
+	self := decideAt(t, env, time.Minute, " ALICE ", contract.DecisionApprove, "")
+	selfReject := decideAt(t, env, 2*time.Minute, "alice", contract.DecisionReject, "")
+	ok := decideAt(t, env, 3*time.Minute, "carol", contract.DecisionApprove, "")
 	env.ExecuteWorkflow(ApprovalWorkflow, approvalRequest())
 	st := finalState(t, env)
 	wantRefused(t, self, "two-person integrity")
@@ -258,10 +258,10 @@ func TestApprovalTwoOfThree(t *testing.T) {
 	env, path := approvalEnv(t)
 	req := approvalRequest()
 	req.Approvers, req.RequiredApprovals = []string{"bob", "carol", "dave"}, 2
-	first := decideAt(t, env, time.Minute, "bob", DecisionApprove, "")
-	again := decideAt(t, env, 2*time.Minute, " BOB", DecisionApprove, "")
-	stranger := decideAt(t, env, 3*time.Minute, "mallory", DecisionApprove, "")
-	second := decideAt(t, env, 4*time.Minute, "dave", DecisionApprove, "")
+	first := decideAt(t, env, time.Minute, "bob", contract.DecisionApprove, "")
+	again := decideAt(t, env, 2*time.Minute, " BOB", contract.DecisionApprove, "")
+	stranger := decideAt(t, env, 3*time.Minute, "mallory", contract.DecisionApprove, "")
+	second := decideAt(t, env, 4*time.Minute, "dave", contract.DecisionApprove, "")
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
 	st := finalState(t, env)
 	wantAccepted(t, first)
@@ -287,9 +287,9 @@ func TestApprovalRejectEndsIt(t *testing.T) {
 			decidedBy = v
 		}
 	}).Return(nil)
-	approve := decideAt(t, env, time.Minute, "bob", DecisionApprove, "")
-	reject := decideAt(t, env, 2*time.Minute, "carol", DecisionReject, "wrong SANs")
-	late := decideAt(t, env, 3*time.Minute, "bob", DecisionReject, "")
+	approve := decideAt(t, env, time.Minute, "bob", contract.DecisionApprove, "")
+	reject := decideAt(t, env, 2*time.Minute, "carol", contract.DecisionReject, "wrong SANs")
+	late := decideAt(t, env, 3*time.Minute, "bob", contract.DecisionReject, "")
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
 	st := finalState(t, env)
 	wantAccepted(t, approve)
@@ -308,9 +308,9 @@ func TestApprovalApproverChangesMindToReject(t *testing.T) {
 	env, path := approvalEnv(t)
 	req := approvalRequest()
 	req.RequiredApprovals = 2
-	approve := decideAt(t, env, time.Minute, "bob", DecisionApprove, "")
-	again := decideAt(t, env, 2*time.Minute, "bob", DecisionApprove, "")
-	reject := decideAt(t, env, 3*time.Minute, " Bob", DecisionReject, "changed my mind")
+	approve := decideAt(t, env, time.Minute, "bob", contract.DecisionApprove, "")
+	again := decideAt(t, env, 2*time.Minute, "bob", contract.DecisionApprove, "")
+	reject := decideAt(t, env, 3*time.Minute, " Bob", contract.DecisionReject, "changed my mind")
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
 	st := finalState(t, env)
 	wantAccepted(t, approve)
@@ -326,9 +326,9 @@ func TestApprovalRefusesMalformedDecisions(t *testing.T) {
 	env, _ := approvalEnv(t)
 	req := approvalRequest()
 	req.Timeout = target.Duration(time.Hour)
-	empty := decideAt(t, env, time.Minute, "  ", DecisionApprove, "")
+	empty := decideAt(t, env, time.Minute, "  ", contract.DecisionApprove, "")
 	maybe := decideAt(t, env, 2*time.Minute, "bob", "maybe", "")
-	long := decideAt(t, env, 3*time.Minute, "bob", DecisionApprove, strings.Repeat("x", MaxNote+1))
+	long := decideAt(t, env, 3*time.Minute, "bob", contract.DecisionApprove, strings.Repeat("x", MaxNote+1))
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
 	st := finalState(t, env)
 	wantRefused(t, empty, "actor is empty")
@@ -344,8 +344,8 @@ func TestApprovalEmptyPoolAnyoneButRequester(t *testing.T) {
 	env, _ := approvalEnv(t)
 	req := approvalRequest()
 	req.Approvers = nil
-	self := decideAt(t, env, time.Minute, "Alice", DecisionApprove, "")
-	other := decideAt(t, env, 2*time.Minute, "zed", DecisionApprove, "")
+	self := decideAt(t, env, time.Minute, "Alice", contract.DecisionApprove, "")
+	other := decideAt(t, env, 2*time.Minute, "zed", contract.DecisionApprove, "")
 	env.ExecuteWorkflow(ApprovalWorkflow, req)
 	st := finalState(t, env)
 	wantRefused(t, self, "two-person integrity")
@@ -385,13 +385,13 @@ func TestApprovalBypass(t *testing.T) {
 // refused and recorded before the workflow ends.
 func TestApprovalSignalsRefusedAndRecorded(t *testing.T) {
 	env, path := approvalEnv(t)
-	signalAt(env, time.Minute, SignalApprove, SignalInput{Actor: "ALICE", Note: "my own"})
-	signalAt(env, 2*time.Minute, SignalReject, SignalInput{Actor: "mallory"})
-	signalAt(env, 3*time.Minute, SignalApprove, "bob") // not an object
-	signalAt(env, 4*time.Minute, SignalApprove, nil)   // JSON null: no actor
+	signalAt(env, time.Minute, contract.SignalApprove, SignalInput{Actor: "ALICE", Note: "my own"})
+	signalAt(env, 2*time.Minute, contract.SignalReject, SignalInput{Actor: "mallory"})
+	signalAt(env, 3*time.Minute, contract.SignalApprove, "bob") // not an object
+	signalAt(env, 4*time.Minute, contract.SignalApprove, nil)   // JSON null: no actor
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(SignalApprove, SignalInput{Actor: "bob", Note: "ok"})
-		env.SignalWorkflow(SignalReject, SignalInput{Actor: "carol", Note: "late"})
+		env.SignalWorkflow(contract.SignalApprove, SignalInput{Actor: "bob", Note: "ok"})
+		env.SignalWorkflow(contract.SignalReject, SignalInput{Actor: "carol", Note: "late"})
 	}, 5*time.Minute)
 	env.ExecuteWorkflow(ApprovalWorkflow, approvalRequest())
 	st := finalState(t, env)
@@ -441,7 +441,7 @@ func TestApprovalInvalidInput(t *testing.T) {
 			env.ExecuteWorkflow(ApprovalWorkflow, req)
 			err := env.GetWorkflowError()
 			var ae *temporal.ApplicationError
-			if !errors.As(err, &ae) || ae.Type() != outcome.InvalidInput || !strings.Contains(ae.Error(), c.field) {
+			if !errors.As(err, &ae) || ae.Type() != contract.InvalidInput || !strings.Contains(ae.Error(), c.field) {
 				t.Fatalf("want InvalidInput naming %s, got %v", c.field, err)
 			}
 		})

@@ -13,16 +13,13 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/target"
 )
 
-// TaskQueue runs the workflows and the agentless steps.
-const TaskQueue = "certctl"
-
 // HostQueue is the queue of the worker on host: file steps run there.
-func HostQueue(host string) string { return "certctl-host-" + host }
+func HostQueue(host string) string { return contract.HostQueuePrefix + host }
 
 // DefaultHostWait is how long a step waits for its host's worker to poll.
 const DefaultHostWait = 5 * time.Minute
@@ -102,8 +99,8 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 			MaximumInterval:    10 * time.Second,
 			MaximumAttempts:    5,
 			NonRetryableErrorTypes: []string{
-				outcome.InvalidInput, outcome.ValidateFailed, outcome.ReloadFailed, outcome.RollbackFailed,
-				outcome.PolicyRefused, "CommitLost", "PlanMismatch", "ConcurrentChange",
+				contract.InvalidInput, contract.ValidateFailed, contract.ReloadFailed, contract.RollbackFailed,
+				contract.PolicyRefused, contract.CommitLost, contract.PlanMismatch, contract.ConcurrentChange,
 			},
 		},
 	}
@@ -120,11 +117,11 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 		if err := t.Validate(); err != nil {
 			var fe *target.FieldError
 			if errors.As(err, &fe) {
-				err = outcome.Invalid(fe.Field, fe.Msg)
+				err = contract.Invalid(fe.Field, fe.Msg)
 			} else {
-				err = outcome.Invalid("target", err.Error())
+				err = contract.Invalid("target", err.Error())
 			}
-			d.end(outcome.InvalidInput, err)
+			d.end(contract.InvalidInput, err)
 			return d.finish(ctx, req)
 		}
 	}
@@ -141,9 +138,9 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 			lockID, keys, release, err = acquireFiles(ctx, req.Target, req.Material)
 			detail = "waited for " + lockID + ": " + strings.Join(keys, ", ")
 		}
-		d.res.Steps = append(d.res.Steps, Step{Name: "lock", Ms: workflow.Now(ctx).Sub(start).Milliseconds(), Detail: detail})
+		d.res.Steps = append(d.res.Steps, Step{Name: string(contract.StepLock), Ms: workflow.Now(ctx).Sub(start).Milliseconds(), Detail: detail})
 		if err != nil {
-			d.end(outcome.HostUnavailable, err)
+			d.end(contract.HostUnavailable, err)
 			return d.finish(ctx, req)
 		}
 		defer release()
@@ -157,7 +154,7 @@ func (d *deploy) finish(ctx workflow.Context, req DeployRequest) (DeployResult, 
 
 	_ = workflow.UpsertTypedSearchAttributes(ctx, OutcomeKey.ValueSet(d.res.Outcome))
 	recordDeploy(ctx, req.Target.TargetType, d.res)
-	if outcome.Succeeded(d.res.Outcome) {
+	if contract.Succeeded(d.res.Outcome) {
 		return d.res, nil
 	}
 	return d.res, temporal.NewNonRetryableApplicationError(d.res.Error, d.res.Outcome, nil, d.res)
@@ -165,7 +162,7 @@ func (d *deploy) finish(ctx workflow.Context, req DeployRequest) (DeployResult, 
 
 func queueFor(t target.Target) string {
 	if t.Host == "" {
-		return TaskQueue
+		return contract.TaskQueue
 	}
 	return HostQueue(t.Host)
 }
@@ -179,13 +176,13 @@ type deploy struct {
 var a *activities.Activities
 
 // step runs one activity and records it as a step.
-func (d *deploy) step(ctx workflow.Context, name string, opts workflow.ActivityOptions, fn, in, out any) error {
+func (d *deploy) step(ctx workflow.Context, name contract.Step, opts workflow.ActivityOptions, fn, in, out any) error {
 	start := workflow.Now(ctx)
 	// The step name is the activity ID: the Web UI and `certctl deploy` show
 	// "rollback-reload", not a second "Reload".
-	opts.ActivityID = name
+	opts.ActivityID = string(name)
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, in).Get(ctx, out)
-	s := Step{Name: name, Ms: workflow.Now(ctx).Sub(start).Milliseconds()}
+	s := Step{Name: string(name), Ms: workflow.Now(ctx).Sub(start).Milliseconds()}
 	if err != nil {
 		s.Failed, s.Detail = true, errMessage(err)
 	}
@@ -208,8 +205,8 @@ func (d *deploy) end(o string, err error) {
 
 func (d *deploy) run(ctx workflow.Context, m material.Material) {
 	var plan activities.Plan
-	if err := d.step(ctx, "plan", d.opts, a.Plan, activities.PlanInput{Request: d.req, Material: m}, &plan); err != nil {
-		d.end(beforeCommit(err, outcome.ValidateFailed), err)
+	if err := d.step(ctx, contract.StepPlan, d.opts, a.Plan, activities.PlanInput{Request: d.req, Material: m}, &plan); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
 		return
 	}
 	d.res.LeafSHA256, d.res.Files = plan.LeafSHA256, plan.Files
@@ -223,7 +220,7 @@ func (d *deploy) run(ctx workflow.Context, m material.Material) {
 	}
 	switch plan.Action {
 	case activities.ActionSkip:
-		d.end(outcome.SkippedIdempotent, nil)
+		d.end(contract.SkippedIdempotent, nil)
 		return
 	case activities.ActionReload:
 		// Files match but the old leaf is served (a crash between commit and
@@ -231,33 +228,33 @@ func (d *deploy) run(ctx workflow.Context, m material.Material) {
 		if err := d.reloadAndVerify(ctx, plan, activities.Backups{}); err != nil {
 			return
 		}
-		d.end(outcome.Deployed, nil)
+		d.end(contract.Deployed, nil)
 		return
 	}
 
 	var backups activities.Backups
-	if err := d.step(ctx, "backup", d.opts, a.Backup, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req}, Plan: plan}, &backups); err != nil {
-		d.end(beforeCommit(err, outcome.ValidateFailed), err)
+	if err := d.step(ctx, contract.StepBackup, d.opts, a.Backup, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req}, Plan: plan}, &backups); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
 		d.cleanup(ctx, plan, activities.Staged{}, backups, false)
 		return
 	}
 	d.res.Backups = backups.Files
 	var staged activities.Staged
-	if err := d.step(ctx, "stage", d.opts, a.Stage, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req, Material: m}, Plan: plan}, &staged); err != nil {
-		d.end(beforeCommit(err, outcome.ValidateFailed), err)
+	if err := d.step(ctx, contract.StepStage, d.opts, a.Stage, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req, Material: m}, Plan: plan}, &staged); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
 		d.cleanup(ctx, plan, staged, backups, false)
 		return
 	}
 	var check activities.ValidateResult
-	if err := d.step(ctx, "validate", d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged}, &check); err != nil {
-		d.end(beforeCommit(err, outcome.ValidateFailed), err)
+	if err := d.step(ctx, contract.StepValidate, d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged}, &check); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
 		d.cleanup(ctx, plan, staged, backups, false)
 		return
 	}
 	d.note(checkDetail(check))
 	var commit activities.CommitResult
-	if err := d.step(ctx, "commit", d.opts, a.Commit, activities.CommitInput{Request: d.req, Plan: plan, Staged: staged}, &commit); err != nil {
-		d.compensate(ctx, plan, backups, outcome.CommitFailed, err, false)
+	if err := d.step(ctx, contract.StepCommit, d.opts, a.Commit, activities.CommitInput{Request: d.req, Plan: plan, Staged: staged}, &commit); err != nil {
+		d.compensate(ctx, plan, backups, contract.CommitFailed, err, false)
 		// The staged key copies must not stay beside the live files.
 		d.cleanup(ctx, plan, staged, backups, false)
 		return
@@ -266,8 +263,8 @@ func (d *deploy) run(ctx workflow.Context, m material.Material) {
 		// The check could not see the staged files: it runs on the live files
 		// now, and a failure restores the backups without ever reloading.
 		var live activities.ValidateResult
-		if err := d.step(ctx, "validate-live", d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged, Live: true}, &live); err != nil {
-			d.compensate(ctx, plan, backups, outcome.ValidateFailed, err, false)
+		if err := d.step(ctx, contract.StepValidateLive, d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged, Live: true}, &live); err != nil {
+			d.compensate(ctx, plan, backups, contract.ValidateFailed, err, false)
 			return
 		}
 	}
@@ -275,7 +272,7 @@ func (d *deploy) run(ctx workflow.Context, m material.Material) {
 		return
 	}
 	d.cleanup(ctx, plan, staged, backups, true)
-	d.end(outcome.Deployed, nil)
+	d.end(contract.Deployed, nil)
 }
 
 // reloadAndVerify reloads and checks the served leaf; on failure it
@@ -291,17 +288,17 @@ func (d *deploy) reloadAndVerify(ctx workflow.Context, plan activities.Plan, bac
 		d.compensate(ctx, plan, backups, o, err, true)
 	}
 	var reload activities.CommandResult
-	if err := d.step(ctx, "reload", d.opts, a.Reload, d.req, &reload); err != nil {
-		fail(outcome.ReloadFailed, err)
+	if err := d.step(ctx, contract.StepReload, d.opts, a.Reload, d.req, &reload); err != nil {
+		fail(contract.ReloadFailed, err)
 		return err
 	}
 	if !d.req.Target.Config.VerifyEnabled() {
-		d.res.Steps = append(d.res.Steps, Step{Name: "verify", Detail: "skipped: post_deploy_verify.enabled is false"})
+		d.res.Steps = append(d.res.Steps, Step{Name: string(contract.StepVerify), Detail: "skipped: post_deploy_verify.enabled is false"})
 		return nil
 	}
 	var v activities.VerifyResult
-	if err := d.step(ctx, "verify", d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.LeafSHA256}, &v); err != nil {
-		fail(outcome.VerifyFailed, err)
+	if err := d.step(ctx, contract.StepVerify, d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.LeafSHA256}, &v); err != nil {
+		fail(contract.VerifyFailed, err)
 		return err
 	}
 	d.note(fmt.Sprintf("served %s (attempt %d)", v.Served, v.Attempt))
@@ -313,16 +310,16 @@ func (d *deploy) reloadAndVerify(ctx workflow.Context, plan activities.Plan, bac
 // The outcome is o unless the rollback itself fails: then RollbackFailed.
 func (d *deploy) compensate(ctx workflow.Context, plan activities.Plan, backups activities.Backups, o string, cause error, reload bool) {
 	if isHostTimeout(cause) {
-		o = outcome.HostUnavailable
+		o = contract.HostUnavailable
 	}
 	d.end(o, cause)
 	rollbackOpts := d.opts
 	// A rollback keeps trying longer than a forward step: it is the last
 	// chance to leave the target serving.
 	rollbackOpts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 10,
-		NonRetryableErrorTypes: []string{outcome.RollbackFailed, outcome.ReloadFailed, outcome.InvalidInput}}
+		NonRetryableErrorTypes: []string{contract.RollbackFailed, contract.ReloadFailed, contract.InvalidInput}}
 	var rb activities.RollbackResult
-	if err := d.step(ctx, "rollback", rollbackOpts, a.Rollback, activities.RollbackInput{Request: d.req, Plan: plan, Backups: backups}, &rb); err != nil {
+	if err := d.step(ctx, contract.StepRollback, rollbackOpts, a.Rollback, activities.RollbackInput{Request: d.req, Plan: plan, Backups: backups}, &rb); err != nil {
 		d.rollbackFailed(cause, err)
 		return
 	}
@@ -330,20 +327,20 @@ func (d *deploy) compensate(ctx workflow.Context, plan activities.Plan, backups 
 		return
 	}
 	var r activities.CommandResult
-	if err := d.step(ctx, "rollback-reload", rollbackOpts, a.Reload, d.req, &r); err != nil {
+	if err := d.step(ctx, contract.StepRollbackReload, rollbackOpts, a.Reload, d.req, &r); err != nil {
 		d.rollbackFailed(cause, err)
 		return
 	}
 	if d.req.Target.Config.VerifyEnabled() && plan.ServedSHA256 != "" {
 		var v activities.VerifyResult
-		if err := d.step(ctx, "rollback-verify", d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.ServedSHA256}, &v); err != nil {
+		if err := d.step(ctx, contract.StepRollbackVerify, d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.ServedSHA256}, &v); err != nil {
 			d.rollbackFailed(cause, err)
 		}
 	}
 }
 
 func (d *deploy) rollbackFailed(cause, err error) {
-	d.res.Outcome = outcome.RollbackFailed
+	d.res.Outcome = contract.RollbackFailed
 	d.res.Error = fmt.Sprintf("%s; then rollback failed: %s; files: %s; backups: %s",
 		errMessage(cause), errMessage(err), filesOf(d.res.Files), backupsOf(d.res.Backups))
 }
@@ -364,29 +361,29 @@ func (d *deploy) verifyOpts() workflow.ActivityOptions {
 
 func (d *deploy) dryRun(ctx workflow.Context, m material.Material, plan activities.Plan) {
 	var staged activities.Staged
-	if err := d.step(ctx, "stage", d.opts, a.Stage, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req, Material: m}, Plan: plan}, &staged); err != nil {
-		d.end(beforeCommit(err, outcome.ValidateFailed), err)
+	if err := d.step(ctx, contract.StepStage, d.opts, a.Stage, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req, Material: m}, Plan: plan}, &staged); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
 		d.cleanup(ctx, plan, staged, activities.Backups{}, false)
 		return
 	}
 	var check activities.ValidateResult
-	err := d.step(ctx, "validate", d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged}, &check)
+	err := d.step(ctx, contract.StepValidate, d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged}, &check)
 	if err == nil {
 		d.note(checkDetail(check))
 	}
 	d.cleanup(ctx, plan, staged, activities.Backups{}, false)
 	if err != nil {
-		d.end(beforeCommit(err, outcome.ValidateFailed), err)
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
 		return
 	}
-	d.end(outcome.DryRunPassed, nil)
+	d.end(contract.DryRunPassed, nil)
 }
 
 // cleanup removes temp files and prunes backups; its failure never changes
 // the outcome, but it is shown in the step.
 func (d *deploy) cleanup(ctx workflow.Context, plan activities.Plan, staged activities.Staged, backups activities.Backups, succeeded bool) {
 	var r activities.CleanupResult
-	_ = d.step(ctx, "cleanup", d.opts, a.Cleanup, activities.CleanupInput{Request: d.req, Plan: plan, Staged: staged, Backups: backups, Succeeded: succeeded}, &r)
+	_ = d.step(ctx, contract.StepCleanup, d.opts, a.Cleanup, activities.CleanupInput{Request: d.req, Plan: plan, Staged: staged, Backups: backups, Succeeded: succeeded}, &r)
 	if succeeded {
 		d.note(fmt.Sprintf("%d backup(s) kept", len(r.Backups)))
 	}
@@ -396,13 +393,13 @@ func (d *deploy) cleanup(ctx workflow.Context, plan activities.Plan, staged acti
 func beforeCommit(err error, fallback string) string {
 	switch {
 	case isHostTimeout(err):
-		return outcome.HostUnavailable
-	case outcome.Of(err) == outcome.InvalidInput:
-		return outcome.InvalidInput
-	case outcome.Of(err) == outcome.InsecurePath:
-		return outcome.InsecurePath
-	case outcome.Of(err) == outcome.PolicyRefused:
-		return outcome.PolicyRefused
+		return contract.HostUnavailable
+	case contract.Of(err) == contract.InvalidInput:
+		return contract.InvalidInput
+	case contract.Of(err) == contract.InsecurePath:
+		return contract.InsecurePath
+	case contract.Of(err) == contract.PolicyRefused:
+		return contract.PolicyRefused
 	}
 	return fallback
 }

@@ -13,8 +13,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/target"
 )
 
@@ -90,7 +90,7 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 		r := h.validate[0]
 		h.validate = h.validate[1:]
 		if r.ServerCheck == "fail" {
-			return r, temporal.NewNonRetryableApplicationError("nginx -t: exit status 1: bad", outcome.ValidateFailed, nil)
+			return r, temporal.NewNonRetryableApplicationError("nginx -t: exit status 1: bad", contract.ValidateFailed, nil)
 		}
 		return r, nil
 	}).Maybe()
@@ -130,10 +130,10 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 	}).Maybe()
 	env.OnActivity(a.RequestFileLock, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.FileLockStart) error {
 		h.rec("Lock")
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(LockGrantedSignal, nil) }, 0)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.LockGrantedSignal, nil) }, 0)
 		return nil
 	}).Maybe()
-	env.OnSignalExternalWorkflow(mock.Anything, FileLockID(req.Target), "", LockReleaseSignal, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
+	env.OnSignalExternalWorkflow(mock.Anything, FileLockID(req.Target), "", contract.LockReleaseSignal, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
 		h.rec("Release")
 		return nil
 	}).Maybe()
@@ -183,7 +183,7 @@ func wantOutcome(t *testing.T, res DeployResult, err error, want string) {
 	if res.Outcome != want {
 		t.Fatalf("outcome %q (error %v), want %q", res.Outcome, err, want)
 	}
-	if outcome.Succeeded(want) != (err == nil) {
+	if contract.Succeeded(want) != (err == nil) {
 		t.Fatalf("outcome %s: workflow error %v", want, err)
 	}
 }
@@ -191,7 +191,7 @@ func wantOutcome(t *testing.T, res DeployResult, err error, want string) {
 func TestDeployed(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.Deployed)
+	wantOutcome(t, res, err, contract.Deployed)
 	h.wantCalls("Plan", "Backup", "Stage", "Validate", "Commit", "Reload", "Verify", "Cleanup")
 	if res.LeafSHA256 != newLeaf || res.TargetID != "web-1" {
 		t.Fatalf("result %+v", res)
@@ -211,7 +211,7 @@ func TestDeployed(t *testing.T) {
 func TestSkippedIdempotentDoesNotReload(t *testing.T) {
 	h := newHarness(t, activities.ActionSkip)
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.SkippedIdempotent)
+	wantOutcome(t, res, err, contract.SkippedIdempotent)
 	h.wantCalls("Plan")
 }
 
@@ -220,7 +220,7 @@ func TestSkippedIdempotentDoesNotReload(t *testing.T) {
 func TestFilesMatchOldLeafServedReloads(t *testing.T) {
 	h := newHarness(t, activities.ActionReload)
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.Deployed)
+	wantOutcome(t, res, err, contract.Deployed)
 	h.wantCalls("Plan", "Reload", "Verify")
 }
 
@@ -229,7 +229,7 @@ func TestDryRunTouchesNothingLive(t *testing.T) {
 	req := testRequest()
 	req.DryRun = true
 	res, err := h.run(req)
-	wantOutcome(t, res, err, outcome.DryRunPassed)
+	wantOutcome(t, res, err, contract.DryRunPassed)
 	h.wantCalls("Plan", "Stage", "Validate", "Cleanup")
 }
 
@@ -237,7 +237,7 @@ func TestValidateFailedLeavesLiveFilesAlone(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
 	h.validate = []activities.ValidateResult{{ServerCheck: "fail"}}
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.ValidateFailed)
+	wantOutcome(t, res, err, contract.ValidateFailed)
 	h.wantCalls("Plan", "Backup", "Stage", "Validate", "Cleanup")
 	if len(h.cleanups) != 1 || h.cleanups[0] {
 		t.Fatalf("cleanup after a failed validate must remove this deploy's backups, not prune: %v", h.cleanups)
@@ -253,15 +253,15 @@ func TestDeferredValidateFailureRestoresWithoutReload(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
 	h.validate = []activities.ValidateResult{{ServerCheck: activities.CheckDeferred}, {ServerCheck: "fail"}}
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.ValidateFailed)
+	wantOutcome(t, res, err, contract.ValidateFailed)
 	h.wantCalls("Plan", "Backup", "Stage", "Validate", "Commit", "ValidateLive", "Rollback")
 }
 
 func TestReloadFailedRollsBackAndReloadsAgain(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
-	h.reload = []error{temporal.NewNonRetryableApplicationError("nginx -s reload: exit status 1", outcome.ReloadFailed, nil)}
+	h.reload = []error{temporal.NewNonRetryableApplicationError("nginx -s reload: exit status 1", contract.ReloadFailed, nil)}
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.ReloadFailed)
+	wantOutcome(t, res, err, contract.ReloadFailed)
 	h.wantCalls("Plan", "Backup", "Stage", "Validate", "Commit", "Reload", "Rollback", "Reload", "Verify")
 	if got := strings.Join(h.expects, ","); got != oldLeaf {
 		t.Fatalf("after rollback verify must expect the old leaf, got %s", got)
@@ -281,7 +281,7 @@ func TestVerifyFailedRetriesWithBackoffThenRollsBack(t *testing.T) {
 	req := testRequest()
 	req.Target.Config.PostDeployVerifyAttempts = 4
 	res, err := h.run(req)
-	wantOutcome(t, res, err, outcome.VerifyFailed)
+	wantOutcome(t, res, err, contract.VerifyFailed)
 	h.wantCalls("Plan", "Backup", "Stage", "Validate", "Commit", "Reload", "Verify", "Verify", "Verify", "Verify", "Rollback", "Reload", "Verify")
 	// First probe at once, then 1s, 2s, 4s.
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
@@ -302,10 +302,10 @@ func TestVerifyBackoffIsCapped(t *testing.T) {
 
 func TestRollbackFailedWhenRestoreFails(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
-	h.reload = []error{temporal.NewNonRetryableApplicationError("reload: exit status 1", outcome.ReloadFailed, nil)}
-	h.rollback = temporal.NewNonRetryableApplicationError("rollback incomplete: disk full", outcome.RollbackFailed, nil)
+	h.reload = []error{temporal.NewNonRetryableApplicationError("reload: exit status 1", contract.ReloadFailed, nil)}
+	h.rollback = temporal.NewNonRetryableApplicationError("rollback incomplete: disk full", contract.RollbackFailed, nil)
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.RollbackFailed)
+	wantOutcome(t, res, err, contract.RollbackFailed)
 	h.wantCalls("Plan", "Backup", "Stage", "Validate", "Commit", "Reload", "Rollback")
 	for _, want := range []string{"/etc/nginx/certs/cert.pem", "/etc/nginx/certs/key.pem", ".certctl-bak.1", "disk full"} {
 		if !strings.Contains(res.Error, want) {
@@ -316,10 +316,10 @@ func TestRollbackFailedWhenRestoreFails(t *testing.T) {
 
 func TestRollbackFailedWhenSecondReloadFails(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
-	fail := temporal.NewNonRetryableApplicationError("reload: exit status 1", outcome.ReloadFailed, nil)
+	fail := temporal.NewNonRetryableApplicationError("reload: exit status 1", contract.ReloadFailed, nil)
 	h.reload = []error{fail, fail}
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.RollbackFailed)
+	wantOutcome(t, res, err, contract.RollbackFailed)
 	h.wantCalls("Plan", "Backup", "Stage", "Validate", "Commit", "Reload", "Rollback", "Reload")
 }
 
@@ -329,14 +329,14 @@ func TestRollbackFailedWhenOldLeafNotServedAgain(t *testing.T) {
 		return temporal.NewApplicationError("serves another leaf", "VerifyMismatch")
 	}
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.RollbackFailed)
+	wantOutcome(t, res, err, contract.RollbackFailed)
 }
 
 func TestInvalidInputFromPlan(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
-	h.env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.Plan{}, outcome.Invalid("target_config.cert_path", "directory /nope does not exist"))
+	h.env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.Plan{}, contract.Invalid("target_config.cert_path", "directory /nope does not exist"))
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.InvalidInput)
+	wantOutcome(t, res, err, contract.InvalidInput)
 	if !strings.Contains(res.Error, "target_config.cert_path") {
 		t.Fatalf("error %q does not name the field", res.Error)
 	}
@@ -346,7 +346,7 @@ func TestHostUnavailable(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
 	h.env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.Plan{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil))
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.HostUnavailable)
+	wantOutcome(t, res, err, contract.HostUnavailable)
 }
 
 func TestVerifyDisabledIsShownNotSilent(t *testing.T) {
@@ -355,7 +355,7 @@ func TestVerifyDisabledIsShownNotSilent(t *testing.T) {
 	off := false
 	req.Target.Config.PostDeployVerify = target.Verify{Enabled: &off}
 	res, err := h.run(req)
-	wantOutcome(t, res, err, outcome.Deployed)
+	wantOutcome(t, res, err, contract.Deployed)
 	found := false
 	for _, s := range res.Steps {
 		if s.Name == "verify" && strings.Contains(s.Detail, "skipped") {
@@ -373,7 +373,7 @@ func TestActivitiesRunOnTheHostQueue(t *testing.T) {
 	}
 	tg := testRequest().Target
 	tg.Host = ""
-	if q := queueFor(tg); q != TaskQueue {
+	if q := queueFor(tg); q != contract.TaskQueue {
 		t.Fatalf("agentless queue %s", q)
 	}
 }
@@ -383,7 +383,7 @@ func TestActivitiesRunOnTheHostQueue(t *testing.T) {
 func TestDeployHoldsTheTargetLock(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.Deployed)
+	wantOutcome(t, res, err, contract.Deployed)
 	if h.called[0] != "Lock" || h.called[len(h.called)-1] != "Release" {
 		t.Fatalf("steps %v", h.called)
 	}
@@ -394,7 +394,7 @@ func TestDeployHoldsTheTargetLock(t *testing.T) {
 	req := testRequest()
 	req.DryRun = true
 	res, err = h.run(req)
-	wantOutcome(t, res, err, outcome.DryRunPassed)
+	wantOutcome(t, res, err, contract.DryRunPassed)
 	if h.called[0] == "Lock" {
 		t.Fatal("a dry run waited for the lock")
 	}
@@ -407,7 +407,7 @@ func TestInvalidTargetRefusedBeforeTheLock(t *testing.T) {
 	req := testRequest()
 	req.Target.TargetID = "web-1\x1b[2J"
 	res, err := h.run(req)
-	wantOutcome(t, res, err, outcome.InvalidInput)
+	wantOutcome(t, res, err, contract.InvalidInput)
 	if !strings.Contains(res.Error, "target_id") {
 		t.Fatalf("error %q does not name target_id", res.Error)
 	}

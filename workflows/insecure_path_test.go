@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/activities"
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 )
 
 // A destination directory others can write is refused by Plan, and the
@@ -17,9 +17,9 @@ import (
 func TestInsecurePathFromPlan(t *testing.T) {
 	h := newHarness(t, activities.ActionDeploy)
 	h.env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.Plan{},
-		temporal.NewNonRetryableApplicationError("directory /tmp/certs (owner uid 0, mode 1777) is writable by group or others", outcome.InsecurePath, nil))
+		temporal.NewNonRetryableApplicationError("directory /tmp/certs (owner uid 0, mode 1777) is writable by group or others", contract.InsecurePath, nil))
 	res, err := h.run(testRequest())
-	wantOutcome(t, res, err, outcome.InsecurePath)
+	wantOutcome(t, res, err, contract.InsecurePath)
 	if !strings.Contains(res.Error, "/tmp/certs") {
 		t.Fatalf("error %q does not name the directory", res.Error)
 	}

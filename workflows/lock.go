@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
@@ -20,15 +21,6 @@ import (
 // for the grant signal, and releases when it ends. Because the lock lives in
 // DeployWorkflow itself, a deploy started from the temporal CLI waits its
 // turn as well as one started by certctl.
-
-// Lock signal names.
-const (
-	LockAcquireSignal = activities.LockAcquireSignal
-	LockReleaseSignal = "release"
-	LockGrantedSignal = "certctl-lock-granted"
-	// LockPingSignal asks whether a holder still runs; the holder ignores it.
-	LockPingSignal = "certctl-lock-ping"
-)
 
 // DefaultLockLease is how often the lock checks that its holder still runs:
 // a terminated workflow runs no release.
@@ -65,15 +57,15 @@ func TargetLockWorkflow(ctx workflow.Context, st LockState) error {
 	if err := workflow.SetQueryHandler(ctx, "state", func() (LockState, error) { return st, nil }); err != nil {
 		return err
 	}
-	acquire := workflow.GetSignalChannel(ctx, LockAcquireSignal)
-	release := workflow.GetSignalChannel(ctx, LockReleaseSignal)
+	acquire := workflow.GetSignalChannel(ctx, contract.LockAcquireSignal)
+	release := workflow.GetSignalChannel(ctx, contract.LockReleaseSignal)
 	grants := 0
 	for {
 		// Grant while the target is free and someone waits.
 		for st.Holder == nil && len(st.Queue) > 0 {
 			next := st.Queue[0]
 			st.Queue = st.Queue[1:]
-			err := workflow.SignalExternalWorkflow(ctx, next.WorkflowID, next.RunID, LockGrantedSignal, nil).Get(ctx, nil)
+			err := workflow.SignalExternalWorkflow(ctx, next.WorkflowID, next.RunID, contract.LockGrantedSignal, nil).Get(ctx, nil)
 			if err != nil {
 				// The requester is gone; the next one gets it.
 				workflow.GetLogger(ctx).Warn("lock: requester gone", "workflow_id", next.WorkflowID, "error", err)
@@ -118,7 +110,7 @@ func TargetLockWorkflow(ctx workflow.Context, st LockState) error {
 			// The lease only asks whether the holder still runs: a deploy
 			// waiting hours for its host keeps the target; a terminated one
 			// (which ran no release) frees it.
-			err := workflow.SignalExternalWorkflow(ctx, st.Holder.WorkflowID, "", LockPingSignal, nil).Get(ctx, nil)
+			err := workflow.SignalExternalWorkflow(ctx, st.Holder.WorkflowID, "", contract.LockPingSignal, nil).Get(ctx, nil)
 			if err != nil {
 				workflow.GetLogger(ctx).Warn("lock: holder is gone; granting the next deploy", "holder", st.Holder.WorkflowID, "error", err)
 				st.Holder = nil
@@ -186,11 +178,11 @@ func awaitGrant(ctx workflow.Context, lockID string, req LockRequest, ask, in an
 	}
 	release = func() {
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		_ = workflow.SignalExternalWorkflow(dctx, lockID, "", LockReleaseSignal, req).Get(dctx, nil)
+		_ = workflow.SignalExternalWorkflow(dctx, lockID, "", contract.LockReleaseSignal, req).Get(dctx, nil)
 	}
 	granted := false
 	s := workflow.NewSelector(ctx)
-	s.AddReceive(workflow.GetSignalChannel(ctx, LockGrantedSignal), func(c workflow.ReceiveChannel, _ bool) {
+	s.AddReceive(workflow.GetSignalChannel(ctx, contract.LockGrantedSignal), func(c workflow.ReceiveChannel, _ bool) {
 		c.Receive(ctx, nil)
 		granted = true
 	})

@@ -9,6 +9,8 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
+
 	// Every binary that runs DeployWorkflow derives the same keys: a
 	// connector missing here would silently shrink them to the target's.
 	_ "github.com/certctl/certctl/connectors/all"
@@ -97,8 +99,8 @@ func FileLockWorkflow(ctx workflow.Context, st FileLockState) error {
 	if err := workflow.SetQueryHandler(ctx, "state", func() (FileLockState, error) { return st, nil }); err != nil {
 		return err
 	}
-	acquire := workflow.GetSignalChannel(ctx, LockAcquireSignal)
-	release := workflow.GetSignalChannel(ctx, LockReleaseSignal)
+	acquire := workflow.GetSignalChannel(ctx, contract.LockAcquireSignal)
+	release := workflow.GetSignalChannel(ctx, contract.LockReleaseSignal)
 	grants := 0
 	for {
 		grants += st.grant(ctx)
@@ -189,7 +191,7 @@ func (st *FileLockState) grantPass(ctx workflow.Context) (granted int, gone bool
 		if !free {
 			continue
 		}
-		err := workflow.SignalExternalWorkflow(ctx, r.WorkflowID, r.RunID, LockGrantedSignal, nil).Get(ctx, nil)
+		err := workflow.SignalExternalWorkflow(ctx, r.WorkflowID, r.RunID, contract.LockGrantedSignal, nil).Get(ctx, nil)
 		st.Queue = append(st.Queue[:i:i], st.Queue[i+1:]...)
 		if err != nil {
 			workflow.GetLogger(ctx).Warn("lock: requester gone", "workflow_id", r.WorkflowID, "error", err)
@@ -249,7 +251,7 @@ func (st *FileLockState) release(r LockRequest) {
 func (st *FileLockState) probe(ctx workflow.Context) {
 	pings := make([]workflow.Future, len(st.Holders))
 	for i, h := range st.Holders {
-		pings[i] = workflow.SignalExternalWorkflow(ctx, h.WorkflowID, "", LockPingSignal, nil)
+		pings[i] = workflow.SignalExternalWorkflow(ctx, h.WorkflowID, "", contract.LockPingSignal, nil)
 	}
 	alive := st.Holders[:0:0]
 	for i, h := range st.Holders {

@@ -15,6 +15,7 @@ import (
 	sdktest "go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -36,7 +37,7 @@ func newLockHarness(t *testing.T) *lockHarness {
 	h := &lockHarness{t: t, env: s.NewTestWorkflowEnvironment(), grantAt: map[string]time.Duration{}, dead: map[string]bool{}}
 	Register(h.env)
 	h.start = h.env.Now()
-	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, LockGrantedSignal, mock.Anything).Return(
+	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, contract.LockGrantedSignal, mock.Anything).Return(
 		func(_, id, _, _ string, _ any) error {
 			if h.dead[id] {
 				return errors.New("workflow not found")
@@ -45,7 +46,7 @@ func newLockHarness(t *testing.T) *lockHarness {
 			h.grantAt[id] = h.env.Now().Sub(h.start)
 			return nil
 		}).Maybe()
-	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, LockPingSignal, mock.Anything).Return(
+	h.env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, contract.LockPingSignal, mock.Anything).Return(
 		func(_, id, _, _ string, _ any) error {
 			h.pings++
 			if h.dead[id] {
@@ -65,11 +66,11 @@ func req(id string, files ...string) LockRequest {
 }
 
 func (h *lockHarness) acquire(at time.Duration, r LockRequest) {
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(LockAcquireSignal, r) }, at)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(contract.LockAcquireSignal, r) }, at)
 }
 
 func (h *lockHarness) release(at time.Duration, r LockRequest) {
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(LockReleaseSignal, r) }, at)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(contract.LockReleaseSignal, r) }, at)
 }
 
 // query reads the lock's state at a time.
@@ -279,9 +280,9 @@ func TestFileLockContinueAsNewCarriesState(t *testing.T) {
 	waiting := req("w", "/f/0")
 	h.env.RegisterDelayedCallback(func() {
 		for _, r := range holders {
-			h.env.SignalWorkflow(LockAcquireSignal, r)
+			h.env.SignalWorkflow(contract.LockAcquireSignal, r)
 		}
-		h.env.SignalWorkflow(LockAcquireSignal, waiting)
+		h.env.SignalWorkflow(contract.LockAcquireSignal, waiting)
 	}, time.Second)
 	err := h.run(FileLockState{Scope: "host/web-9", Lease: target.Duration(time.Minute)})
 	var can *workflow.ContinueAsNewError
@@ -389,7 +390,7 @@ func TestReplayHistoriesCoverBothLocks(t *testing.T) {
 		}
 		for _, ev := range h.GetEvents() {
 			a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes()
-			if a == nil || a.GetSignalName() != LockReleaseSignal {
+			if a == nil || a.GetSignalName() != contract.LockReleaseSignal {
 				continue
 			}
 			kind := "target lock (v1)"

@@ -3,8 +3,8 @@ package workflows
 import (
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/metrics"
-	"github.com/certctl/certctl/outcome"
 )
 
 // recordDeploy counts a finished deploy once: a replay of the same history
@@ -24,9 +24,9 @@ func recordDeploy(ctx workflow.Context, targetType string, res DeployResult) {
 	}
 	metrics.DeployDuration.Observe(float64(ms) / 1000)
 	switch {
-	case res.Outcome == outcome.SkippedIdempotent:
+	case res.Outcome == contract.SkippedIdempotent:
 		metrics.IdempotentSkipTotal.WithLabelValues(targetType).Inc()
-	case res.Outcome == outcome.RollbackFailed:
+	case res.Outcome == contract.RollbackFailed:
 		metrics.RollbackTotal.WithLabelValues("also_failed").Inc()
 	case rolledBack:
 		metrics.RollbackTotal.WithLabelValues("restored").Inc()

@@ -1,9 +1,8 @@
 package workflows
 
 import (
+	"github.com/certctl/certctl/contract"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/certctl/certctl/activities"
 )
 
 // Registry is what workers, the test environment and the replayer share.
@@ -13,10 +12,10 @@ type Registry interface {
 
 // Register registers every workflow under its contract name.
 func Register(r Registry) {
-	r.RegisterWorkflowWithOptions(DeployWorkflow, workflow.RegisterOptions{Name: "DeployWorkflow"})
-	r.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: ApprovalWorkflowName})
-	r.RegisterWorkflowWithOptions(RenewWorkflow, workflow.RegisterOptions{Name: RenewWorkflowName})
+	r.RegisterWorkflowWithOptions(DeployWorkflow, workflow.RegisterOptions{Name: contract.DeployWorkflow})
+	r.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: contract.ApprovalWorkflow})
+	r.RegisterWorkflowWithOptions(RenewWorkflow, workflow.RegisterOptions{Name: contract.RenewWorkflow})
 	// TargetLockWorkflow stays for deploys of "target-lock" version 1.
-	r.RegisterWorkflowWithOptions(TargetLockWorkflow, workflow.RegisterOptions{Name: activities.LockWorkflowType})
-	r.RegisterWorkflowWithOptions(FileLockWorkflow, workflow.RegisterOptions{Name: activities.FileLockWorkflowType})
+	r.RegisterWorkflowWithOptions(TargetLockWorkflow, workflow.RegisterOptions{Name: contract.TargetLockWorkflow})
+	r.RegisterWorkflowWithOptions(FileLockWorkflow, workflow.RegisterOptions{Name: contract.FileLockWorkflow})
 }

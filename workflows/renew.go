@@ -10,14 +10,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/certctl/certctl/outcome"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
 )
-
-// RenewWorkflowName is the renewal workflow's contract name.
-const RenewWorkflowName = "RenewWorkflow"
 
 // RenewID is the workflow ID `certctl renew` gives a renewal.
 func RenewID(requestID string) string { return "renew/" + requestID }
@@ -102,20 +99,20 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 		res.ProfileID = id
 		lp, err := loadProfile(ctx, id)
 		if err != nil {
-			return fail(outcome.InvalidInput, errMessage(err))
+			return fail(contract.InvalidInput, errMessage(err))
 		}
 		p, bypass = lp.Profile, lp.Bypass
 		res.ProfileID = p.ProfileID
 	}
 	p.ApplyDefaults()
 	if err := p.Validate(); err != nil {
-		return fail(outcome.InvalidInput, "profile: "+err.Error())
+		return fail(contract.InvalidInput, "profile: "+err.Error())
 	}
 	if err := profile.CheckID("cert_id", req.CertID); err != nil {
-		return fail(outcome.InvalidInput, err.Error())
+		return fail(contract.InvalidInput, err.Error())
 	}
 	if strings.TrimSpace(req.RequestedBy) == "" {
-		return fail(outcome.InvalidInput, "requested_by: is required: two-person integrity needs to know who asked")
+		return fail(contract.InvalidInput, "requested_by: is required: two-person integrity needs to know who asked")
 	}
 	if res.RequestID == "" {
 		run := info.WorkflowExecution.RunID
@@ -125,7 +122,7 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 		res.RequestID = fmt.Sprintf("%s-%s-%s", req.CertID, info.WorkflowStartTime.UTC().Format("20060102T150405Z"), run)
 	}
 	if err := profile.CheckID("request_id", res.RequestID); err != nil {
-		return fail(outcome.InvalidInput, err.Error())
+		return fail(contract.InvalidInput, err.Error())
 	}
 	hostWait := req.HostWait.D()
 	if hostWait <= 0 {
@@ -138,7 +135,7 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 			return fail(o, msg)
 		}
 		if !due {
-			res.Outcome = outcome.RenewalNotDue
+			res.Outcome = contract.RenewalNotDue
 			return res, nil
 		}
 	}
@@ -147,11 +144,11 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 		st, err := askApproval(ctx, req, p, bypass, res.RequestID)
 		if err != nil {
 			if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-				return fail(outcome.InvalidInput, fmt.Sprintf("request_id: %s was already used (%s exists): a closed request is never reopened; start a new renewal",
+				return fail(contract.InvalidInput, fmt.Sprintf("request_id: %s was already used (%s exists): a closed request is never reopened; start a new renewal",
 					res.RequestID, ApprovalID(res.RequestID)))
 			}
-			if outcome.Of(err) == outcome.InvalidInput {
-				return fail(outcome.InvalidInput, errMessage(err))
+			if contract.Of(err) == contract.InvalidInput {
+				return fail(contract.InvalidInput, errMessage(err))
 			}
 			return res, fmt.Errorf("approval %s did not complete: %w", ApprovalID(res.RequestID), err)
 		}
@@ -164,18 +161,18 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 			if last.Note != "" {
 				why = fmt.Sprintf(" (%q)", last.Note)
 			}
-			return fail(outcome.ApprovalRejected, fmt.Sprintf("%s rejected %s%s: nothing issued or deployed", last.Actor, ApprovalID(st.RequestID), why))
+			return fail(contract.ApprovalRejected, fmt.Sprintf("%s rejected %s%s: nothing issued or deployed", last.Actor, ApprovalID(st.RequestID), why))
 		case StateExpired:
-			return fail(outcome.ApprovalExpired, fmt.Sprintf("%s expired at %s with %d of %d approvals: nothing issued or deployed; start a new renewal to ask again",
+			return fail(contract.ApprovalExpired, fmt.Sprintf("%s expired at %s with %d of %d approvals: nothing issued or deployed; start a new renewal to ask again",
 				ApprovalID(st.RequestID), st.Deadline.UTC().Format(time.RFC3339), st.Approvals(), st.RequiredApprovals))
 		default:
-			return fail(outcome.InvalidInput, fmt.Sprintf("%s ended in state %q", ApprovalID(st.RequestID), st.State))
+			return fail(contract.InvalidInput, fmt.Sprintf("%s ended in state %q", ApprovalID(st.RequestID), st.State))
 		}
 	}
 
 	is, err := issue(ctx, p, req.CertID, res.RequestID)
 	if err != nil {
-		return fail(outcome.IssueFailed, "issue: "+errMessage(err))
+		return fail(contract.IssueFailed, "issue: "+errMessage(err))
 	}
 	notAfter := is.NotAfter
 	res.LeafSHA256, res.Serial, res.NotAfter = is.LeafSHA256, is.Serial, &notAfter
@@ -185,10 +182,10 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 	skipped := true
 	for _, d := range res.Deploys {
 		all = append(all, d.TargetID+" "+d.Outcome)
-		if !outcome.Succeeded(d.Outcome) && failed == "" {
+		if !contract.Succeeded(d.Outcome) && failed == "" {
 			failed = d.Outcome
 		}
-		if d.Outcome != outcome.SkippedIdempotent {
+		if d.Outcome != contract.SkippedIdempotent {
 			skipped = false
 		}
 	}
@@ -201,9 +198,9 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 		}
 		return fail(failed, "deploy: "+strings.Join(all, ", ")+"; "+strings.Join(why, "; "))
 	}
-	res.Outcome = outcome.Deployed
+	res.Outcome = contract.Deployed
 	if skipped {
-		res.Outcome = outcome.SkippedIdempotent
+		res.Outcome = contract.SkippedIdempotent
 	}
 	workflow.GetLogger(ctx).Info("renewal ended", "request_id", res.RequestID, "outcome", res.Outcome)
 	return res, nil
@@ -229,7 +226,7 @@ func checkDue(ctx workflow.Context, p profile.Profile, hostWait time.Duration, r
 		var d renewal.Deployed
 		if err := f.Get(ctx, &d); err != nil {
 			if isHostTimeout(err) {
-				return false, outcome.HostUnavailable, fmt.Sprintf("no worker polled %s to read %s's certificate", queueFor(p.Targets[i]), p.Targets[i].TargetID)
+				return false, contract.HostUnavailable, fmt.Sprintf("no worker polled %s to read %s's certificate", queueFor(p.Targets[i]), p.Targets[i].TargetID)
 			}
 			// When unsure, renew: the approval still gates it, and the
 			// deploy says what is wrong with the target.
@@ -249,7 +246,7 @@ func checkDue(ctx workflow.Context, p profile.Profile, hostWait time.Duration, r
 func askApproval(ctx workflow.Context, req RenewRequest, p profile.Profile, bypass bool, requestID string) (ApprovalStatus, error) {
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:            ApprovalID(requestID),
-		TaskQueue:             TaskQueue,
+		TaskQueue:             contract.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	})
 	in := ApprovalRequest{
@@ -259,7 +256,7 @@ func askApproval(ctx workflow.Context, req RenewRequest, p profile.Profile, bypa
 		Timeout: req.ApprovalTimeout, Bypass: bypass,
 	}
 	var st ApprovalStatus
-	err := workflow.ExecuteChildWorkflow(cctx, ApprovalWorkflowName, in).Get(ctx, &st)
+	err := workflow.ExecuteChildWorkflow(cctx, contract.ApprovalWorkflow, in).Get(ctx, &st)
 	return st, err
 }
 
@@ -271,10 +268,10 @@ const versionProfileFromWorker = "profile-from-worker"
 func loadProfile(ctx workflow.Context, id string) (renewal.ProfileResult, error) {
 	opts := workflow.ActivityOptions{
 		ActivityID:          "load-profile",
-		TaskQueue:           TaskQueue,
+		TaskQueue:           contract.TaskQueue,
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
-			MaximumAttempts: 5, NonRetryableErrorTypes: []string{outcome.InvalidInput}},
+			MaximumAttempts: 5, NonRetryableErrorTypes: []string{contract.InvalidInput}},
 	}
 	var lp renewal.ProfileResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ra.LoadProfile, renewal.ProfileInput{ProfileID: id}).Get(ctx, &lp)
@@ -284,10 +281,10 @@ func loadProfile(ctx workflow.Context, id string) (renewal.ProfileResult, error)
 func issue(ctx workflow.Context, p profile.Profile, certID, requestID string) (renewal.IssueResult, error) {
 	opts := workflow.ActivityOptions{
 		ActivityID:          "issue",
-		TaskQueue:           TaskQueue,
+		TaskQueue:           contract.TaskQueue,
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
-			MaximumAttempts: 5, NonRetryableErrorTypes: []string{outcome.InvalidInput}},
+			MaximumAttempts: 5, NonRetryableErrorTypes: []string{contract.InvalidInput}},
 	}
 	var is renewal.IssueResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ra.Issue, renewal.IssueInput{
@@ -307,19 +304,19 @@ func deployAll(ctx workflow.Context, targets []target.Target, base DeployRequest
 		ids[i] = fmt.Sprintf("deploy/%s/renew-%s", t.TargetID, requestID)
 		dctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID:        ids[i],
-			TaskQueue:         TaskQueue,
+			TaskQueue:         contract.TaskQueue,
 			ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		})
 		in := base
 		in.Target = t
-		futures[i] = workflow.ExecuteChildWorkflow(dctx, "DeployWorkflow", in)
+		futures[i] = workflow.ExecuteChildWorkflow(dctx, contract.DeployWorkflow, in)
 	}
 	for i, f := range futures {
 		var dr DeployResult
 		if err := f.Get(ctx, &dr); err != nil {
 			var ae *temporal.ApplicationError
 			if !errors.As(err, &ae) || ae.Details(&dr) != nil || dr.Outcome == "" {
-				dr = DeployResult{TargetID: targets[i].TargetID, Outcome: outcome.DeployFailed, Error: errMessage(err)}
+				dr = DeployResult{TargetID: targets[i].TargetID, Outcome: contract.DeployFailed, Error: errMessage(err)}
 			}
 		}
 		res.Deploys = append(res.Deploys, RenewDeploy{WorkflowID: ids[i], DeployResult: dr})

@@ -15,8 +15,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/outcome"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
@@ -70,7 +70,7 @@ func newRenewHarness(t *testing.T) *renewHarness {
 	h.env.OnActivity(ra.LoadProfile, mock.Anything, mock.Anything).Return(func(_ context.Context, in renewal.ProfileInput) (renewal.ProfileResult, error) {
 		h.loaded = append(h.loaded, in.ProfileID)
 		if in.ProfileID != h.profile.ProfileID {
-			return renewal.ProfileResult{}, outcome.Invalid("profile_id", "not installed")
+			return renewal.ProfileResult{}, contract.Invalid("profile_id", "not installed")
 		}
 		return renewal.ProfileResult{Profile: h.profile, Bypass: h.bypass}, nil
 	}).Maybe()
@@ -89,7 +89,7 @@ func newRenewHarness(t *testing.T) *renewHarness {
 	h.env.OnWorkflow(DeployWorkflow, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, req DeployRequest) (DeployResult, error) {
 		h.deployed = append(h.deployed, req)
 		h.deployIDs = append(h.deployIDs, workflow.GetInfo(ctx).WorkflowExecution.ID)
-		res := DeployResult{Outcome: outcome.Deployed, TargetID: req.Target.TargetID, LeafSHA256: newLeaf}
+		res := DeployResult{Outcome: contract.Deployed, TargetID: req.Target.TargetID, LeafSHA256: newLeaf}
 		if o := h.deployErr[req.Target.TargetID]; o != "" {
 			res.Outcome, res.Error = o, "served "+oldLeaf[:12]
 			return res, temporal.NewNonRetryableApplicationError(res.Error, o, nil, res)
@@ -128,7 +128,7 @@ func (h *renewHarness) run(req RenewRequest) (RenewResult, error) {
 
 func (h *renewHarness) decide(at time.Duration, requestID, actor, decision string) {
 	h.env.RegisterDelayedCallback(func() {
-		err := h.env.UpdateWorkflowByID(ApprovalID(requestID), UpdateDecide, "", &testsuite.TestUpdateCallback{
+		err := h.env.UpdateWorkflowByID(ApprovalID(requestID), contract.UpdateDecide, "", &testsuite.TestUpdateCallback{
 			OnReject: func(err error) { h.t.Errorf("%s's %s refused: %v", actor, decision, err) },
 		}, DecideInput{Actor: actor, Decision: decision})
 		if err != nil {
@@ -146,9 +146,9 @@ func (h *renewHarness) wantNothingDownstream() {
 
 func TestRenewApprovedIssuesAndDeploysEveryTarget(t *testing.T) {
 	h := newRenewHarness(t)
-	h.decide(10*time.Minute, "r-1", "carol", DecisionApprove)
+	h.decide(10*time.Minute, "r-1", "carol", contract.DecisionApprove)
 	res, err := h.run(renewRequest())
-	if err != nil || res.Outcome != outcome.Deployed {
+	if err != nil || res.Outcome != contract.Deployed {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	if h.issued != 1 || len(h.deployed) != 2 {
@@ -169,7 +169,7 @@ func TestRenewApprovedIssuesAndDeploysEveryTarget(t *testing.T) {
 		if d.Material.CertPEM != "new cert" || d.Material.KeyPEM != "new key" {
 			t.Fatalf("deploy to %s: material %+v", id, d.Material)
 		}
-		if h.deployIDs[j] != "deploy/"+id+"/renew-r-1" || res.Deploys[i].WorkflowID != h.deployIDs[j] || res.Deploys[i].Outcome != outcome.Deployed {
+		if h.deployIDs[j] != "deploy/"+id+"/renew-r-1" || res.Deploys[i].WorkflowID != h.deployIDs[j] || res.Deploys[i].Outcome != contract.Deployed {
 			t.Fatalf("deploy to %s: %s %+v", id, h.deployIDs[j], res.Deploys[i])
 		}
 	}
@@ -182,9 +182,9 @@ func TestRenewApprovedIssuesAndDeploysEveryTarget(t *testing.T) {
 
 func TestRenewRejectedRunsNothingDownstream(t *testing.T) {
 	h := newRenewHarness(t)
-	h.decide(time.Hour, "r-1", "bob", DecisionReject)
+	h.decide(time.Hour, "r-1", "bob", contract.DecisionReject)
 	res, err := h.run(renewRequest())
-	if outcome.Of(err) != outcome.ApprovalRejected || res.Outcome != outcome.ApprovalRejected || !strings.Contains(res.Error, "bob rejected approval/r-1") {
+	if contract.Of(err) != contract.ApprovalRejected || res.Outcome != contract.ApprovalRejected || !strings.Contains(res.Error, "bob rejected approval/r-1") {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	h.wantNothingDownstream()
@@ -196,7 +196,7 @@ func TestRenewExpiredRunsNothingDownstream(t *testing.T) {
 	req.ApprovalTimeout = target.Duration(3 * time.Hour)
 	start := h.env.Now()
 	res, err := h.run(req)
-	if outcome.Of(err) != outcome.ApprovalExpired || res.Approval == nil || res.Approval.State != StateExpired {
+	if contract.Of(err) != contract.ApprovalExpired || res.Approval == nil || res.Approval.State != StateExpired {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	if took := h.env.Now().Sub(start); took < 3*time.Hour || took > 4*time.Hour {
@@ -210,10 +210,10 @@ func TestRenewExpiredRunsNothingDownstream(t *testing.T) {
 // reused once it closed, so an expired request cannot be retried into running.
 func TestRenewRequestIDNeverReused(t *testing.T) {
 	h := newRenewHarness(t)
-	h.env.OnWorkflow(ApprovalWorkflowName, mock.Anything, mock.Anything).Return(ApprovalStatus{},
+	h.env.OnWorkflow(contract.ApprovalWorkflow, mock.Anything, mock.Anything).Return(ApprovalStatus{},
 		&temporal.ChildWorkflowExecutionAlreadyStartedError{})
 	res, err := h.run(renewRequest())
-	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(res.Error, "already used") {
+	if contract.Of(err) != contract.InvalidInput || !strings.Contains(res.Error, "already used") {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	h.wantNothingDownstream()
@@ -223,7 +223,7 @@ func TestRenewWithoutApprovalDeploysDirectly(t *testing.T) {
 	h := newRenewHarness(t)
 	h.profile.RequiresApproval = false
 	res, err := h.run(renewRequest())
-	if err != nil || res.Outcome != outcome.Deployed || res.Approval != nil || h.issued != 1 || len(h.deployed) != 2 {
+	if err != nil || res.Outcome != contract.Deployed || res.Approval != nil || h.issued != 1 || len(h.deployed) != 2 {
 		t.Fatalf("outcome %s approval %v issued %d deployed %d: %v", res.Outcome, res.Approval, h.issued, len(h.deployed), err)
 	}
 }
@@ -232,7 +232,7 @@ func TestRenewBypassAutoApproves(t *testing.T) {
 	h := newRenewHarness(t)
 	h.bypass = true
 	res, err := h.run(renewRequest())
-	if err != nil || res.Outcome != outcome.Deployed || res.Approval.State != StateBypassed || res.Approval.Decisions[0].Actor != SystemBypass {
+	if err != nil || res.Outcome != contract.Deployed || res.Approval.State != StateBypassed || res.Approval.Decisions[0].Actor != SystemBypass {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	wantAudit(t, h.auditPath, "requested:pending:alice", "bypassed:bypassed:system-bypass")
@@ -240,11 +240,11 @@ func TestRenewBypassAutoApproves(t *testing.T) {
 
 func TestRenewDeployFailureIsTheOutcome(t *testing.T) {
 	h := newRenewHarness(t)
-	h.deployErr["web-2"] = outcome.VerifyFailed
-	h.decide(time.Minute, "r-1", "bob", DecisionApprove)
+	h.deployErr["web-2"] = contract.VerifyFailed
+	h.decide(time.Minute, "r-1", "bob", contract.DecisionApprove)
 	res, err := h.run(renewRequest())
-	if outcome.Of(err) != outcome.VerifyFailed || len(res.Deploys) != 2 || res.Deploys[0].Outcome != outcome.Deployed ||
-		res.Deploys[1].Outcome != outcome.VerifyFailed || !strings.Contains(res.Error, "web-2 VerifyFailed") {
+	if contract.Of(err) != contract.VerifyFailed || len(res.Deploys) != 2 || res.Deploys[0].Outcome != contract.Deployed ||
+		res.Deploys[1].Outcome != contract.VerifyFailed || !strings.Contains(res.Error, "web-2 VerifyFailed") {
 		t.Fatalf("outcome %s deploys %+v: %v", res.Outcome, res.Deploys, err)
 	}
 }
@@ -253,7 +253,7 @@ func TestRenewInvalidProfileRefused(t *testing.T) {
 	h := newRenewHarness(t)
 	h.profile.Targets = nil
 	res, err := h.run(renewRequest())
-	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(res.Error, "targets") {
+	if contract.Of(err) != contract.InvalidInput || !strings.Contains(res.Error, "targets") {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	h.wantNothingDownstream()
@@ -268,10 +268,10 @@ func TestScheduledRenewalAsksApproval(t *testing.T) {
 	h.served["web-2"] = h.env.Now().Add(24 * time.Hour)      // inside renew_before (30 days)
 	var asked []ApprovalRequest
 	var askedID string
-	h.env.OnWorkflow(ApprovalWorkflowName, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in ApprovalRequest) (ApprovalStatus, error) {
+	h.env.OnWorkflow(contract.ApprovalWorkflow, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in ApprovalRequest) (ApprovalStatus, error) {
 		asked = append(asked, in)
 		askedID = workflow.GetInfo(ctx).WorkflowExecution.ID
-		return ApprovalStatus{RequestID: in.RequestID, State: StateRejected, Decisions: []Decision{{Actor: "bob", Decision: DecisionReject}}}, nil
+		return ApprovalStatus{RequestID: in.RequestID, State: StateRejected, Decisions: []Decision{{Actor: "bob", Decision: contract.DecisionReject}}}, nil
 	})
 	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "renew/shop/scheduled-2026-06-07T20:31:30Z"})
 	req := renewRequest()
@@ -284,7 +284,7 @@ func TestScheduledRenewalAsksApproval(t *testing.T) {
 		askedID != ApprovalID(asked[0].RequestID) || res.RequestID != asked[0].RequestID {
 		t.Fatalf("approval asked as %+v with id %s (result request %s)", asked[0], askedID, res.RequestID)
 	}
-	if outcome.Of(err) != outcome.ApprovalRejected || len(res.Checked) != 2 {
+	if contract.Of(err) != contract.ApprovalRejected || len(res.Checked) != 2 {
 		t.Fatalf("outcome %s checked %d: %v", res.Outcome, len(res.Checked), err)
 	}
 	h.wantNothingDownstream()
@@ -294,11 +294,11 @@ func TestScheduledRenewalNotDueAsksNothing(t *testing.T) {
 	h := newRenewHarness(t)
 	h.served["web-1"] = h.env.Now().Add(60 * 24 * time.Hour)
 	h.served["web-2"] = h.env.Now().Add(80 * 24 * time.Hour)
-	h.env.OnWorkflow(ApprovalWorkflowName, mock.Anything, mock.Anything).Return(ApprovalStatus{}, nil).Never()
+	h.env.OnWorkflow(contract.ApprovalWorkflow, mock.Anything, mock.Anything).Return(ApprovalStatus{}, nil).Never()
 	req := renewRequest()
 	req.OnlyIfDue = true
 	res, err := h.run(req)
-	if err != nil || res.Outcome != outcome.RenewalNotDue || res.Approval != nil || len(res.Checked) != 2 {
+	if err != nil || res.Outcome != contract.RenewalNotDue || res.Approval != nil || len(res.Checked) != 2 {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	h.wantNothingDownstream()
@@ -308,11 +308,11 @@ func TestScheduledRenewalNotDueAsksNothing(t *testing.T) {
 func TestScheduledRenewalMissingCertIsDue(t *testing.T) {
 	h := newRenewHarness(t)
 	h.served["web-1"] = h.env.Now().Add(60 * 24 * time.Hour)
-	h.decide(time.Minute, "r-1", "bob", DecisionApprove)
+	h.decide(time.Minute, "r-1", "bob", contract.DecisionApprove)
 	req := renewRequest()
 	req.OnlyIfDue = true
 	res, err := h.run(req)
-	if err != nil || res.Outcome != outcome.Deployed || h.issued != 1 {
+	if err != nil || res.Outcome != contract.Deployed || h.issued != 1 {
 		t.Fatalf("outcome %s issued %d: %v", res.Outcome, h.issued, err)
 	}
 }
@@ -329,12 +329,12 @@ func TestRenewRequestCannotCarryPolicy(t *testing.T) {
 	req.LegacyProfile.Approvers = nil
 	req.LegacyApprovalBypass = true
 	var asked []ApprovalRequest
-	h.env.OnWorkflow(ApprovalWorkflowName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ApprovalRequest) (ApprovalStatus, error) {
+	h.env.OnWorkflow(contract.ApprovalWorkflow, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ApprovalRequest) (ApprovalStatus, error) {
 		asked = append(asked, in)
-		return ApprovalStatus{RequestID: in.RequestID, State: StateRejected, Decisions: []Decision{{Actor: "bob", Decision: DecisionReject}}}, nil
+		return ApprovalStatus{RequestID: in.RequestID, State: StateRejected, Decisions: []Decision{{Actor: "bob", Decision: contract.DecisionReject}}}, nil
 	})
 	res, err := h.run(req)
-	if outcome.Of(err) != outcome.ApprovalRejected {
+	if contract.Of(err) != contract.ApprovalRejected {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	if len(h.loaded) != 1 || h.loaded[0] != "p-prod" {
@@ -351,7 +351,7 @@ func TestRenewUnknownProfileRefused(t *testing.T) {
 	req := renewRequest()
 	req.ProfileID = "p-nope"
 	res, err := h.run(req)
-	if outcome.Of(err) != outcome.InvalidInput || !strings.Contains(res.Error, "profile_id") {
+	if contract.Of(err) != contract.InvalidInput || !strings.Contains(res.Error, "profile_id") {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	h.wantNothingDownstream()

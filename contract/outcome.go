@@ -1,7 +1,9 @@
-// Package outcome names how a deploy ends. The names are a contract: they are
-// the workflow's result, the type of its failure, the CertctlOutcome search
-// attribute, the last line `certctl deploy` prints and a metric label.
-package outcome
+// Package contract holds every name an operator, a script or a recorded
+// history relies on: outcomes and error types, workflow, signal, query,
+// update and step names. Outcomes are the workflow's result, the type of its
+// failure, the CertctlOutcome search attribute, the last line `certctl
+// deploy` prints and a metric label.
+package contract
 
 import (
 	"errors"

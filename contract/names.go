@@ -1,0 +1,80 @@
+package contract
+
+// Workflow type names: what `temporal workflow start --type` takes and what
+// recorded histories name. Never rename one; add a new one.
+const (
+	DeployWorkflow     = "DeployWorkflow"
+	ApprovalWorkflow   = "ApprovalWorkflow"
+	RenewWorkflow      = "RenewWorkflow"
+	TargetLockWorkflow = "TargetLockWorkflow" // the per-target lock of target-lock version 1, kept for deploys still running
+	FileLockWorkflow   = "FileLockWorkflow"   // the per-host lock of target-lock version 2
+)
+
+// Task queues.
+const (
+	// TaskQueue runs the workflows and the agentless steps.
+	TaskQueue = "certctl"
+	// HostQueuePrefix + host is the queue of the worker on that host.
+	HostQueuePrefix = "certctl-host-"
+)
+
+// Approval's update, signals and query, and the decisions they carry.
+const (
+	UpdateDecide    = "decide"
+	SignalApprove   = "approve"
+	SignalReject    = "reject"
+	QueryState      = "state"
+	DecisionApprove = "approve"
+	DecisionReject  = "reject"
+)
+
+// Error types of the deploy steps besides the outcomes: what a step failed
+// with, as its ApplicationError type.
+const (
+	// CommitLost: a staged file is gone and its destination does not hold
+	// the new bytes (someone removed it between Stage and Commit).
+	CommitLost = "CommitLost"
+	// PlanMismatch: a step's input does not match the plan it names (bytes,
+	// paths or temp names that are not the planned ones).
+	PlanMismatch = "PlanMismatch"
+	// ConcurrentChange: someone else wrote a file or swapped a directory this
+	// deploy planned; nothing was written over it.
+	ConcurrentChange = "ConcurrentChange"
+	// VerifyUnreachable: the verify endpoint did not complete a handshake
+	// (retried by the verify policy).
+	VerifyUnreachable = "VerifyUnreachable"
+	// VerifyMismatch: the endpoint served another leaf (retried by the
+	// verify policy).
+	VerifyMismatch = "VerifyMismatch"
+)
+
+// Step is the name of one deploy step: the activity ID of its activity (the
+// Web UI's row) and the name `certctl deploy` prints.
+type Step string
+
+// The deploy's steps, in the order they may run.
+const (
+	StepLock           Step = "lock"
+	StepPlan           Step = "plan"
+	StepBackup         Step = "backup"
+	StepStage          Step = "stage"
+	StepValidate       Step = "validate"
+	StepCommit         Step = "commit"
+	StepValidateLive   Step = "validate-live"
+	StepReload         Step = "reload"
+	StepVerify         Step = "verify"
+	StepRollback       Step = "rollback"
+	StepRollbackReload Step = "rollback-reload"
+	StepRollbackVerify Step = "rollback-verify"
+	StepCleanup        Step = "cleanup"
+)
+
+// The per-host (and, for version 1, per-target) lock's signals: a deploy
+// asks with acquire (SignalWithStart), is told granted, and releases; the
+// lock pings a holder to learn whether it still runs.
+const (
+	LockAcquireSignal = "acquire"
+	LockReleaseSignal = "release"
+	LockGrantedSignal = "certctl-lock-granted"
+	LockPingSignal    = "certctl-lock-ping"
+)

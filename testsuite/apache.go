@@ -2,11 +2,8 @@ package testsuite
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,28 +39,20 @@ var apacheModules = []struct{ name, file string }{
 // StartApache writes a private config under dir, installs initial as the
 // served cert, starts apache2 in the foreground and waits until it serves.
 func StartApache(dir string, initial Set) (*Apache, error) {
-	bin, err := ApacheBinary()
+	bin, ports, err := binaryAndPorts(ApacheBinary, 1)
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	a := &Apache{server: server{kind: "apache", dir: dir, protocol: ProtoTLS,
-		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
+	a := &Apache{server: newServer("apache", dir, ProtoTLS, ports[0]),
 		Conf: filepath.Join(dir, "apache2.conf"), CertDir: filepath.Join(dir, "certs"), bin: bin}
-	if err := os.MkdirAll(a.CertDir, 0o755); err != nil {
-		return nil, err
-	}
-	if a.CertPath, a.ChainPath, a.KeyPath, err = initial.Write(a.CertDir); err != nil {
-		return nil, err
-	}
+	a.CertPath, a.ChainPath, a.KeyPath = filepath.Join(a.CertDir, "cert.pem"), filepath.Join(a.CertDir, "chain.pem"),
+		filepath.Join(a.CertDir, "key.pem")
 	var mods strings.Builder
 	for _, m := range apacheModules {
 		fmt.Fprintf(&mods, "LoadModule %s /usr/lib/apache2/modules/%s\n", m.name, m.file)
 	}
-	conf := fmt.Sprintf(`# written by certctl's testsuite: a private apache2 on loopback
+	files := a.Layout(initial)
+	files[a.Conf] = fmt.Sprintf(`# written by certctl's testsuite: a private apache2 on loopback
 ServerRoot %[1]s
 ServerName localhost
 User nobody
@@ -86,23 +75,21 @@ SSLSessionCache shmcb:%[1]s/ssl_scache(51200)
     SSLCertificateChainFile %[5]s
     SSLCertificateKeyFile %[6]s
 </VirtualHost>
-`, dir, mods.String(), port, a.CertPath, a.ChainPath, a.KeyPath)
-	if err := os.WriteFile(a.Conf, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	a.logs = append(a.logs, filepath.Join(dir, "error.log"))
-	if out, err := exec.Command(bin, "-f", a.Conf, "-t").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("apache2 -t on the test config: %v: %s", err, out)
-	}
-	if err := a.start(nil, bin, "-f", a.Conf, "-DFOREGROUND"); err != nil {
-		return nil, err
-	}
-	return a, a.waitFirst(initial.LeafSHA256)
+`, dir, mods.String(), ports[0], a.CertPath, a.ChainPath, a.KeyPath)
+	return started(a, a.launch(serverStart{
+		dirs: []string{a.CertDir}, files: files, keys: []string{a.KeyPath},
+		logs:  []string{filepath.Join(dir, "error.log")},
+		check: a.ValidateCommand(),
+		run:   []string{bin, "-f", a.Conf, "-DFOREGROUND"},
+	}, initial.LeafSHA256))
 }
 
 // ValidateCommand is `apache2 -f CONF -t` for this apache.
-func (a *Apache) ValidateCommand() target.Command {
-	return target.Command{a.bin, "-f", a.Conf, "-t"}
+func (a *Apache) ValidateCommand() target.Command { return a.CheckCommand(a.Conf) }
+
+// CheckCommand is `apache2 -f conf -t`: apache's own check of conf.
+func (a *Apache) CheckCommand(conf string) target.Command {
+	return target.Command{a.bin, "-f", conf, "-t"}
 }
 
 // ReloadCommand is `apache2 -f CONF -k graceful`.
@@ -137,7 +124,7 @@ func (a *Apache) BrokenCheck() (target.Command, error) {
 	if err != nil {
 		return nil, err
 	}
-	return target.Command{a.bin, "-f", broken, "-t"}, nil
+	return a.CheckCommand(broken), nil
 }
 
 // ReloadScript reloads this apache.

@@ -28,6 +28,7 @@ import (
 	"github.com/certctl/certctl/connectors/issuer/localca"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
 )
 
@@ -197,17 +198,13 @@ targets:
 // waitApproval polls visibility until a query finds one approval request.
 func waitApproval(t *testing.T, query string) *workflowservice.ListWorkflowExecutionsResponse {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := env.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: query})
-		if err == nil && len(resp.Executions) == 1 {
-			return resp
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no approval request for %s (err %v)", query, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	var resp *workflowservice.ListWorkflowExecutionsResponse
+	testsuite.WaitFor(t, 30*time.Second, func() (bool, string) {
+		var err error
+		resp, err = env.client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		return err == nil && len(resp.Executions) == 1, fmt.Sprintf("no approval request for %s (err %v)", query, err)
+	})
+	return resp
 }
 
 func approvalState(t *testing.T, workflowID string) workflows.ApprovalStatus {

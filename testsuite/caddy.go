@@ -2,11 +2,7 @@ package testsuite
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/certctl/certctl/target"
@@ -25,7 +21,6 @@ type Caddy struct {
 	// or reload command).
 	API bool
 	bin string
-	env []string
 }
 
 // CaddyBinary finds caddy or says how to get it.
@@ -34,35 +29,19 @@ func CaddyBinary() (string, error) { return findBinary("caddy", "caddy") }
 // StartCaddy writes a private Caddyfile under dir, installs initial, starts
 // caddy in the foreground and waits until it serves.
 func StartCaddy(dir string, initial Set) (*Caddy, error) {
-	bin, err := CaddyBinary()
+	bin, ports, err := binaryAndPorts(CaddyBinary, 2)
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	admin, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	c := &Caddy{server: server{kind: "caddy", dir: dir, protocol: ProtoTLS,
-		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
-		Caddyfile: filepath.Join(dir, "Caddyfile"), Admin: net.JoinHostPort("127.0.0.1", strconv.Itoa(admin)),
-		CertDir: filepath.Join(dir, "certs"), bin: bin,
-		// caddy keeps its autosaved config and data under these.
-		env: []string{"XDG_DATA_HOME=" + filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg-config")}}
+	c := &Caddy{server: newServer("caddy", dir, ProtoTLS, ports[0]),
+		Caddyfile: filepath.Join(dir, "Caddyfile"), Admin: loopback(ports[1]),
+		CertDir: filepath.Join(dir, "certs"), bin: bin}
 	c.fullchainFiles = fullchainIn(c.CertDir)
-	if err := os.MkdirAll(c.CertDir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := writeFiles(c.Layout(initial), c.KeyPath); err != nil {
-		return nil, err
-	}
+	files := c.Layout(initial)
 	// The site has no host name: caddy then picks the certificate by the IP
 	// a client without SNI dials (the verify endpoint 127.0.0.1:PORT), and
 	// automates nothing.
-	conf := fmt.Sprintf(`# written by certctl's testsuite: a private caddy on loopback
+	files[c.Caddyfile] = fmt.Sprintf(`# written by certctl's testsuite: a private caddy on loopback
 {
 	admin %[1]s
 	storage file_system %[2]s/data
@@ -73,19 +52,15 @@ https://:%[3]d {
 	tls %[4]s %[5]s
 	respond "certctl test caddy"
 }
-`, c.Admin, dir, port, c.CertPath, c.KeyPath)
-	if err := os.WriteFile(c.Caddyfile, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	check := exec.Command(bin, c.validateArgs(c.Caddyfile)...)
-	check.Env = append(os.Environ(), c.env...)
-	if out, err := check.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("caddy validate on the test config: %v: %s", err, out)
-	}
-	if err := c.start(c.env, bin, "run", "--config", c.Caddyfile, "--adapter", "caddyfile", "--pidfile", filepath.Join(dir, "caddy.pid")); err != nil {
-		return nil, err
-	}
-	return c, c.waitFirst(initial.LeafSHA256)
+`, c.Admin, dir, ports[0], c.CertPath, c.KeyPath)
+	return started(c, c.launch(serverStart{
+		dirs: []string{c.CertDir}, files: files, keys: []string{c.KeyPath},
+		// caddy keeps its autosaved config and data under these.
+		env:   []string{"XDG_DATA_HOME=" + filepath.Join(dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg-config")},
+		check: c.ValidateCommand(),
+		run: []string{bin, "run", "--config", c.Caddyfile, "--adapter", "caddyfile",
+			"--pidfile", filepath.Join(dir, "caddy.pid")},
+	}, initial.LeafSHA256))
 }
 
 func (c *Caddy) validateArgs(caddyfile string) []string {

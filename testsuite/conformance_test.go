@@ -47,23 +47,27 @@ type confKind struct {
 }
 
 var confKinds = map[string]confKind{
-	"nginx": {start: startNginxConf, certMode: 0o644, keyMode: 0o640, owner: "www-data"},
-	"apache": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartApache(d, s) },
-		certMode: 0o644, keyMode: 0o600, owner: "www-data"},
-	"haproxy": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartHAProxy(d, s) },
-		keyMode: 0o600, owner: "haproxy"},
-	"postfix": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartPostfix(d, s) },
-		certMode: 0o644, keyMode: 0o600},
-	"dovecot": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartDovecot(d, s) },
-		certMode: 0o644, keyMode: 0o600},
-	"caddy": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartCaddy(d, s) },
-		certMode: 0o644, keyMode: 0o600, owner: "caddy"},
+	"nginx":   {start: startNginxConf, certMode: 0o644, keyMode: 0o640, owner: "www-data"},
+	"apache":  {start: realServer(testsuite.StartApache), certMode: 0o644, keyMode: 0o600, owner: "www-data"},
+	"haproxy": {start: realServer(testsuite.StartHAProxy), keyMode: 0o600, owner: "haproxy"},
+	"postfix": {start: realServer(testsuite.StartPostfix), certMode: 0o644, keyMode: 0o600},
+	"dovecot": {start: realServer(testsuite.StartDovecot), certMode: 0o644, keyMode: 0o600},
+	"caddy":   {start: realServer(testsuite.StartCaddy), certMode: 0o644, keyMode: 0o600, owner: "caddy"},
 	// caddy in admin-API mode: reloaded through its admin endpoint; no
 	// server check by default (caddy's API has no dry run).
-	"caddy-api": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartCaddyAPI(d, s) },
-		certMode: 0o644, keyMode: 0o600, owner: "caddy", noCheck: true},
-	"traefik": {start: func(d string, s testsuite.Set) (testsuite.RealServer, error) { return testsuite.StartTraefik(d, s) },
-		certMode: 0o644, keyMode: 0o600, owner: "traefik", noCheck: true},
+	"caddy-api": {start: realServer(testsuite.StartCaddyAPI), certMode: 0o644, keyMode: 0o600, owner: "caddy", noCheck: true},
+	"traefik":   {start: realServer(testsuite.StartTraefik), certMode: 0o644, keyMode: 0o600, owner: "traefik", noCheck: true},
+}
+
+// realServer is start as a confKind's start.
+func realServer[S testsuite.RealServer](start func(string, testsuite.Set) (S, error)) func(string, testsuite.Set) (testsuite.RealServer, error) {
+	return func(dir string, initial testsuite.Set) (testsuite.RealServer, error) {
+		srv, err := start(dir, initial)
+		if err != nil {
+			return nil, err
+		}
+		return srv, nil
+	}
 }
 
 func TestConformanceNginx(t *testing.T)  { runConformance(t, "nginx") }
@@ -83,10 +87,6 @@ func TestConformanceTraefik(t *testing.T)  { runConformance(t, "traefik") }
 // tests); the cases of one kind run in turn.
 func runConformance(t *testing.T, kind string) {
 	t.Parallel()
-	k, ok := confKinds[kind]
-	if !ok {
-		t.Fatalf("no conformance kind %q", kind)
-	}
 	cases := []struct {
 		name string
 		run  func(t *testing.T, c *confRun)
@@ -102,7 +102,7 @@ func runConformance(t *testing.T, kind string) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := startConf(t, kind, k)
+			c := startConf(t, kind)
 			tc.run(t, c)
 			c.wantClean(t)
 		})
@@ -121,8 +121,12 @@ type confRun struct {
 	readableKeyBackups bool
 }
 
-func startConf(t *testing.T, kind string, k confKind) *confRun {
+func startConf(t *testing.T, kind string) *confRun {
 	t.Helper()
+	k, ok := confKinds[kind]
+	if !ok {
+		t.Fatalf("no conformance kind %q", kind)
+	}
 	initial := issue(t)
 	dir := t.TempDir()
 	// Servers whose workers drop root (postfix, dovecot) must traverse it.
@@ -257,6 +261,19 @@ func wantOutcome(t *testing.T, r deployRun, code int, o string) {
 	}
 }
 
+// deployFails deploys a fresh set to tg and checks that the deploy ends
+// outcome (exit 1) with every live file as it was and the initial leaf
+// still served.
+func (c *confRun) deployFails(t *testing.T, tg target.Target, outcome string) deployRun {
+	t.Helper()
+	before := c.snapshot(t)
+	r := deploy(t, tg, issue(t))
+	wantOutcome(t, r, 1, outcome)
+	wantSame(t, before)
+	c.wantServed(t, c.initial.LeafSHA256)
+	return r
+}
+
 // wantLayout checks the live files hold s in the server's layout and the
 // server sends the leaf and its chain, in order.
 func (c *confRun) wantLayout(t *testing.T, s testsuite.Set) {
@@ -334,17 +351,13 @@ func confCheckFails(t *testing.T, c *confRun) {
 		t.Fatal(err)
 	}
 	tg.Config.ValidateCommand = broken
-	before := c.snapshot(t)
-	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, contract.ValidateFailed)
+	r := c.deployFails(t, tg, contract.ValidateFailed)
 	if !strings.Contains(r.stdout, broken[0]) {
 		t.Errorf("the error does not name the server's check")
 	}
-	wantSame(t, before)
 	if b := c.backups(); len(b) != 0 {
 		t.Errorf("a failed check left backups: %v", b)
 	}
-	c.wantServed(t, c.initial.LeafSHA256)
 }
 
 func confReloadFails(t *testing.T, c *confRun) {
@@ -354,16 +367,12 @@ func confReloadFails(t *testing.T, c *confRun) {
 	tg.Config.ReloadCommand = script(t, fmt.Sprintf(
 		"if [ ! -e %[1]s ]; then touch %[1]s; echo 'reload refused (test)' >&2; exit 1; fi\n%[2]s\n", marker, c.srv.ReloadScript()))
 	tg.Config.ReloadSignal, tg.Config.PIDFile = "", ""
-	before := c.snapshot(t)
-	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, contract.ReloadFailed)
+	r := c.deployFails(t, tg, contract.ReloadFailed)
 	for _, step := range []string{"rollback ", "rollback-reload ", "rollback-verify "} {
 		if !strings.Contains(r.stdout, "  "+step) {
 			t.Errorf("step %s not run", step)
 		}
 	}
-	wantSame(t, before)
-	c.wantServed(t, c.initial.LeafSHA256)
 }
 
 func confVerifyFails(t *testing.T, c *confRun) {
@@ -377,11 +386,7 @@ func confVerifyFails(t *testing.T, c *confRun) {
 	tg := c.target()
 	tg.Config.PostDeployVerify.Endpoint = addr
 	tg.Config.PostDeployVerifyAttempts = 2
-	before := c.snapshot(t)
-	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, contract.VerifyFailed)
-	wantSame(t, before)
-	c.wantServed(t, c.initial.LeafSHA256)
+	c.deployFails(t, tg, contract.VerifyFailed)
 }
 
 func confMismatchedKey(t *testing.T, c *confRun) {
@@ -650,11 +655,21 @@ func (x nginxConf) Stop() { x.n.Stop() }
 
 // ---- beyond the suite -----------------------------------------------------------
 
+// startBeyond starts a server of kind for one test beyond the suite, run in
+// parallel with the others. When the test ends, what must hold after every
+// case is checked for it too (wantClean).
+func startBeyond(t *testing.T, kind string) *confRun {
+	t.Helper()
+	t.Parallel()
+	c := startConf(t, kind)
+	t.Cleanup(func() { c.wantClean(t) })
+	return c
+}
+
 // apache2 -t passes a key that does not match the certificate (and graceful
 // then stops apache): certctl must refuse such a pair before it is written.
 func TestConformanceApacheMismatchedKeyTrap(t *testing.T) {
-	t.Parallel()
-	c := startConf(t, "apache", confKinds["apache"])
+	c := startBeyond(t, "apache")
 	a, b := issue(t), issue(t)
 	a.KeyPEM = b.KeyPEM
 	// The trap is real: the server's own check passes the pair.
@@ -670,26 +685,26 @@ func TestConformanceApacheMismatchedKeyTrap(t *testing.T) {
 	if err := os.WriteFile(trapConf, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bin, _ := testsuite.ApacheBinary()
-	if out, err := exec.Command(bin, "-f", trapConf, "-t").CombinedOutput(); err != nil {
-		t.Logf("apache2 -t refused the mismatched pair (the trap is gone in this version): %v %s", err, out)
+	check := ap.CheckCommand(trapConf)
+	if out, err := exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("the premise of this test is false: %s refuses a key that does not match the certificate "+
+			"(%v: %s), so the server's own check no longer lets the trap through", check, err, out)
 	}
 	before := c.snapshot(t)
 	r := deploy(t, c.target(), a)
-	if r.code != 2 || !strings.Contains(r.stderr, "key_pem") {
-		t.Fatalf("exit %d stderr %q, want 2 naming key_pem", r.code, r.stderr)
+	// Refused before any workflow: no reload ran, so no graceful restart
+	// can still be on its way to stopping apache.
+	if r.code != 2 || !strings.Contains(r.stderr, "key_pem") || strings.Contains(r.stdout, "workflow:") {
+		t.Fatalf("exit %d stdout %q stderr %q, want 2 naming key_pem before any workflow", r.code, r.stdout, r.stderr)
 	}
 	wantSame(t, before)
-	time.Sleep(500 * time.Millisecond) // a graceful restart with the bad pair would have ended it by now
 	c.wantServed(t, c.initial.LeafSHA256)
-	c.wantClean(t)
 }
 
 // Dovecot verified over implicit TLS (imaps, 993's role) instead of
 // STARTTLS.
 func TestConformanceDovecotImplicitTLS(t *testing.T) {
-	t.Parallel()
-	c := startConf(t, "dovecot", confKinds["dovecot"])
+	c := startBeyond(t, "dovecot")
 	d := c.srv.(*testsuite.Dovecot)
 	tg := c.target()
 	tg.Config.PostDeployVerify.Endpoint = d.ImapsEndpoint
@@ -704,15 +719,13 @@ func TestConformanceDovecotImplicitTLS(t *testing.T) {
 	if err != nil || material.Fingerprint(certs[0].Raw) != fresh.LeafSHA256 {
 		t.Fatalf("imaps does not serve the new leaf (%v)", err)
 	}
-	c.wantClean(t)
 }
 
 // A postfix target that leaves post_deploy_verify.protocol out is verified
 // over SMTP STARTTLS (the connector's default), and a verify over plain TLS
 // at an SMTP port fails rather than passing.
 func TestConformancePostfixVerifyProtocol(t *testing.T) {
-	t.Parallel()
-	c := startConf(t, "postfix", confKinds["postfix"])
+	c := startBeyond(t, "postfix")
 	tg := c.target()
 	tg.Config.PostDeployVerify.Protocol = ""
 	fresh := issue(t)
@@ -729,30 +742,23 @@ func TestConformancePostfixVerifyProtocol(t *testing.T) {
 	}
 	wantSame(t, before)
 	c.wantServed(t, fresh.LeafSHA256)
-	c.wantClean(t)
 }
 
 // haproxy reloads by signal: a pid file that names no haproxy (a stale one
 // after a restart) fails Validate, before anything live changes, and no
 // other process is ever signalled.
 func TestConformanceHAProxyStalePIDFile(t *testing.T) {
-	t.Parallel()
-	c := startConf(t, "haproxy", confKinds["haproxy"])
+	c := startBeyond(t, "haproxy")
 	stale := filepath.Join(t.TempDir(), "stale.pid")
 	if err := os.WriteFile(stale, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tg := c.target()
 	tg.Config.PIDFile = stale
-	before := c.snapshot(t)
-	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, contract.ValidateFailed)
+	r := c.deployFails(t, tg, contract.ValidateFailed)
 	if !strings.Contains(r.stdout, "not signalled") {
 		t.Errorf("the error does not say the pid file names another process")
 	}
-	wantSame(t, before)
-	c.wantServed(t, c.initial.LeafSHA256)
-	c.wantClean(t)
 }
 
 // mismatchOnReload is a reload that, the first time, points the server's
@@ -780,38 +786,26 @@ func mismatchOnReload(t *testing.T, c *confRun, conf, keyPath string) target.Com
 // local problem"; it may also stop offering it). Mail still flows in plain
 // text. The SMTP verify notices either and rolls back.
 func TestConformancePostfixNoticesDroppedSTARTTLS(t *testing.T) {
-	t.Parallel()
-	c := startConf(t, "postfix", confKinds["postfix"])
+	c := startBeyond(t, "postfix")
 	p := c.srv.(*testsuite.Postfix)
 	tg := c.target()
 	tg.Config.ReloadCommand = mismatchOnReload(t, c, filepath.Join(p.ConfDir, "main.cf"), p.KeyPath)
 	tg.Config.PostDeployVerifyAttempts = 2
-	before := c.snapshot(t)
-	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, contract.VerifyFailed)
+	r := c.deployFails(t, tg, contract.VerifyFailed)
 	if !strings.Contains(r.stdout, "smtp-starttls") || !strings.Contains(r.stdout, "STARTTLS") {
 		t.Errorf("the verify error does not say STARTTLS failed")
 	}
-	wantSame(t, before)
-	c.wantServed(t, c.initial.LeafSHA256)
-	c.wantClean(t)
 }
 
 // dovecot with a key that does not match keeps running and fails every
 // handshake. The verify notices and rolls back.
 func TestConformanceDovecotNoticesFailedHandshakes(t *testing.T) {
-	t.Parallel()
-	c := startConf(t, "dovecot", confKinds["dovecot"])
+	c := startBeyond(t, "dovecot")
 	d := c.srv.(*testsuite.Dovecot)
 	tg := c.target()
 	tg.Config.ReloadCommand = mismatchOnReload(t, c, d.Conf, d.KeyPath)
 	tg.Config.PostDeployVerifyAttempts = 2
-	before := c.snapshot(t)
-	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, contract.VerifyFailed)
-	wantSame(t, before)
-	c.wantServed(t, c.initial.LeafSHA256)
-	c.wantClean(t)
+	c.deployFails(t, tg, contract.VerifyFailed)
 }
 
 // traefik does not notice its certificate files replaced at the same paths:
@@ -819,8 +813,7 @@ func TestConformanceDovecotNoticesFailedHandshakes(t *testing.T) {
 // certificate and key are already in place (written by someone else) still
 // rewrites the connector's dynamic config, and that is what traefik acts on.
 func TestConformanceTraefikActsOnDynamicConfigOnly(t *testing.T) {
-	t.Parallel()
-	c := startConf(t, "traefik", confKinds["traefik"])
+	c := startBeyond(t, "traefik")
 	tr := c.srv.(*testsuite.Traefik)
 	fresh := issue(t)
 	for p, v := range map[string]string{tr.CertPath: fresh.CertPEM + fresh.ChainPEM, tr.KeyPath: fresh.KeyPEM} {
@@ -832,14 +825,12 @@ func TestConformanceTraefikActsOnDynamicConfigOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Longer than traefik's 2s providers throttle.
-	deadline := time.Now().Add(4 * time.Second)
-	for time.Now().Before(deadline) {
+	// For longer than traefik's 2s providers throttle, it must not pick them up.
+	if picked, _ := testsuite.Poll(4*time.Second, func() (bool, string) {
 		certs, err := c.srv.Served(context.Background())
-		if err == nil && material.Fingerprint(certs[0].Raw) == fresh.LeafSHA256 {
-			t.Fatal("traefik picked up certificate files replaced without a dynamic config change: the connector's rewrite is no longer needed")
-		}
-		time.Sleep(200 * time.Millisecond)
+		return err == nil && material.Fingerprint(certs[0].Raw) == fresh.LeafSHA256, ""
+	}); picked {
+		t.Fatal("traefik picked up certificate files replaced without a dynamic config change: the connector's rewrite is no longer needed")
 	}
 	r := deploy(t, c.target(), fresh, "--output", "json")
 	res := r.result(t)
@@ -848,5 +839,4 @@ func TestConformanceTraefikActsOnDynamicConfigOnly(t *testing.T) {
 	}
 	c.wantServed(t, fresh.LeafSHA256)
 	c.wantLayout(t, fresh)
-	c.wantClean(t)
 }

@@ -169,16 +169,11 @@ func TestIntegrationWorkflowWorkerCrash(t *testing.T) {
 	hostWorker(t, host, failpoint.Env+"=commit:done=pause", failpoint.PauseEnv+"="+pause)
 	fresh := issue(t)
 	run := crashDeploy(t, n.Target("crash-workflow-worker", host), fresh, 30*time.Second)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, _ := os.ReadFile(n.CertPath); string(b) == fresh.CertPEM {
-			break // Commit renamed and now waits at the failpoint
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("commit never ran")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Commit renames, then waits at the failpoint.
+	testsuite.WaitFor(t, 30*time.Second, func() (bool, string) {
+		b, _ := os.ReadFile(n.CertPath)
+		return string(b) == fresh.CertPEM, "commit never wrote the new certificate"
+	})
 	env.workflowWorker.Kill()
 	port, _ := testsuite.FreePort()
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -229,15 +224,11 @@ func TestIntegrationWorkerSweepsLeftovers(t *testing.T) {
 		}
 	}
 	w2 := hostWorker(t, "sweep", "CERTCTL_STATE_DIR="+state)
-	deadline := time.Now().Add(20 * time.Second)
 	var log []byte
-	for time.Now().Before(deadline) {
+	testsuite.WaitFor(t, 20*time.Second, func() (bool, string) {
 		log, _ = os.ReadFile(w2.Log)
-		if strings.Contains(string(log), "leftover sweep done") {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(string(log), "leftover sweep done"), "the restarted worker never logged its sweep:\n" + string(log)
+	})
 	if !strings.Contains(string(log), "removed a leftover temp file") || !strings.Contains(string(log), stale) {
 		t.Fatalf("the worker did not report removing %s:\n%s", stale, log)
 	}

@@ -2,11 +2,8 @@ package testsuite
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/certctl/certctl/target"
@@ -40,54 +37,39 @@ func DovecotBinaries() (dovecot, doveconf, doveadm string, err error) {
 
 // StartDovecot writes a private config under dir, installs initial, starts
 // dovecot in the foreground and waits until IMAP STARTTLS serves it.
-func StartDovecot(dir string, initial Set) (_ *Dovecot, err error) {
-	bin, doveconf, doveadm, err := DovecotBinaries()
+func StartDovecot(dir string, initial Set) (*Dovecot, error) {
+	var doveconf, doveadm string
+	bin, ports, err := binaryAndPorts(func() (dovecot string, err error) {
+		dovecot, doveconf, doveadm, err = DovecotBinaries()
+		return
+	}, 2)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat("/usr/lib/dovecot/imap-login"); err != nil {
 		return nil, fmt.Errorf("dovecot's imap-login is missing: install it with `apt-get install -y dovecot-imapd`")
 	}
-	imap, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	imaps, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	d := &Dovecot{server: server{kind: "dovecot", dir: dir, protocol: ProtoIMAP,
-		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(imap))},
-		ImapsEndpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(imaps)),
+	imap, imaps := ports[0], ports[1]
+	d := &Dovecot{server: newServer("dovecot", dir, ProtoIMAP, imap),
+		ImapsEndpoint: loopback(imaps),
 		Conf:          filepath.Join(dir, "dovecot.conf"), CertDir: filepath.Join(dir, "certs"),
 		bin: bin, doveconf: doveconf, doveadm: doveadm}
 	d.fullchainFiles = fullchainIn(d.CertDir)
-	if err := os.MkdirAll(d.CertDir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := writeFiles(d.Layout(initial), d.KeyPath); err != nil {
-		return nil, err
-	}
 	// Unix socket paths are short (108 bytes): base_dir cannot live under a
 	// test's long temp dir.
 	run, err := os.MkdirTemp("", "certctl-dc-")
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(run, 0o755); err != nil {
-		return nil, err
-	}
 	d.afterEnd = func() { _ = os.RemoveAll(run) }
-	defer func() {
-		if err != nil && d.proc == nil {
-			d.afterEnd()
-		}
-	}()
-	users := filepath.Join(dir, "no-users")
-	if err := os.WriteFile(users, nil, 0o644); err != nil {
+	if err := os.Chmod(run, 0o755); err != nil {
+		d.afterEnd()
 		return nil, err
 	}
-	conf := fmt.Sprintf(`# written by certctl's testsuite: a private dovecot on loopback
+	users := filepath.Join(dir, "no-users")
+	files := d.Layout(initial)
+	files[users] = ""
+	files[d.Conf] = fmt.Sprintf(`# written by certctl's testsuite: a private dovecot on loopback
 instance_name = certctl-%[1]d
 base_dir = %[7]s
 state_dir = %[2]s/state
@@ -115,17 +97,12 @@ service imap-login {
   }
 }
 `, imap, dir, d.CertPath, d.KeyPath, users, imaps, run)
-	if err := os.WriteFile(d.Conf, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	d.logs = append(d.logs, filepath.Join(dir, "dovecot.log"))
-	if out, err := exec.Command(doveconf, "-c", d.Conf, "-n").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("doveconf -n on the test config: %v: %s", err, out)
-	}
-	if err := d.start(nil, bin, "-F", "-c", d.Conf); err != nil {
-		return nil, err
-	}
-	return d, d.waitFirst(initial.LeafSHA256)
+	return started(d, d.launch(serverStart{
+		dirs: []string{d.CertDir}, files: files, keys: []string{d.KeyPath},
+		logs:  []string{filepath.Join(dir, "dovecot.log")},
+		check: d.ValidateCommand(),
+		run:   []string{bin, "-F", "-c", d.Conf},
+	}, initial.LeafSHA256))
 }
 
 // ValidateCommand is `doveconf -c CONF -n`.

@@ -2,11 +2,7 @@ package testsuite
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/certctl/certctl/target"
@@ -30,26 +26,16 @@ func HAProxyBinary() (string, error) { return findBinary("haproxy", "haproxy") }
 // served PEM, starts `haproxy -W -f CONF -p PIDFILE` in the foreground and
 // waits until it serves.
 func StartHAProxy(dir string, initial Set) (*HAProxy, error) {
-	bin, err := HAProxyBinary()
+	bin, ports, err := binaryAndPorts(HAProxyBinary, 1)
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	h := &HAProxy{server: server{kind: "haproxy", dir: dir, protocol: ProtoTLS,
-		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
+	h := &HAProxy{server: newServer("haproxy", dir, ProtoTLS, ports[0]),
 		Conf: filepath.Join(dir, "haproxy.cfg"), CertDir: filepath.Join(dir, "certs"),
 		PIDFile: filepath.Join(dir, "haproxy.pid"), bin: bin}
-	if err := os.MkdirAll(h.CertDir, 0o755); err != nil {
-		return nil, err
-	}
 	h.PEMPath = filepath.Join(h.CertDir, "site.pem")
-	if err := writeFiles(h.Layout(initial), h.PEMPath); err != nil {
-		return nil, err
-	}
-	conf := fmt.Sprintf(`# written by certctl's testsuite: a private haproxy on loopback
+	files := h.Layout(initial)
+	files[h.Conf] = fmt.Sprintf(`# written by certctl's testsuite: a private haproxy on loopback
 global
     log stderr format raw local0 notice
     maxconn 64
@@ -62,17 +48,12 @@ defaults
 frontend fe
     bind 127.0.0.1:%d ssl crt %s
     http-request return status 200 content-type text/plain string "certctl test haproxy"
-`, port, h.PEMPath)
-	if err := os.WriteFile(h.Conf, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	if out, err := exec.Command(bin, "-c", "-f", h.Conf).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("haproxy -c on the test config: %v: %s", err, out)
-	}
-	if err := h.start(nil, bin, "-W", "-f", h.Conf, "-p", h.PIDFile); err != nil {
-		return nil, err
-	}
-	return h, h.waitFirst(initial.LeafSHA256)
+`, ports[0], h.PEMPath)
+	return started(h, h.launch(serverStart{
+		dirs: []string{h.CertDir}, files: files, keys: []string{h.PEMPath},
+		check: h.ValidateCommand(),
+		run:   []string{bin, "-W", "-f", h.Conf, "-p", h.PIDFile},
+	}, initial.LeafSHA256))
 }
 
 // ValidateCommand is `haproxy -c -f CONF`.

@@ -2,7 +2,6 @@ package testsuite
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -42,33 +41,26 @@ func PostfixBinary() (string, error) {
 // StartPostfix writes main.cf and master.cf under dir, installs initial,
 // starts postfix in the foreground and waits until STARTTLS serves it.
 func StartPostfix(dir string, initial Set) (*Postfix, error) {
-	bin, err := PostfixBinary()
+	bin, ports, err := binaryAndPorts(PostfixBinary, 1)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := user.Lookup("postfix"); err != nil {
 		return nil, fmt.Errorf("no postfix user: reinstall postfix (apt-get install --reinstall postfix)")
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	p := &Postfix{server: server{kind: "postfix", dir: dir, protocol: ProtoSMTP,
-		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
+	p := &Postfix{server: newServer("postfix", dir, ProtoSMTP, ports[0]),
 		ConfDir: dir, CertDir: filepath.Join(dir, "certs"), bin: bin}
 	p.fullchainFiles = fullchainIn(p.CertDir)
-	for _, d := range []string{p.CertDir, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := exec.Command("chown", "postfix:", filepath.Join(dir, "data")).Run(); err != nil {
-		return nil, fmt.Errorf("chown postfix %s: %v", filepath.Join(dir, "data"), err)
-	}
-	if err := writeFiles(p.Layout(initial), p.KeyPath); err != nil {
+	// The data directory is postfix's own.
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, err
 	}
-	main := fmt.Sprintf(`# written by certctl's testsuite: a private postfix on loopback
+	if err := exec.Command("chown", "postfix:", data).Run(); err != nil {
+		return nil, fmt.Errorf("chown postfix %s: %v", data, err)
+	}
+	files := p.Layout(initial)
+	files[filepath.Join(dir, "main.cf")] = fmt.Sprintf(`# written by certctl's testsuite: a private postfix on loopback
 compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
@@ -84,31 +76,22 @@ smtpd_tls_security_level = may
 smtpd_tls_cert_file = %[2]s
 smtpd_tls_key_file = %[3]s
 `, dir, p.CertPath, p.KeyPath)
-	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(main), 0o644); err != nil {
-		return nil, err
-	}
-	master, err := privateMasterCf(port)
+	master, err := privateMasterCf(ports[0])
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "master.cf"), []byte(master), 0o644); err != nil {
-		return nil, err
-	}
-	p.logs = append(p.logs, filepath.Join(dir, "maillog"))
-	if out, err := exec.Command(bin, "-c", dir, "check").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("postfix check on the test config: %v: %s\n%s", err, out, p.Logs())
-	}
-	// That check is what start-fg would run again (twice); its quick-start
-	// marker skips the repeat.
-	if err := os.WriteFile(filepath.Join(dir, "queue", "quick-start"), nil, 0o644); err != nil {
-		return nil, err
-	}
+	files[filepath.Join(dir, "master.cf")] = master
+	// The check is what start-fg would run again (twice); this marker skips
+	// the repeat (the check leaves it alone).
+	files[filepath.Join(dir, "queue", "quick-start")] = ""
 	p.beforeEnd = func() { _ = exec.Command(bin, "-c", dir, "stop").Run() }
 	p.afterEnd = p.killMaster
-	if err := p.start(nil, bin, "-c", dir, "start-fg"); err != nil {
-		return nil, err
-	}
-	return p, p.waitFirst(initial.LeafSHA256)
+	return started(p, p.launch(serverStart{
+		dirs: []string{p.CertDir, filepath.Join(dir, "queue")}, files: files, keys: []string{p.KeyPath},
+		logs:  []string{filepath.Join(dir, "maillog")},
+		check: p.ValidateCommand(),
+		run:   []string{bin, "-c", dir, "start-fg"},
+	}, initial.LeafSHA256))
 }
 
 // privateMasterCf is Debian's master.cf with every service out of chroot and

@@ -174,19 +174,15 @@ func TestIntegrationHostDown(t *testing.T) {
 	}()
 	// While it waits, the Web UI (and DescribeWorkflowExecution) shows the
 	// pending step.
-	deadline := time.Now().Add(3 * time.Second)
-	seen := false
-	for !seen && time.Now().Before(deadline) {
+	seen, _ := testsuite.Poll(3*time.Second, func() (bool, string) {
 		resp, err := env.client.ListWorkflow(context.Background(), listByTarget("hostdown"))
-		if err == nil && len(resp.Executions) > 0 {
-			ex := resp.Executions[0].GetExecution()
-			d, err := env.client.DescribeWorkflowExecution(context.Background(), ex.GetWorkflowId(), ex.GetRunId())
-			if err == nil && len(d.GetPendingActivities()) > 0 && d.GetPendingActivities()[0].GetActivityType().GetName() == "Plan" {
-				seen = true
-			}
+		if err != nil || len(resp.Executions) == 0 {
+			return false, ""
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		ex := resp.Executions[0].GetExecution()
+		d, err := env.client.DescribeWorkflowExecution(context.Background(), ex.GetWorkflowId(), ex.GetRunId())
+		return err == nil && len(d.GetPendingActivities()) > 0 && d.GetPendingActivities()[0].GetActivityType().GetName() == "Plan", ""
+	})
 	r := <-done
 	if !seen {
 		t.Error("the waiting step was never visible as a pending activity")

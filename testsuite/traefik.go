@@ -2,10 +2,8 @@ package testsuite
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/certctl/certctl/connectors/traefik"
@@ -50,31 +48,19 @@ type Traefik struct {
 // in the connector's layout, starts traefik in the foreground and waits
 // until it serves.
 func StartTraefik(dir string, initial Set) (*Traefik, error) {
-	bin, err := TraefikBinary()
+	bin, ports, err := binaryAndPorts(TraefikBinary, 1)
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	t := &Traefik{server: server{kind: "traefik", dir: dir, protocol: ProtoTLS,
-		endpoint: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))},
+	t := &Traefik{server: newServer("traefik", dir, ProtoTLS, ports[0]),
 		StaticConfig: filepath.Join(dir, "traefik.yml"), bin: bin,
 		CertDir: filepath.Join(dir, "certs"), DynamicDir: filepath.Join(dir, "dynamic")}
 	t.fullchainFiles = fullchainIn(t.CertDir)
 	t.Dynamic = filepath.Join(t.DynamicDir, "certctl-tls.yml")
-	for _, d := range []string{t.CertDir, t.DynamicDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := writeFiles(t.Layout(initial), t.KeyPath); err != nil {
-		return nil, err
-	}
+	files := t.Layout(initial)
 	// A TLS router on the entrypoint makes traefik terminate TLS there; its
 	// backend is never reached (the tests only handshake).
-	router := `# written by certctl's testsuite: the router the served certificate fronts
+	files[filepath.Join(t.DynamicDir, "router.yml")] = `# written by certctl's testsuite: the router the served certificate fronts
 http:
   routers:
     certctl-test:
@@ -88,10 +74,7 @@ http:
         servers:
           - url: "http://127.0.0.1:9"
 `
-	if err := os.WriteFile(filepath.Join(t.DynamicDir, "router.yml"), []byte(router), 0o644); err != nil {
-		return nil, err
-	}
-	static := fmt.Sprintf(`# written by certctl's testsuite: a private traefik on loopback
+	files[t.StaticConfig] = fmt.Sprintf(`# written by certctl's testsuite: a private traefik on loopback
 global:
   checkNewVersion: false
   sendAnonymousUsage: false
@@ -104,14 +87,12 @@ providers:
   file:
     directory: %q
     watch: true
-`, port, t.DynamicDir)
-	if err := os.WriteFile(t.StaticConfig, []byte(static), 0o644); err != nil {
-		return nil, err
-	}
-	if err := t.start(nil, bin, "--configFile="+t.StaticConfig); err != nil {
-		return nil, err
-	}
-	return t, t.waitFirst(initial.LeafSHA256)
+`, ports[0], t.DynamicDir)
+	// traefik has no check of its own.
+	return started(t, t.launch(serverStart{
+		dirs: []string{t.CertDir, t.DynamicDir}, files: files, keys: []string{t.KeyPath},
+		run: []string{bin, "--configFile=" + t.StaticConfig},
+	}, initial.LeafSHA256))
 }
 
 // Target returns a traefik target for this server's files. Traefik applies

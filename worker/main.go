@@ -29,6 +29,7 @@ import (
 	"github.com/certctl/certctl/clientenv"
 	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
@@ -93,9 +94,10 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	if host == "" {
 		workflows.Register(w)
 	}
-	// The client serves RequestTargetLock, the local activity by which a
-	// deploy asks for its target's lock.
+	// The client serves the local activities by which a deploy asks for a
+	// lock (RequestFileLock, RequestTargetLock) and ApprovalRuns.
 	w.RegisterActivity(&activities.Activities{Client: c})
+	w.RegisterActivity(&lock.Activities{Client: c})
 	// Audit and Issue run on "certctl"; InspectDeployed on the host's queue.
 	auditLog := audit.PathFromEnv()
 	w.RegisterActivity(renewal.New(auditLog))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
@@ -106,7 +107,7 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 	}
 	// Version 1 added the per-target lock; histories from before it replay
 	// without one (README "Changing a workflow"). Version 2 locks the
-	// target's files on its host instead (lock_files.go); version 1 deploys
+	// target's files on its host instead (package lock); version 1 deploys
 	// still running keep the target lock.
 	v := workflow.GetVersion(ctx, "target-lock", workflow.DefaultVersion, 2)
 	if v >= 2 {
@@ -129,13 +130,13 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 		start := workflow.Now(ctx)
 		var release func()
 		var err error
-		detail := "waited for " + LockWorkflowID(req.Target.TargetID)
+		detail := "waited for " + lock.TargetLockID(req.Target.TargetID)
 		if v == 1 {
-			release, err = acquireTarget(ctx, req.Target.TargetID)
+			release, err = lock.AcquireTarget(ctx, req.Target.TargetID)
 		} else {
 			var lockID string
 			var keys []string
-			lockID, keys, release, err = acquireFiles(ctx, req.Target, req.Material)
+			lockID, keys, release, err = lock.AcquireFiles(ctx, req.Target, req.Material)
 			detail = "waited for " + lockID + ": " + strings.Join(keys, ", ")
 		}
 		d.res.Steps = append(d.res.Steps, Step{Name: string(contract.StepLock), Ms: workflow.Now(ctx).Sub(start).Milliseconds(), Detail: detail})

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/lock"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -15,7 +16,5 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(DeployWorkflow, workflow.RegisterOptions{Name: contract.DeployWorkflow})
 	r.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: contract.ApprovalWorkflow})
 	r.RegisterWorkflowWithOptions(RenewWorkflow, workflow.RegisterOptions{Name: contract.RenewWorkflow})
-	// TargetLockWorkflow stays for deploys of "target-lock" version 1.
-	r.RegisterWorkflowWithOptions(TargetLockWorkflow, workflow.RegisterOptions{Name: contract.TargetLockWorkflow})
-	r.RegisterWorkflowWithOptions(FileLockWorkflow, workflow.RegisterOptions{Name: contract.FileLockWorkflow})
+	lock.Register(r)
 }

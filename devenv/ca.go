@@ -97,14 +97,29 @@ func (ca *CA) Issue(o LeafOptions) (Set, error) {
 	if err != nil {
 		return Set{}, err
 	}
-	leaf, err := sign(&x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: o.CommonName},
+	return ca.IssueTemplate(&x509.Certificate{
+		Subject:  pkix.Name{CommonName: o.CommonName},
 		DNSNames: o.DNSNames, IPAddresses: o.IPs, NotBefore: o.NotBefore, NotAfter: o.NotAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca.Intermediate, key.Public(), ca.intermediateKey)
+	}, key)
+}
+
+// IssueTemplate signs tmpl for key with the intermediate (a fresh serial
+// when tmpl has none) and returns the set: how a test shapes a leaf Issue
+// would not mint.
+func (ca *CA) IssueTemplate(tmpl *x509.Certificate, key crypto.Signer) (Set, error) {
+	if tmpl.SerialNumber == nil {
+		tmpl.SerialNumber = serial()
+	}
+	leaf, err := sign(tmpl, ca.Intermediate, key.Public(), ca.intermediateKey)
 	if err != nil {
 		return Set{}, err
 	}
+	return newSet(leaf, ca.Intermediate, key)
+}
+
+// newSet is leaf with its chain and key (PEM PKCS #8).
+func newSet(leaf, chain *x509.Certificate, key crypto.Signer) (Set, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return Set{}, err
@@ -112,20 +127,11 @@ func (ca *CA) Issue(o LeafOptions) (Set, error) {
 	return Set{
 		Material: material.Material{
 			CertPEM:  string(material.EncodeCerts(leaf)),
-			ChainPEM: string(material.EncodeCerts(ca.Intermediate)),
+			ChainPEM: string(material.EncodeCerts(chain)),
 			KeyPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		},
 		LeafSHA256: material.Fingerprint(leaf.Raw),
 	}, nil
-}
-
-// SignLeaf signs tmpl for pub with the intermediate (a fresh serial when
-// tmpl has none): how a test shapes a leaf Issue would not mint.
-func (ca *CA) SignLeaf(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
-	if tmpl.SerialNumber == nil {
-		tmpl.SerialNumber = serial()
-	}
-	return sign(tmpl, ca.Intermediate, pub, ca.intermediateKey)
 }
 
 // SelfSigned is a localhost leaf that is its own trust anchor (its chain is
@@ -145,18 +151,7 @@ func SelfSigned() (Set, error) {
 	if err != nil {
 		return Set{}, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return Set{}, err
-	}
-	return Set{
-		Material: material.Material{
-			CertPEM:  string(material.EncodeCerts(cert)),
-			ChainPEM: string(material.EncodeCerts(cert)),
-			KeyPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		},
-		LeafSHA256: material.Fingerprint(cert.Raw),
-	}, nil
+	return newSet(cert, cert, key)
 }
 
 // Write puts the set's files in dir as cert.pem, chain.pem and key.pem (key

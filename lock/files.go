@@ -91,15 +91,10 @@ const lockEventsPerRun = 10000
 
 // FileLockWorkflow grants a host's files to deploys; see AcquireFiles.
 func FileLockWorkflow(ctx workflow.Context, st FileState) error {
-	lease := st.Lease.D()
-	if lease <= 0 {
-		lease = DefaultLease
-	}
-	if err := workflow.SetQueryHandler(ctx, "state", func() (FileState, error) { return st, nil }); err != nil {
+	lease, acquire, release, err := serve(ctx, &st, st.Lease)
+	if err != nil {
 		return err
 	}
-	acquire := workflow.GetSignalChannel(ctx, contract.LockAcquireSignal)
-	release := workflow.GetSignalChannel(ctx, contract.LockReleaseSignal)
 	grants := 0
 	for {
 		grants += st.grant(ctx)

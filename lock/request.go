@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/target"
 )
 
 // Registry is what workers, the test environment and the replayer share.
@@ -127,6 +128,20 @@ func awaitGrant(ctx workflow.Context, lockID string, req Request, ask, in any) (
 		return func() {}, temporal.NewCanceledError("canceled while waiting for " + lockID)
 	}
 	return release, nil
+}
+
+// serve sets up what both locks share: the lease (DefaultLease when
+// unset), the query "state" answering *st, and the acquire and release
+// signal channels.
+func serve[S any](ctx workflow.Context, st *S, lease target.Duration) (time.Duration, workflow.ReceiveChannel, workflow.ReceiveChannel, error) {
+	d := lease.D()
+	if d <= 0 {
+		d = DefaultLease
+	}
+	if err := workflow.SetQueryHandler(ctx, contract.QueryState, func() (S, error) { return *st, nil }); err != nil {
+		return 0, nil, nil, err
+	}
+	return d, workflow.GetSignalChannel(ctx, contract.LockAcquireSignal), workflow.GetSignalChannel(ctx, contract.LockReleaseSignal), nil
 }
 
 // pending reports whether a signal waits on any of chs.

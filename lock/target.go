@@ -45,15 +45,10 @@ const lockGrantsPerRun = 200
 // TargetLockWorkflow grants one target to one deploy at a time, first come
 // first served. Query "state" shows the holder and the queue.
 func TargetLockWorkflow(ctx workflow.Context, st TargetState) error {
-	lease := st.Lease.D()
-	if lease <= 0 {
-		lease = DefaultLease
-	}
-	if err := workflow.SetQueryHandler(ctx, "state", func() (TargetState, error) { return st, nil }); err != nil {
+	lease, acquire, release, err := serve(ctx, &st, st.Lease)
+	if err != nil {
 		return err
 	}
-	acquire := workflow.GetSignalChannel(ctx, contract.LockAcquireSignal)
-	release := workflow.GetSignalChannel(ctx, contract.LockReleaseSignal)
 	grants := 0
 	for {
 		// Grant while the target is free and someone waits.

@@ -8,11 +8,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"net"
 	"time"
-
-	"github.com/certctl/certctl/material"
 )
 
 // OddLeaf shapes a leaf no server should be handed: a CA certificate, or
@@ -46,22 +43,7 @@ func (ca *CA) IssueOdd(odd OddLeaf) (Set, error) {
 		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
 		tmpl.KeyUsage |= x509.KeyUsageCertSign
 	}
-	leaf, err := ca.SignLeaf(tmpl, key.Public())
-	if err != nil {
-		return Set{}, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return Set{}, err
-	}
-	return Set{
-		Material: material.Material{
-			CertPEM:  string(material.EncodeCerts(leaf)),
-			ChainPEM: string(material.EncodeCerts(ca.Intermediate)),
-			KeyPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		},
-		LeafSHA256: material.Fingerprint(leaf.Raw),
-	}, nil
+	return ca.IssueTemplate(tmpl, key)
 }
 
 // WeakRSAKey is an RSA key of bits bits (1024: one certctl must refuse).

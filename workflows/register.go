@@ -7,9 +7,7 @@ import (
 )
 
 // Registry is what workers, the test environment and the replayer share.
-type Registry interface {
-	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
-}
+type Registry = lock.Registry
 
 // Register registers every workflow under its contract name.
 func Register(r Registry) {

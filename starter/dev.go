@@ -220,7 +220,13 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	uiBase := fmt.Sprintf("http://%s:%d", cfg.IP, cfg.UIPort)
 	req := workflows.DeployRequest{Target: tgt, Material: fresh.Material}
 	deployErr := runDeploy(ctx, c, req, false, "text", w, uiBase+"/namespaces/"+cfg.Namespace)
-
+	if deployErr == nil {
+		// Verify saw the new leaf, but an old nginx worker may still accept
+		// a connection or two while it drains after the reload.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = ngx.WaitServing(wctx, fresh.LeafSHA256)
+		cancel()
+	}
 	served, err := ngx.Served(ctx)
 	if err != nil {
 		return fail("nginx after the deploy: %v", err)

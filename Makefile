@@ -75,6 +75,8 @@ dev: apt-deps temporal build
 test: deps lint
 	go test -count=1 ./...
 
+# Unit tests only: no temporal CLI, no real servers. Under -short testsuite's
+# TestMain starts nothing and exits 0 (its tests are integration tests).
 unit:
 	go test -count=1 -short ./...
 

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,7 +48,7 @@ func approvalWorkflowID(arg string) string {
 
 func checkOutput(output string) error {
 	if output != "text" && output != "json" {
-		return &exitError{code: 2, msg: "invalid input: --output: want text or json"}
+		return invalid("--output: want text or json")
 	}
 	return nil
 }
@@ -83,7 +81,7 @@ func approvalsListCmd() *cobra.Command {
 					known = known || s == state
 				}
 				if !known {
-					return &exitError{code: 2, msg: fmt.Sprintf("invalid input: --state %q: want one of %s", state, strings.Join(workflows.ApprovalStates, ", "))}
+					return invalid(fmt.Sprintf("--state %q: want one of %s", state, strings.Join(workflows.ApprovalStates, ", ")))
 				}
 				q += fmt.Sprintf(" AND ApprovalState = %q", state)
 				if state == workflows.StatePending {
@@ -92,18 +90,13 @@ func approvalsListCmd() *cobra.Command {
 					q += ` AND ExecutionStatus = "Running"`
 				}
 			}
-			c, err := dial()
-			if err != nil {
-				return &exitError{code: 1, msg: err.Error()}
-			}
-			defer c.Close()
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			rows, err := listApprovals(ctx, c, q, limit)
-			if err != nil {
-				return &exitError{code: 1, msg: err.Error()}
-			}
-			return printApprovals(cmd.OutOrStdout(), rows, output)
+			return following(cmd, func(ctx context.Context, c client.Client) error {
+				rows, err := listApprovals(ctx, c, q, limit)
+				if err != nil {
+					return &exitError{code: 1, msg: err.Error()}
+				}
+				return printApprovals(cmd.OutOrStdout(), rows, output)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "only requests in this state: "+strings.Join(workflows.ApprovalStates, ", "))
@@ -209,30 +202,27 @@ func approvalsShowCmd() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := dial()
-			if err != nil {
-				return &exitError{code: 1, msg: err.Error()}
-			}
-			defer c.Close()
-			id := approvalWorkflowID(args[0])
-			v, err := c.QueryWorkflow(cmd.Context(), id, "", contract.QueryState)
-			if err != nil {
-				var nf *serviceerror.NotFound
-				if errors.As(err, &nf) {
-					return &exitError{code: 1, msg: fmt.Sprintf("no approval request %s (%s not found)", args[0], id)}
+			return withClient(cmd.Context(), func(ctx context.Context, c client.Client) error {
+				id := approvalWorkflowID(args[0])
+				v, err := c.QueryWorkflow(ctx, id, "", contract.QueryState)
+				if err != nil {
+					var nf *serviceerror.NotFound
+					if errors.As(err, &nf) {
+						return &exitError{code: 1, msg: fmt.Sprintf("no approval request %s (%s not found)", args[0], id)}
+					}
+					return &exitError{code: 1, msg: fmt.Sprintf("query %s: %v", id, err)}
 				}
-				return &exitError{code: 1, msg: fmt.Sprintf("query %s: %v", id, err)}
-			}
-			var st workflows.ApprovalStatus
-			if err := v.Get(&st); err != nil {
-				return &exitError{code: 1, msg: fmt.Sprintf("query %s: %v", id, err)}
-			}
-			w := cmd.OutOrStdout()
-			if output == "json" {
-				return json.NewEncoder(w).Encode(st)
-			}
-			printStatus(w, id, st)
-			return nil
+				var st workflows.ApprovalStatus
+				if err := v.Get(&st); err != nil {
+					return &exitError{code: 1, msg: fmt.Sprintf("query %s: %v", id, err)}
+				}
+				w := cmd.OutOrStdout()
+				if output == "json" {
+					return json.NewEncoder(w).Encode(st)
+				}
+				printStatus(w, id, st)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
@@ -297,7 +287,7 @@ func approvalsDecideCmd(decision string) *cobra.Command {
 				return err
 			}
 			if strings.TrimSpace(as) == "" {
-				return &exitError{code: 2, msg: "invalid input: --as: say who decides"}
+				return invalid("--as: say who decides")
 			}
 			// The workflow compares identities as mapped; sending the mapped
 			// name says here, before anything is sent, what it would refuse.
@@ -305,22 +295,18 @@ func approvalsDecideCmd(decision string) *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, msg: "invalid input: --as: " + err.Error()}
 			}
-			c, err := dial()
-			if err != nil {
-				return &exitError{code: 1, msg: err.Error()}
-			}
-			defer c.Close()
-			id := approvalWorkflowID(args[0])
-			st, err := decide(cmd.Context(), c, id, workflows.DecideInput{Actor: who, Decision: decision, Note: note})
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if output == "json" {
-				return json.NewEncoder(w).Encode(st)
-			}
-			fmt.Fprintf(w, "%s %s %s: request %s (%d of %d approvals)\n", who, past, st.RequestID, st.State, st.Approvals(), st.RequiredApprovals)
-			return nil
+			return withClient(cmd.Context(), func(ctx context.Context, c client.Client) error {
+				st, err := decide(ctx, c, approvalWorkflowID(args[0]), workflows.DecideInput{Actor: who, Decision: decision, Note: note})
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if output == "json" {
+					return json.NewEncoder(w).Encode(st)
+				}
+				fmt.Fprintf(w, "%s %s %s: request %s (%d of %d approvals)\n", who, past, st.RequestID, st.State, st.Approvals(), st.RequiredApprovals)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&as, "as", "", "who decides (mapped as a PRECIS user name: trimmed, case-folded, width-folded; one script, no invisible characters; never the requester)")

@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -20,7 +18,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/activities"
-	"github.com/certctl/certctl/clientenv"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
@@ -48,16 +45,11 @@ Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req, err := f.request()
 			if err != nil {
-				return &exitError{code: 2, msg: "invalid input: " + err.Error()}
+				return invalid(err.Error())
 			}
-			c, err := dial()
-			if err != nil {
-				return &exitError{code: 1, msg: err.Error()}
-			}
-			defer c.Close()
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			return runDeploy(ctx, c, req, f.detach, f.output, cmd.OutOrStdout(), "")
+			return following(cmd, func(ctx context.Context, c client.Client) error {
+				return runDeploy(ctx, c, req, f.detach, f.output, cmd.OutOrStdout(), "")
+			})
 		},
 	}
 	fl := cmd.Flags()
@@ -159,19 +151,6 @@ func (f *deployFlags) nameFlag(err error) error {
 		return err
 	}
 	return fmt.Errorf("--%s %s: %w", flag, path, err)
-}
-
-func dial() (client.Client, error) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	o, err := clientenv.Options(quiet)
-	if err != nil {
-		return nil, err
-	}
-	c, err := client.Dial(o)
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s: %w (set TEMPORAL_ADDRESS, or run `certctl dev`)", o.HostPort, err)
-	}
-	return c, nil
 }
 
 // workflowID is unique per request and says what it is about.

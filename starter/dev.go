@@ -2,16 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -28,10 +21,9 @@ import (
 
 	"github.com/certctl/certctl/clientenv"
 	"github.com/certctl/certctl/codec"
-	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/devenv"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/profile"
-	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
 )
 
@@ -97,7 +89,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	fail := func(format string, args ...any) error {
 		return &exitError{code: 1, msg: fmt.Sprintf(format, args...)}
 	}
-	cfg, err := testsuite.LoadDevConfig(f.config)
+	cfg, err := devenv.LoadDevConfig(f.config)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -105,7 +97,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if _, err := testsuite.NginxBinary(); err != nil {
+	if _, err := devenv.NginxBinary(); err != nil {
 		return fail("%v", err)
 	}
 	if err := os.MkdirAll(f.stateDir, 0o700); err != nil {
@@ -143,7 +135,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	}
 	defer serverLog.Close()
 	fmt.Fprintf(w, "temporal:       starting dev server on %s (Web UI http://%s:%d) ...\n", address, cfg.IP, cfg.UIPort)
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+	srv, err := devenv.StartDevServer(ctx, devenv.DevServerOptions{
 		Config: cfg, Port: cfg.Port, UIPort: cfg.UIPort, UI: true, UICodecEndpoint: "http://" + codecAddr,
 		DBFile: filepath.Join(f.stateDir, cfg.DBFilename), Output: serverLog,
 	})
@@ -152,13 +144,13 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	}
 	defer func() { _ = srv.Stop() }()
 
-	initial, err := selfSigned()
+	initial, err := devenv.SelfSigned()
 	if err != nil {
 		return fail("%v", err)
 	}
 	nginxDir := filepath.Join(f.stateDir, "nginx")
 	_ = os.RemoveAll(nginxDir)
-	ngx, err := testsuite.StartNginx(nginxDir, initial)
+	ngx, err := devenv.StartNginx(nginxDir, initial)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -169,7 +161,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	// The host worker may write only this nginx's files and run only its
 	// commands; the workflow worker reads profiles from the state dir.
 	policyFile, profilesDir := filepath.Join(f.stateDir, "worker.yaml"), filepath.Join(f.stateDir, "profiles")
-	if err := testsuite.WritePolicy(policyFile, policy.Policy{
+	if err := devenv.WritePolicy(policyFile, policy.Policy{
 		AllowPaths:    []string{nginxDir},
 		AllowCommands: [][]string{ngx.ValidateCommand(), ngx.ReloadCommand()},
 	}); err != nil {
@@ -186,7 +178,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 		if args != nil {
 			name += "-" + host
 		}
-		p, err := testsuite.StartProcess(name, filepath.Join(f.stateDir, name+".log"), env, workerBin, args...)
+		p, err := devenv.StartProcess(name, filepath.Join(f.stateDir, name+".log"), env, workerBin, args...)
 		if err != nil {
 			return fail("start %s: %v", name, err)
 		}
@@ -194,11 +186,11 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 		fmt.Fprintf(w, "worker:         %s (pid %d, log %s)\n", name, p.Pid(), p.Log)
 	}
 
-	ca, err := testsuite.NewCA("certctl dev")
+	ca, err := devenv.NewCA("certctl dev")
 	if err != nil {
 		return fail("%v", err)
 	}
-	fresh, err := ca.Issue(testsuite.LeafOptions{})
+	fresh, err := ca.Issue(devenv.LeafOptions{})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -228,7 +220,13 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	uiBase := fmt.Sprintf("http://%s:%d", cfg.IP, cfg.UIPort)
 	req := workflows.DeployRequest{Target: tgt, Material: fresh.Material}
 	deployErr := runDeploy(ctx, c, req, false, "text", w, uiBase+"/namespaces/"+cfg.Namespace)
-
+	if deployErr == nil {
+		// Verify saw the new leaf, but an old nginx worker may still accept
+		// a connection or two while it drains after the reload.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = ngx.WaitServing(wctx, fresh.LeafSHA256)
+		cancel()
+	}
 	served, err := ngx.Served(ctx)
 	if err != nil {
 		return fail("nginx after the deploy: %v", err)
@@ -288,34 +286,4 @@ func writeYAML(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
-}
-
-// selfSigned is nginx's starting certificate: what a fresh install serves.
-func selfSigned() (testsuite.Set, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return testsuite.Set{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "localhost (self-signed)"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(30 * 24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return testsuite.Set{}, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return testsuite.Set{}, err
-	}
-	return testsuite.Set{
-		Material: material.Material{
-			CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-			// Its own trust anchor: nginx's ssl_trusted_certificate needs a PEM.
-			ChainPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-			KeyPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})),
-		},
-		LeafSHA256: material.Fingerprint(der),
-	}, nil
 }

@@ -21,6 +21,10 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.msg }
 
+// invalid is exit 2: input refused before anything started; msg names the
+// field.
+func invalid(msg string) error { return &exitError{code: 2, msg: "invalid input: " + msg} }
+
 func main() {
 	root := &cobra.Command{
 		Use:           "certctl",

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -66,19 +65,14 @@ created); 1 any other outcome (ApprovalRejected, ApprovalExpired, a deploy's);
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req, every, err := f.request()
 			if err != nil {
-				return &exitError{code: 2, msg: "invalid input: " + err.Error()}
+				return invalid(err.Error())
 			}
-			c, err := dial()
-			if err != nil {
-				return &exitError{code: 1, msg: err.Error()}
-			}
-			defer c.Close()
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			if every > 0 {
-				return createRenewSchedule(ctx, c, req, every, f.output, cmd.OutOrStdout())
-			}
-			return runRenew(ctx, c, req, f.detach, f.output, cmd.OutOrStdout())
+			return following(cmd, func(ctx context.Context, c client.Client) error {
+				if every > 0 {
+					return createRenewSchedule(ctx, c, req, every, f.output, cmd.OutOrStdout())
+				}
+				return runRenew(ctx, c, req, f.detach, f.output, cmd.OutOrStdout())
+			})
 		},
 	}
 	fl := cmd.Flags()
@@ -181,7 +175,7 @@ func runRenew(ctx context.Context, c client.Client, req workflows.RenewRequest, 
 	}, contract.RenewWorkflow, req)
 	if err != nil {
 		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-			return &exitError{code: 2, msg: fmt.Sprintf("invalid input: --request-id %s was already used: a request is never reopened", req.RequestID)}
+			return invalid(fmt.Sprintf("--request-id %s was already used: a request is never reopened", req.RequestID))
 		}
 		return &exitError{code: 1, msg: "start RenewWorkflow: " + err.Error()}
 	}

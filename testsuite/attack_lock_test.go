@@ -15,9 +15,9 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
-	"github.com/certctl/certctl/workflows"
 )
 
 // lockHistory is a lock workflow's history across its continue-as-new runs,
@@ -166,9 +166,9 @@ func TestIntegrationSharedFilesNeverInterleave(t *testing.T) {
 	// The lock's own history: every request went to the host's lock with
 	// the three files among its keys, and it granted them in the order seen.
 	var grantOrder []string
-	for _, ev := range lockHistory(t, workflows.FileLockID(good)) {
+	for _, ev := range lockHistory(t, lock.FileLockID(good)) {
 		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == contract.LockAcquireSignal {
-			var r workflows.LockRequest
+			var r lock.Request
 			if err := env.codec.DataConverter().FromPayloads(a.GetInput(), &r); err != nil {
 				t.Fatal(err)
 			}

@@ -1,145 +1,23 @@
-// Package testsuite holds what the tests and `certctl dev` share: a test CA
-// that mints leaf/chain/key sets, the Temporal dev server from the temporal
-// CLI, a real nginx on loopback, and the built binaries.
 package testsuite
 
-import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
-	"time"
+import "github.com/certctl/certctl/devenv"
 
-	"github.com/certctl/certctl/material"
-)
-
-// CA is a root and an intermediate that issue leaves.
-type CA struct {
-	Root, Intermediate       *x509.Certificate
-	rootKey, intermediateKey crypto.Signer
-}
+// CA is a root and an intermediate that issue leaves (devenv.CA), with the
+// odd leaves only tests mint (ca_odd.go).
+type CA struct{ *devenv.CA }
 
 // Set is one leaf with its chain and key, as PEM, plus its fingerprint.
-type Set struct {
-	material.Material
-	LeafSHA256 string
-}
-
-// NewCA mints a fresh root and intermediate.
-func NewCA(name string) (*CA, error) {
-	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	rootTmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: name + " Root"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	root, err := sign(rootTmpl, rootTmpl, rootKey.Public(), rootKey)
-	if err != nil {
-		return nil, err
-	}
-	intKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	intTmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: name + " Intermediate"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(5 * 365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	inter, err := sign(intTmpl, root, intKey.Public(), rootKey)
-	if err != nil {
-		return nil, err
-	}
-	return &CA{Root: root, Intermediate: inter, rootKey: rootKey, intermediateKey: intKey}, nil
-}
+type Set = devenv.Set
 
 // LeafOptions shape a leaf; zero values give a one-day leaf for localhost
 // and 127.0.0.1.
-type LeafOptions struct {
-	CommonName          string
-	DNSNames            []string
-	IPs                 []net.IP
-	NotBefore, NotAfter time.Time
-}
+type LeafOptions = devenv.LeafOptions
 
-// Issue mints a leaf signed by the intermediate; the chain is the
-// intermediate.
-func (ca *CA) Issue(o LeafOptions) (Set, error) {
-	if o.CommonName == "" {
-		o.CommonName = "localhost"
-	}
-	if o.DNSNames == nil && o.IPs == nil {
-		o.DNSNames, o.IPs = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	now := time.Now()
-	if o.NotBefore.IsZero() {
-		o.NotBefore = now.Add(-time.Minute)
-	}
-	if o.NotAfter.IsZero() {
-		o.NotAfter = now.Add(24 * time.Hour)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// NewCA mints a fresh root and intermediate.
+func NewCA(name string) (*CA, error) {
+	ca, err := devenv.NewCA(name)
 	if err != nil {
-		return Set{}, err
+		return nil, err
 	}
-	leaf, err := sign(&x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: o.CommonName},
-		DNSNames: o.DNSNames, IPAddresses: o.IPs, NotBefore: o.NotBefore, NotAfter: o.NotAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca.Intermediate, key.Public(), ca.intermediateKey)
-	if err != nil {
-		return Set{}, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return Set{}, err
-	}
-	return Set{
-		Material: material.Material{
-			CertPEM:  string(material.EncodeCerts(leaf)),
-			ChainPEM: string(material.EncodeCerts(ca.Intermediate)),
-			KeyPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		},
-		LeafSHA256: material.Fingerprint(leaf.Raw),
-	}, nil
-}
-
-// Write puts the set's files in dir as cert.pem, chain.pem and key.pem (key
-// 0600) and returns their paths.
-func (s Set) Write(dir string) (cert, chain, key string, err error) {
-	cert, chain, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "chain.pem"), filepath.Join(dir, "key.pem")
-	for _, f := range []struct {
-		p, v string
-		m    os.FileMode
-	}{{cert, s.CertPEM, 0o644}, {chain, s.ChainPEM, 0o644}, {key, s.KeyPEM, 0o600}} {
-		if err = os.WriteFile(f.p, []byte(f.v), f.m); err != nil {
-			return
-		}
-	}
-	return
-}
-
-func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) (*x509.Certificate, error) {
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", tmpl.Subject.CommonName, err)
-	}
-	return x509.ParseCertificate(der)
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	return n
+	return &CA{ca}, nil
 }

@@ -8,12 +8,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"net"
 	"time"
-
-	"github.com/certctl/certctl/material"
 )
 
 // OddLeaf shapes a leaf no server should be handed: a CA certificate, or
@@ -38,7 +34,7 @@ func (ca *CA) IssueOdd(odd OddLeaf) (Set, error) {
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: "localhost"},
+		Subject:  pkix.Name{CommonName: "localhost"},
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -47,48 +43,8 @@ func (ca *CA) IssueOdd(odd OddLeaf) (Set, error) {
 		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
 		tmpl.KeyUsage |= x509.KeyUsageCertSign
 	}
-	leaf, err := sign(tmpl, ca.Intermediate, key.Public(), ca.intermediateKey)
-	if err != nil {
-		return Set{}, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return Set{}, err
-	}
-	return Set{
-		Material: material.Material{
-			CertPEM:  string(material.EncodeCerts(leaf)),
-			ChainPEM: string(material.EncodeCerts(ca.Intermediate)),
-			KeyPEM:   string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		},
-		LeafSHA256: material.Fingerprint(leaf.Raw),
-	}, nil
+	return ca.IssueTemplate(tmpl, key)
 }
 
 // WeakRSAKey is an RSA key of bits bits (1024: one certctl must refuse).
 func WeakRSAKey(bits int) (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, bits) }
-
-// ECParamsKeyPEM is s's P-256 key as `openssl ecparam -name prime256v1
-// -genkey` writes it: an EC PARAMETERS block, then the SEC 1 EC PRIVATE KEY
-// block. The second result is that key block alone, as certctl writes it.
-func (s Set) ECParamsKeyPEM() (string, string, error) {
-	b, _ := pem.Decode([]byte(s.KeyPEM))
-	if b == nil {
-		return "", "", errors.New("set has no PEM key")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-	if err != nil {
-		return "", "", err
-	}
-	ec, ok := k.(*ecdsa.PrivateKey)
-	if !ok {
-		return "", "", errors.New("set's key is not EC")
-	}
-	der, err := x509.MarshalECPrivateKey(ec)
-	if err != nil {
-		return "", "", err
-	}
-	params := pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: []byte{6, 8, 42, 134, 72, 206, 61, 3, 1, 7}})
-	keyBlock := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-	return string(params) + string(keyBlock), string(keyBlock), nil
-}

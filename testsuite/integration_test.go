@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,6 +55,14 @@ var env struct {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// `make unit`: nothing here runs without the temporal CLI and the
+		// real servers, and nothing is started. `make test` and CI never
+		// pass -short, so nothing skips there.
+		fmt.Println("testsuite: integration tests skipped under -short: they need the temporal CLI, nginx and the other real servers; run `make test`")
+		os.Exit(0)
+	}
 	os.Exit(runMain(m))
 }
 

@@ -4,20 +4,13 @@ import (
 	"os"
 	"path/filepath"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/certctl/certctl/devenv"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/profile"
 )
 
 // WritePolicy writes a host policy file (CERTCTL_WORKER_POLICY's format).
-func WritePolicy(path string, p policy.Policy) error {
-	b, err := yaml.Marshal(p)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
-}
+func WritePolicy(path string, p policy.Policy) error { return devenv.WritePolicy(path, p) }
 
 // UseTestPolicy gives every worker the tests start (they inherit the test
 // process's environment) a host policy that allows the tests' temp dirs and

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -96,12 +97,12 @@ func TestIntegrationOneDeployPerTargetAtATime(t *testing.T) {
 
 	// The order requests reached the lock, from its own history.
 	var requested []string
-	for _, ev := range lockHistory(t, workflows.FileLockID(tg)) {
+	for _, ev := range lockHistory(t, lock.FileLockID(tg)) {
 		a := ev.GetWorkflowExecutionSignaledEventAttributes()
 		if a == nil || a.GetSignalName() != contract.LockAcquireSignal {
 			continue
 		}
-		var r workflows.LockRequest
+		var r lock.Request
 		if err := env.codec.DataConverter().FromPayloads(a.GetInput(), &r); err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,11 @@
 // Command certctl-worker runs certctl's workflows and steps.
 //
-//	certctl-worker [--host NAME] [--metrics-addr 127.0.0.1:9464]
+//	certctl-worker [--host NAME [--workflows]] [--metrics-addr 127.0.0.1:9464]
 //
 // With --host it polls only "certctl-host-NAME": the file steps of targets on
 // this machine. Without it polls "certctl": the workflows and the steps of
-// agentless targets. One machine may run both.
+// agentless targets. One machine may run both, as two processes or as one
+// with --host NAME --workflows (a one-host setup needs no second worker).
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,28 +31,64 @@ import (
 	"github.com/certctl/certctl/clientenv"
 	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/workflows"
 )
 
+// config is what the flags ask for.
+type config struct {
+	host        string // poll certctl-host-HOST
+	workflows   bool   // poll certctl (the workflows); the default without --host
+	metricsAddr string
+}
+
+// parseFlags reads args (without the program name); a refused flag is exit 2.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("certctl-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.host, "host", "", "poll certctl-host-`NAME` (file steps for targets on this host) instead of certctl")
+	fs.BoolVar(&c.workflows, "workflows", false, "with --host: poll certctl as well, in the same process (a one-host setup needs no second worker)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at `ADDR`/metrics (e.g. 127.0.0.1:9464)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.workflows && c.host == "" {
+		return c, errors.New("--workflows: only with --host NAME (without --host the worker polls certctl already)")
+	}
+	if c.host == "" {
+		c.workflows = true
+	}
+	return c, nil
+}
+
 func main() {
-	host := flag.String("host", "", "poll certctl-host-`NAME` (file steps for targets on this host) instead of certctl")
-	metricsAddr := flag.String("metrics-addr", "", "serve Prometheus metrics at `ADDR`/metrics (e.g. 127.0.0.1:9464)")
-	flag.Parse()
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "certctl-worker:", err)
+		os.Exit(2)
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := run(*host, *metricsAddr, logger); err != nil {
+	if err := run(cfg, logger); err != nil {
 		logger.Error("certctl-worker stopped", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(host, metricsAddr string, logger *slog.Logger) error {
+func run(cfg config, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if metricsAddr != "" {
-		ln, err := net.Listen("tcp", metricsAddr)
+	if cfg.metricsAddr != "" {
+		ln, err := net.Listen("tcp", cfg.metricsAddr)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
@@ -71,55 +109,68 @@ func run(host, metricsAddr string, logger *slog.Logger) error {
 	}
 	defer c.Close()
 
-	queue := contract.TaskQueue
-	if host != "" {
-		queue = workflows.HostQueue(host)
-	}
 	// Fail closed: every step of a target is checked against this
-	// machine's own policy file before it runs. A host worker runs nothing
-	// else; the certctl worker also runs activities without a target
-	// (audit, issue, profiles, locks), and the steps of targets without
-	// host, which write on its machine.
+	// machine's own policy file before it runs.
 	pol, err := policy.Load(policy.PathFromEnv())
 	if err != nil {
 		return err
 	}
 	logPolicy(logger, pol)
-	check := policy.Interceptor(pol)
-	if host == "" {
-		check = policy.TargetsInterceptor(pol)
-	}
-	w := worker.New(c, queue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{check}})
-	if host == "" {
-		workflows.Register(w)
-	}
-	// The client serves RequestTargetLock, the local activity by which a
-	// deploy asks for its target's lock.
-	w.RegisterActivity(&activities.Activities{Client: c})
-	// Audit and Issue run on "certctl"; InspectDeployed on the host's queue.
 	auditLog := audit.PathFromEnv()
-	w.RegisterActivity(renewal.New(auditLog))
-	if host == "" {
-		logger.Info("approval audit log", "path", auditLog, "env", audit.EnvPath)
-		logger.Info("renewal profiles", "dir", profile.DirFromEnv(), "env", profile.EnvDir)
-		if bypass, err := renewal.BypassFromEnv(); err != nil || bypass {
-			logger.Warn("CERTCTL_APPROVAL_BYPASS is set: every renewal this worker runs auto-approves as system-bypass; dev and CI only, never production",
-				"value", os.Getenv(renewal.EnvBypass))
-		}
+	var ws []worker.Worker
+	if cfg.host != "" {
+		ws = append(ws, hostWorker(c, cfg.host, pol, auditLog, logger))
 	}
-	logger.Info("certctl-worker polling", "task_queue", queue)
-	if host != "" {
+	if cfg.workflows {
+		ws = append(ws, workflowWorker(c, pol, auditLog, logger))
+	}
+	if cfg.host != "" {
 		sweepLeftovers(ctx, c, logger)
 	}
-	if err := w.Start(); err != nil {
-		return err
+	for _, w := range ws {
+		if err := w.Start(); err != nil {
+			return err
+		}
+		defer w.Stop()
 	}
 	<-ctx.Done()
-	w.Stop()
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return nil
 	}
 	return ctx.Err()
+}
+
+// hostWorker polls "certctl-host-HOST": the file steps of targets on this
+// machine, each checked against the host policy (policy.Interceptor); it
+// runs nothing else.
+func hostWorker(c client.Client, host string, pol *policy.Policy, auditLog string, logger *slog.Logger) worker.Worker {
+	queue := workflows.HostQueue(host)
+	w := worker.New(c, queue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{policy.Interceptor(pol)}})
+	w.RegisterActivity(&activities.Activities{Client: c})
+	w.RegisterActivity(renewal.New(auditLog)) // InspectDeployed
+	logger.Info("certctl-worker polling", "task_queue", queue)
+	return w
+}
+
+// workflowWorker polls "certctl": the workflows, the activities without a
+// target (audit, issue, profiles, locks) and the steps of targets without
+// host, which write on its machine (policy.TargetsInterceptor checks those).
+func workflowWorker(c client.Client, pol *policy.Policy, auditLog string, logger *slog.Logger) worker.Worker {
+	w := worker.New(c, contract.TaskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{policy.TargetsInterceptor(pol)}})
+	workflows.Register(w)
+	// The client serves the local activities by which a deploy asks for a
+	// lock (RequestFileLock, RequestTargetLock) and ApprovalRuns.
+	w.RegisterActivity(&activities.Activities{Client: c})
+	w.RegisterActivity(&lock.Activities{Client: c})
+	w.RegisterActivity(renewal.New(auditLog)) // Audit, Issue, LoadProfile
+	logger.Info("approval audit log", "path", auditLog, "env", audit.EnvPath)
+	logger.Info("renewal profiles", "dir", profile.DirFromEnv(), "env", profile.EnvDir)
+	if bypass, err := renewal.BypassFromEnv(); err != nil || bypass {
+		logger.Warn("CERTCTL_APPROVAL_BYPASS is set: every renewal this worker runs auto-approves as system-bypass; dev and CI only, never production",
+			"value", os.Getenv(renewal.EnvBypass))
+	}
+	logger.Info("certctl-worker polling", "task_queue", contract.TaskQueue)
+	return w
 }
 
 // logPolicy says at start which policy the host worker enforces: a WARN

@@ -14,6 +14,7 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
@@ -128,12 +129,12 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 		h.cleanups = append(h.cleanups, in.Succeeded)
 		return activities.CleanupResult{}, nil
 	}).Maybe()
-	env.OnActivity(a.RequestFileLock, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.FileLockStart) error {
+	env.OnActivity((*lock.Activities)(nil).RequestFileLock, mock.Anything, mock.Anything).Return(func(_ context.Context, _ lock.FileStart) error {
 		h.rec("Lock")
 		env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.LockGrantedSignal, nil) }, 0)
 		return nil
 	}).Maybe()
-	env.OnSignalExternalWorkflow(mock.Anything, FileLockID(req.Target), "", contract.LockReleaseSignal, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
+	env.OnSignalExternalWorkflow(mock.Anything, lock.FileLockID(req.Target), "", contract.LockReleaseSignal, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
 		h.rec("Release")
 		return nil
 	}).Maybe()

@@ -2,20 +2,17 @@ package workflows
 
 import (
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/lock"
 	"go.temporal.io/sdk/workflow"
 )
 
 // Registry is what workers, the test environment and the replayer share.
-type Registry interface {
-	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
-}
+type Registry = lock.Registry
 
 // Register registers every workflow under its contract name.
 func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(DeployWorkflow, workflow.RegisterOptions{Name: contract.DeployWorkflow})
 	r.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: contract.ApprovalWorkflow})
 	r.RegisterWorkflowWithOptions(RenewWorkflow, workflow.RegisterOptions{Name: contract.RenewWorkflow})
-	// TargetLockWorkflow stays for deploys of "target-lock" version 1.
-	r.RegisterWorkflowWithOptions(TargetLockWorkflow, workflow.RegisterOptions{Name: contract.TargetLockWorkflow})
-	r.RegisterWorkflowWithOptions(FileLockWorkflow, workflow.RegisterOptions{Name: contract.FileLockWorkflow})
+	lock.Register(r)
 }

@@ -1,4 +1,4 @@
-package workflows
+package lock
 
 import (
 	"errors"
@@ -57,24 +57,24 @@ func newLockHarness(t *testing.T) *lockHarness {
 	return h
 }
 
-func req(id string, files ...string) LockRequest {
+func req(id string, files ...string) Request {
 	keys := []string{targetKey("t-" + id)}
 	for _, f := range files {
 		keys = append(keys, "file:"+f)
 	}
-	return LockRequest{TargetID: "t-" + id, WorkflowID: id, RunID: "run-" + id, Keys: keys}
+	return Request{TargetID: "t-" + id, WorkflowID: id, RunID: "run-" + id, Keys: keys}
 }
 
-func (h *lockHarness) acquire(at time.Duration, r LockRequest) {
+func (h *lockHarness) acquire(at time.Duration, r Request) {
 	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(contract.LockAcquireSignal, r) }, at)
 }
 
-func (h *lockHarness) release(at time.Duration, r LockRequest) {
+func (h *lockHarness) release(at time.Duration, r Request) {
 	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(contract.LockReleaseSignal, r) }, at)
 }
 
 // query reads the lock's state at a time.
-func (h *lockHarness) query(at time.Duration, got *FileLockState) {
+func (h *lockHarness) query(at time.Duration, got *FileState) {
 	h.env.RegisterDelayedCallback(func() {
 		v, err := h.env.QueryWorkflow("state")
 		if err != nil {
@@ -87,7 +87,7 @@ func (h *lockHarness) query(at time.Duration, got *FileLockState) {
 	}, at)
 }
 
-func (h *lockHarness) run(st FileLockState) error {
+func (h *lockHarness) run(st FileState) error {
 	if st.Scope == "" {
 		st.Scope = "host/web-1"
 	}
@@ -123,11 +123,11 @@ func TestFileLockConflictingKeysWait(t *testing.T) {
 	a, b := req("a", "/etc/nginx/certs/cert.pem", "/etc/nginx/certs/key.pem"), req("b", "/etc/nginx/certs/key.pem", "/srv/other.pem")
 	h.acquire(time.Second, a)
 	h.acquire(2*time.Second, b)
-	var mid FileLockState
+	var mid FileState
 	h.query(5*time.Second, &mid)
 	h.release(10*time.Second, a)
 	h.release(20*time.Second, b)
-	if err := h.run(FileLockState{}); err != nil {
+	if err := h.run(FileState{}); err != nil {
 		t.Fatal(err)
 	}
 	h.wantGrants("a", "b")
@@ -142,13 +142,13 @@ func TestFileLockConflictingKeysWait(t *testing.T) {
 // whose layout could not be derived has only its target key).
 func TestFileLockSameTargetConflicts(t *testing.T) {
 	h := newLockHarness(t)
-	a := LockRequest{TargetID: "web", WorkflowID: "a", RunID: "1", Keys: []string{targetKey("web"), "file:/x"}}
-	b := LockRequest{TargetID: "web", WorkflowID: "b", RunID: "1"} // no keys: its target
+	a := Request{TargetID: "web", WorkflowID: "a", RunID: "1", Keys: []string{targetKey("web"), "file:/x"}}
+	b := Request{TargetID: "web", WorkflowID: "b", RunID: "1"} // no keys: its target
 	h.acquire(time.Second, a)
 	h.acquire(2*time.Second, b)
 	h.release(10*time.Second, a)
 	h.release(20*time.Second, b)
-	if err := h.run(FileLockState{}); err != nil {
+	if err := h.run(FileState{}); err != nil {
 		t.Fatal(err)
 	}
 	h.wantGrantedAt("b", 10*time.Second)
@@ -160,11 +160,11 @@ func TestFileLockDisjointKeysRunInParallel(t *testing.T) {
 	a, b := req("a", "/srv/a/cert.pem", "/srv/a/key.pem"), req("b", "/srv/b/cert.pem", "/srv/b/key.pem")
 	h.acquire(time.Second, a)
 	h.acquire(2*time.Second, b)
-	var mid FileLockState
+	var mid FileState
 	h.query(5*time.Second, &mid)
 	h.release(10*time.Second, a)
 	h.release(10*time.Second, b)
-	if err := h.run(FileLockState{}); err != nil {
+	if err := h.run(FileState{}); err != nil {
 		t.Fatal(err)
 	}
 	h.wantGrantedAt("a", time.Second)
@@ -188,7 +188,7 @@ func TestFileLockFIFOAmongConflicting(t *testing.T) {
 	h.release(20*time.Second, b)
 	h.release(30*time.Second, c)
 	h.release(30*time.Second, d)
-	if err := h.run(FileLockState{}); err != nil {
+	if err := h.run(FileState{}); err != nil {
 		t.Fatal(err)
 	}
 	h.wantGrants("a", "d", "b", "c")
@@ -210,7 +210,7 @@ func TestFileLockRetryAndGiveUp(t *testing.T) {
 	h.release(5*time.Second, b) // b canceled while queued
 	h.release(10*time.Second, a)
 	h.release(20*time.Second, c)
-	if err := h.run(FileLockState{}); err != nil {
+	if err := h.run(FileState{}); err != nil {
 		t.Fatal(err)
 	}
 	h.wantGrants("a", "c")
@@ -235,7 +235,7 @@ func TestFileLockDeadHolderFreedByLease(t *testing.T) {
 	}
 	h.release(3*lease, b)
 	h.release(3*lease, live)
-	if err := h.run(FileLockState{Lease: target.Duration(lease)}); err != nil {
+	if err := h.run(FileState{Lease: target.Duration(lease)}); err != nil {
 		t.Fatal(err)
 	}
 	got := h.grantAt["b"]
@@ -262,7 +262,7 @@ func TestFileLockResetHolderRegranted(t *testing.T) {
 	h.acquire(3*time.Second, a2)
 	h.release(10*time.Second, a2)
 	h.release(20*time.Second, b)
-	if err := h.run(FileLockState{}); err != nil {
+	if err := h.run(FileState{}); err != nil {
 		t.Fatal(err)
 	}
 	h.wantGrants("a", "a", "b")
@@ -273,7 +273,7 @@ func TestFileLockResetHolderRegranted(t *testing.T) {
 // holders, its queue and its next probe.
 func TestFileLockContinueAsNewCarriesState(t *testing.T) {
 	h := newLockHarness(t)
-	var holders []LockRequest
+	var holders []Request
 	for i := 0; i < lockGrantsPerRun; i++ {
 		holders = append(holders, req(fmt.Sprintf("h%d", i), fmt.Sprintf("/f/%d", i)))
 	}
@@ -284,7 +284,7 @@ func TestFileLockContinueAsNewCarriesState(t *testing.T) {
 		}
 		h.env.SignalWorkflow(contract.LockAcquireSignal, waiting)
 	}, time.Second)
-	err := h.run(FileLockState{Scope: "host/web-9", Lease: target.Duration(time.Minute)})
+	err := h.run(FileState{Scope: "host/web-9", Lease: target.Duration(time.Minute)})
 	var can *workflow.ContinueAsNewError
 	if !errors.As(err, &can) {
 		t.Fatalf("want continue-as-new, got %v", err)
@@ -292,7 +292,7 @@ func TestFileLockContinueAsNewCarriesState(t *testing.T) {
 	if can.WorkflowType.Name != "FileLockWorkflow" {
 		t.Fatalf("continued as %q", can.WorkflowType.Name)
 	}
-	var next FileLockState
+	var next FileState
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
@@ -331,12 +331,12 @@ func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
 		return target.Target{TargetID: id, TargetType: "nginx", Host: host, Config: target.Config{
 			CertPath: "/etc/nginx/certs/cert.pem", ChainPath: "/etc/nginx/certs/chain.pem", KeyPath: "/etc/nginx/certs/key.pem"}}
 	}
-	got := LockKeys(nginx("a", "web-1"), set.Material)
+	got := Keys(nginx("a", "web-1"), set.Material)
 	want := "target:a,file:/etc/nginx/certs/cert.pem,file:/etc/nginx/certs/chain.pem,file:/etc/nginx/certs/key.pem"
 	if strings.Join(got, ",") != want {
 		t.Fatalf("keys %v, want %s", got, want)
 	}
-	if b := LockKeys(nginx("b", "web-1"), set.Material); strings.Join(b[1:], ",") != strings.Join(got[1:], ",") {
+	if b := Keys(nginx("b", "web-1"), set.Material); strings.Join(b[1:], ",") != strings.Join(got[1:], ",") {
 		t.Fatalf("same files, other target_id: %v vs %v", b, got)
 	}
 	if FileLockID(nginx("a", "web-1")) != "lock/host/web-1" || FileLockID(nginx("a", "web-2")) != "lock/host/web-2" {
@@ -347,7 +347,7 @@ func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
 	}
 	// haproxy's one file.
 	hp := target.Target{TargetID: "h", TargetType: "haproxy", Host: "web-1", Config: target.Config{PEMPath: "/etc/haproxy/certs/site.pem"}}
-	if k := LockKeys(hp, set.Material); strings.Join(k, ",") != "target:h,file:/etc/haproxy/certs/site.pem" {
+	if k := Keys(hp, set.Material); strings.Join(k, ",") != "target:h,file:/etc/haproxy/certs/site.pem" {
 		t.Fatalf("haproxy keys %v", k)
 	}
 	// Underivable: the target's key alone.
@@ -355,16 +355,16 @@ func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
 		{TargetID: "u", TargetType: "no-such-type", Host: "web-1"},
 		{TargetID: "u", TargetType: "nginx", Host: "web-1"}, // no paths
 	} {
-		if k := LockKeys(tg, set.Material); strings.Join(k, ",") != "target:u" {
+		if k := Keys(tg, set.Material); strings.Join(k, ",") != "target:u" {
 			t.Fatalf("%+v: keys %v", tg, k)
 		}
 	}
 	bad := nginx("u", "web-1")
-	if k := LockKeys(bad, set.Material); len(k) != 4 {
+	if k := Keys(bad, set.Material); len(k) != 4 {
 		t.Fatalf("keys %v", k)
 	}
 	bad.Config.CertPath = "relative/cert.pem"
-	if k := LockKeys(bad, set.Material); strings.Join(k, ",") != "target:u" {
+	if k := Keys(bad, set.Material); strings.Join(k, ",") != "target:u" {
 		t.Fatalf("relative path: keys %v", k)
 	}
 }

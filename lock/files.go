@@ -1,4 +1,4 @@
-package workflows
+package lock
 
 import (
 	"path/filepath"
@@ -7,7 +7,6 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/contract"
 
@@ -38,12 +37,12 @@ func FileLockID(t target.Target) string {
 	return "lock/host/" + t.Host
 }
 
-// LockKeys are the keys a deploy of t with material m holds: its target, and
+// Keys are the keys a deploy of t with material m holds: its target, and
 // the files its connector lays out (connectors.Connector.Files is a pure
 // function of the target's config and the material). When the layout cannot
 // be derived (unknown connector, unusable material or config), the target's
 // key alone: Plan then refuses the deploy before it touches a file.
-func LockKeys(t target.Target, m material.Material) []string {
+func Keys(t target.Target, m material.Material) []string {
 	keys := []string{targetKey(t.TargetID)}
 	c, err := connectors.Get(t.TargetType)
 	if err != nil {
@@ -73,13 +72,13 @@ func LockKeys(t target.Target, m material.Material) []string {
 
 func targetKey(id string) string { return "target:" + id }
 
-// FileLockState is FileLockWorkflow's input and what it carries across
+// FileState is FileLockWorkflow's input and what it carries across
 // continue-as-new; query "state" returns it.
-type FileLockState struct {
+type FileState struct {
 	// Scope is what the keys are relative to: "host/<host>" or "target/<id>".
 	Scope   string          `json:"scope"`
-	Holders []LockRequest   `json:"holders,omitempty"`
-	Queue   []LockRequest   `json:"queue,omitempty"`
+	Holders []Request       `json:"holders,omitempty"`
+	Queue   []Request       `json:"queue,omitempty"`
 	Lease   target.Duration `json:"lease,omitempty"`
 	// ProbeAt is when the lock next checks that its holders still run (zero
 	// while nobody holds it). It is carried across continue-as-new, so a
@@ -90,17 +89,12 @@ type FileLockState struct {
 // lockEventsPerRun bounds a lock's history, whatever its grants.
 const lockEventsPerRun = 10000
 
-// FileLockWorkflow grants a host's files to deploys; see acquireFiles.
-func FileLockWorkflow(ctx workflow.Context, st FileLockState) error {
-	lease := st.Lease.D()
-	if lease <= 0 {
-		lease = DefaultLockLease
-	}
-	if err := workflow.SetQueryHandler(ctx, "state", func() (FileLockState, error) { return st, nil }); err != nil {
+// FileLockWorkflow grants a host's files to deploys; see AcquireFiles.
+func FileLockWorkflow(ctx workflow.Context, st FileState) error {
+	lease, acquire, release, err := serve(ctx, &st, st.Lease)
+	if err != nil {
 		return err
 	}
-	acquire := workflow.GetSignalChannel(ctx, contract.LockAcquireSignal)
-	release := workflow.GetSignalChannel(ctx, contract.LockReleaseSignal)
 	grants := 0
 	for {
 		grants += st.grant(ctx)
@@ -115,12 +109,12 @@ func FileLockWorkflow(ctx workflow.Context, st FileLockState) error {
 		}
 		s := workflow.NewSelector(ctx)
 		s.AddReceive(acquire, func(c workflow.ReceiveChannel, _ bool) {
-			var r LockRequest
+			var r Request
 			c.Receive(ctx, &r)
 			st.request(r)
 		})
 		s.AddReceive(release, func(c workflow.ReceiveChannel, _ bool) {
-			var r LockRequest
+			var r Request
 			c.Receive(ctx, &r)
 			st.release(r)
 		})
@@ -150,9 +144,9 @@ func FileLockWorkflow(ctx workflow.Context, st FileLockState) error {
 	}
 }
 
-// keysOf is r's keys; a request without any (not sent by acquireFiles)
+// keysOf is r's keys; a request without any (not sent by AcquireFiles)
 // still excludes its own target.
-func keysOf(r LockRequest) []string {
+func keysOf(r Request) []string {
 	if len(r.Keys) == 0 {
 		return []string{targetKey(r.TargetID)}
 	}
@@ -163,7 +157,7 @@ func keysOf(r LockRequest) []string {
 // meet no holder's and no older waiting request's, and returns how many it
 // granted. A requester that is gone is dropped, and the pass starts over:
 // its keys must not keep a younger request waiting.
-func (st *FileLockState) grant(ctx workflow.Context) int {
+func (st *FileState) grant(ctx workflow.Context) int {
 	n := 0
 	for {
 		granted, gone := st.grantPass(ctx)
@@ -174,7 +168,7 @@ func (st *FileLockState) grant(ctx workflow.Context) int {
 	}
 }
 
-func (st *FileLockState) grantPass(ctx workflow.Context) (granted int, gone bool) {
+func (st *FileState) grantPass(ctx workflow.Context) (granted int, gone bool) {
 	taken := map[string]bool{}
 	for _, h := range st.Holders {
 		for _, k := range keysOf(h) {
@@ -207,7 +201,7 @@ func (st *FileLockState) grantPass(ctx workflow.Context) (granted int, gone bool
 // request queues r, once: a retried request is ignored, and a new run of a
 // holder (a reset deploy) takes its place and is granted again at once (its
 // keys are its own: holders never share one).
-func (st *FileLockState) request(r LockRequest) {
+func (st *FileState) request(r Request) {
 	for i, h := range st.Holders {
 		if h.WorkflowID != r.WorkflowID {
 			continue
@@ -216,7 +210,7 @@ func (st *FileLockState) request(r LockRequest) {
 			return
 		}
 		st.Holders = append(st.Holders[:i:i], st.Holders[i+1:]...)
-		st.Queue = append([]LockRequest{r}, st.Queue...)
+		st.Queue = append([]Request{r}, st.Queue...)
 		return
 	}
 	for _, q := range st.Queue {
@@ -230,7 +224,7 @@ func (st *FileLockState) request(r LockRequest) {
 // release frees r's keys; a release before the grant leaves the queue (the
 // deploy gave up). A holder matches on the workflow ID alone: a reset deploy
 // must still be able to release.
-func (st *FileLockState) release(r LockRequest) {
+func (st *FileState) release(r Request) {
 	for i, h := range st.Holders {
 		if h.WorkflowID == r.WorkflowID {
 			st.Holders = append(st.Holders[:i:i], st.Holders[i+1:]...)
@@ -248,7 +242,7 @@ func (st *FileLockState) release(r LockRequest) {
 // probe asks every holder whether it still runs (all at once) and frees the
 // keys of those that do not: a terminated deploy runs no release, a deploy
 // waiting hours for its host keeps its files.
-func (st *FileLockState) probe(ctx workflow.Context) {
+func (st *FileState) probe(ctx workflow.Context) {
 	pings := make([]workflow.Future, len(st.Holders))
 	for i, h := range st.Holders {
 		pings[i] = workflow.SignalExternalWorkflow(ctx, h.WorkflowID, "", contract.LockPingSignal, nil)
@@ -264,13 +258,13 @@ func (st *FileLockState) probe(ctx workflow.Context) {
 	st.Holders = alive
 }
 
-// acquireFiles asks the host's file lock for the deploy's keys and waits for
+// AcquireFiles asks the host's file lock for the deploy's keys and waits for
 // the grant; the returned func releases them (also when ctx is canceled).
-func acquireFiles(ctx workflow.Context, t target.Target, m material.Material) (lockID string, keys []string, release func(), err error) {
+func AcquireFiles(ctx workflow.Context, t target.Target, m material.Material) (lockID string, keys []string, release func(), err error) {
 	info := workflow.GetInfo(ctx)
-	lockID, keys = FileLockID(t), LockKeys(t, m)
-	req := LockRequest{TargetID: t.TargetID, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Keys: keys}
-	in := activities.FileLockStart{LockID: lockID, Scope: strings.TrimPrefix(lockID, "lock/"), Request: req}
-	release, err = awaitGrant(ctx, lockID, req, a.RequestFileLock, in)
+	lockID, keys = FileLockID(t), Keys(t, m)
+	req := Request{TargetID: t.TargetID, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Keys: keys}
+	in := FileStart{LockID: lockID, Scope: strings.TrimPrefix(lockID, "lock/"), Request: req}
+	release, err = awaitGrant(ctx, lockID, req, la.RequestFileLock, in)
 	return lockID, keys, release, err
 }

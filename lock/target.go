@@ -1,18 +1,16 @@
-package workflows
+package lock
 
 import (
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
 // The per-target lock of "target-lock" version 1, kept for deploys that
-// started under it; new deploys take their host's file lock (lock_files.go).
+// started under it; new deploys take their host's file lock (files.go).
 //
 // One deploy per target at a time (DESIGN promise 6). Each target has a lock
 // workflow, "lock/<target_id>", that grants the target to one deploy at a
@@ -22,22 +20,19 @@ import (
 // DeployWorkflow itself, a deploy started from the temporal CLI waits its
 // turn as well as one started by certctl.
 
-// DefaultLockLease is how often the lock checks that its holder still runs:
+// DefaultLease is how often the lock checks that its holder still runs:
 // a terminated workflow runs no release.
-const DefaultLockLease = 10 * time.Minute
+const DefaultLease = 10 * time.Minute
 
-// LockWorkflowID names the lock of a target.
-func LockWorkflowID(targetID string) string { return "lock/" + targetID }
+// TargetLockID names the lock of a target.
+func TargetLockID(targetID string) string { return "lock/" + targetID }
 
-// LockRequest identifies the deploy that asks or releases.
-type LockRequest = activities.LockRequest
-
-// LockState is TargetLockWorkflow's input and what it carries across
+// TargetState is TargetLockWorkflow's input and what it carries across
 // continue-as-new.
-type LockState struct {
+type TargetState struct {
 	TargetID string          `json:"target_id"`
-	Holder   *LockRequest    `json:"holder,omitempty"`
-	Queue    []LockRequest   `json:"queue,omitempty"`
+	Holder   *Request        `json:"holder,omitempty"`
+	Queue    []Request       `json:"queue,omitempty"`
 	Lease    target.Duration `json:"lease,omitempty"`
 }
 
@@ -49,16 +44,11 @@ const lockGrantsPerRun = 200
 
 // TargetLockWorkflow grants one target to one deploy at a time, first come
 // first served. Query "state" shows the holder and the queue.
-func TargetLockWorkflow(ctx workflow.Context, st LockState) error {
-	lease := st.Lease.D()
-	if lease <= 0 {
-		lease = DefaultLockLease
-	}
-	if err := workflow.SetQueryHandler(ctx, "state", func() (LockState, error) { return st, nil }); err != nil {
+func TargetLockWorkflow(ctx workflow.Context, st TargetState) error {
+	lease, acquire, release, err := serve(ctx, &st, st.Lease)
+	if err != nil {
 		return err
 	}
-	acquire := workflow.GetSignalChannel(ctx, contract.LockAcquireSignal)
-	release := workflow.GetSignalChannel(ctx, contract.LockReleaseSignal)
 	grants := 0
 	for {
 		// Grant while the target is free and someone waits.
@@ -79,14 +69,14 @@ func TargetLockWorkflow(ctx workflow.Context, st LockState) error {
 		}
 		s := workflow.NewSelector(ctx)
 		s.AddReceive(acquire, func(c workflow.ReceiveChannel, _ bool) {
-			var r LockRequest
+			var r Request
 			c.Receive(ctx, &r)
 			if !st.holds(r) && !st.queued(r) {
 				st.Queue = append(st.Queue, r)
 			}
 		})
 		s.AddReceive(release, func(c workflow.ReceiveChannel, _ bool) {
-			var r LockRequest
+			var r Request
 			c.Receive(ctx, &r)
 			if st.holds(r) {
 				st.Holder = nil
@@ -123,22 +113,13 @@ func TargetLockWorkflow(ctx workflow.Context, st LockState) error {
 	}
 }
 
-func pending(chs ...workflow.ReceiveChannel) bool {
-	for _, c := range chs {
-		if c.Len() > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // holds matches on the workflow ID alone: deploy IDs are unique, and a reset
 // deploy (a new run of the same ID) must still be able to release.
-func (st *LockState) holds(r LockRequest) bool {
+func (st *TargetState) holds(r Request) bool {
 	return st.Holder != nil && st.Holder.WorkflowID == r.WorkflowID
 }
 
-func (st *LockState) queued(r LockRequest) bool {
+func (st *TargetState) queued(r Request) bool {
 	for _, q := range st.Queue {
 		if q.WorkflowID == r.WorkflowID && q.RunID == r.RunID {
 			return true
@@ -147,7 +128,7 @@ func (st *LockState) queued(r LockRequest) bool {
 	return false
 }
 
-func (st *LockState) dequeue(r LockRequest) {
+func (st *TargetState) dequeue(r Request) {
 	for i, q := range st.Queue {
 		if q.WorkflowID == r.WorkflowID && q.RunID == r.RunID {
 			st.Queue = append(st.Queue[:i], st.Queue[i+1:]...)
@@ -156,43 +137,11 @@ func (st *LockState) dequeue(r LockRequest) {
 	}
 }
 
-// acquireTarget asks for the target's lock and waits for the grant; the
+// AcquireTarget asks for the target's lock and waits for the grant; the
 // returned func releases it (also when ctx is canceled). Version 1 of
-// "target-lock"; new deploys use acquireFiles.
-func acquireTarget(ctx workflow.Context, targetID string) (release func(), err error) {
+// "target-lock"; new deploys use AcquireFiles.
+func AcquireTarget(ctx workflow.Context, targetID string) (release func(), err error) {
 	info := workflow.GetInfo(ctx)
-	req := LockRequest{TargetID: targetID, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
-	return awaitGrant(ctx, LockWorkflowID(targetID), req, a.RequestTargetLock, req)
-}
-
-// awaitGrant sends the request with the local activity ask(in), waits for
-// the grant signal and returns the func that releases lockID (also when ctx
-// is canceled while waiting).
-func awaitGrant(ctx workflow.Context, lockID string, req LockRequest, ask, in any) (release func(), err error) {
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
-	})
-	if err := workflow.ExecuteLocalActivity(lctx, ask, in).Get(ctx, nil); err != nil {
-		return func() {}, err
-	}
-	release = func() {
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		_ = workflow.SignalExternalWorkflow(dctx, lockID, "", contract.LockReleaseSignal, req).Get(dctx, nil)
-	}
-	granted := false
-	s := workflow.NewSelector(ctx)
-	s.AddReceive(workflow.GetSignalChannel(ctx, contract.LockGrantedSignal), func(c workflow.ReceiveChannel, _ bool) {
-		c.Receive(ctx, nil)
-		granted = true
-	})
-	s.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
-	s.Select(ctx)
-	if !granted {
-		// Canceled while queued: leave the queue (a release before the grant
-		// dequeues), so the next deploy is not kept waiting for us.
-		release()
-		return func() {}, temporal.NewCanceledError("canceled while waiting for " + lockID)
-	}
-	return release, nil
+	req := Request{TargetID: targetID, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+	return awaitGrant(ctx, TargetLockID(targetID), req, la.RequestTargetLock, req)
 }

@@ -1,0 +1,159 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
+)
+
+func (d *deploy) run(ctx workflow.Context, m material.Material) {
+	var plan activities.Plan
+	if err := d.step(ctx, contract.StepPlan, d.opts, a.Plan, activities.PlanInput{Request: d.req, Material: m}, &plan); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
+		return
+	}
+	d.res.LeafSHA256, d.res.Files = plan.LeafSHA256, plan.Files
+	d.note("action " + plan.Action)
+	// From here a cancel request is not obeyed half way: the deploy finishes,
+	// or rolls back and cleans up, whatever happens to the workflow's context.
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	if d.req.DryRun {
+		d.dryRun(ctx, m, plan)
+		return
+	}
+	switch plan.Action {
+	case activities.ActionSkip:
+		d.end(contract.SkippedIdempotent, nil)
+		return
+	case activities.ActionReload:
+		// Files match but the old leaf is served (a crash between commit and
+		// reload): finish the job, never leave the old cert served.
+		if err := d.reloadAndVerify(ctx, plan, activities.Backups{}); err != nil {
+			return
+		}
+		d.end(contract.Deployed, nil)
+		return
+	}
+
+	var backups activities.Backups
+	if err := d.step(ctx, contract.StepBackup, d.opts, a.Backup, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req}, Plan: plan}, &backups); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
+		d.cleanup(ctx, plan, activities.Staged{}, backups, false)
+		return
+	}
+	d.res.Backups = backups.Files
+	var staged activities.Staged
+	if err := d.step(ctx, contract.StepStage, d.opts, a.Stage, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req, Material: m}, Plan: plan}, &staged); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
+		d.cleanup(ctx, plan, staged, backups, false)
+		return
+	}
+	var check activities.ValidateResult
+	if err := d.step(ctx, contract.StepValidate, d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged}, &check); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
+		d.cleanup(ctx, plan, staged, backups, false)
+		return
+	}
+	d.note(checkDetail(check))
+	var commit activities.CommitResult
+	if err := d.step(ctx, contract.StepCommit, d.opts, a.Commit, activities.CommitInput{Request: d.req, Plan: plan, Staged: staged}, &commit); err != nil {
+		d.compensate(ctx, plan, backups, contract.CommitFailed, err, false)
+		// The staged key copies must not stay beside the live files.
+		d.cleanup(ctx, plan, staged, backups, false)
+		return
+	}
+	if check.ServerCheck == activities.CheckDeferred {
+		// The check could not see the staged files: it runs on the live files
+		// now, and a failure restores the backups without ever reloading.
+		var live activities.ValidateResult
+		if err := d.step(ctx, contract.StepValidateLive, d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged, Live: true}, &live); err != nil {
+			d.compensate(ctx, plan, backups, contract.ValidateFailed, err, false)
+			return
+		}
+	}
+	if err := d.reloadAndVerify(ctx, plan, backups); err != nil {
+		return
+	}
+	d.cleanup(ctx, plan, staged, backups, true)
+	d.end(contract.Deployed, nil)
+}
+
+// reloadAndVerify reloads and checks the served leaf; on failure it
+// compensates and records the outcome.
+func (d *deploy) reloadAndVerify(ctx workflow.Context, plan activities.Plan, backups activities.Backups) error {
+	// Files this deploy did not change have nothing to roll back.
+	fail := func(o string, err error) {
+		if plan.Action == activities.ActionReload {
+			d.end(o, err)
+			d.res.Error += "; nothing rolled back: the files already held the new certificate before this deploy"
+			return
+		}
+		d.compensate(ctx, plan, backups, o, err, true)
+	}
+	var reload activities.CommandResult
+	if err := d.step(ctx, contract.StepReload, d.opts, a.Reload, d.req, &reload); err != nil {
+		fail(contract.ReloadFailed, err)
+		return err
+	}
+	if !d.req.Target.Config.VerifyEnabled() {
+		d.res.Steps = append(d.res.Steps, Step{Name: string(contract.StepVerify), Detail: "skipped: post_deploy_verify.enabled is false"})
+		return nil
+	}
+	var v activities.VerifyResult
+	if err := d.step(ctx, contract.StepVerify, d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.LeafSHA256}, &v); err != nil {
+		fail(contract.VerifyFailed, err)
+		return err
+	}
+	d.note(fmt.Sprintf("served %s (attempt %d)", v.Served, v.Attempt))
+	return nil
+}
+
+func (d *deploy) verifyOpts() workflow.ActivityOptions {
+	attempts, backoff, maxBackoff, timeout := d.req.Target.Config.VerifyPolicy()
+	o := d.opts
+	o.StartToCloseTimeout = timeout + 5*time.Second
+	o.HeartbeatTimeout = 0
+	o.RetryPolicy = &temporal.RetryPolicy{
+		InitialInterval:    backoff,
+		BackoffCoefficient: 2,
+		MaximumInterval:    maxBackoff,
+		MaximumAttempts:    int32(attempts),
+	}
+	return o
+}
+
+func (d *deploy) dryRun(ctx workflow.Context, m material.Material, plan activities.Plan) {
+	var staged activities.Staged
+	if err := d.step(ctx, contract.StepStage, d.opts, a.Stage, activities.StageInput{PlanInput: activities.PlanInput{Request: d.req, Material: m}, Plan: plan}, &staged); err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
+		d.cleanup(ctx, plan, staged, activities.Backups{}, false)
+		return
+	}
+	var check activities.ValidateResult
+	err := d.step(ctx, contract.StepValidate, d.opts, a.Validate, activities.ValidateInput{Request: d.req, Plan: plan, Staged: staged}, &check)
+	if err == nil {
+		d.note(checkDetail(check))
+	}
+	d.cleanup(ctx, plan, staged, activities.Backups{}, false)
+	if err != nil {
+		d.end(beforeCommit(err, contract.ValidateFailed), err)
+		return
+	}
+	d.end(contract.DryRunPassed, nil)
+}
+
+// cleanup removes temp files and prunes backups; its failure never changes
+// the outcome, but it is shown in the step.
+func (d *deploy) cleanup(ctx workflow.Context, plan activities.Plan, staged activities.Staged, backups activities.Backups, succeeded bool) {
+	var r activities.CleanupResult
+	_ = d.step(ctx, contract.StepCleanup, d.opts, a.Cleanup, activities.CleanupInput{Request: d.req, Plan: plan, Staged: staged, Backups: backups, Succeeded: succeeded}, &r)
+	if succeeded {
+		d.note(fmt.Sprintf("%d backup(s) kept", len(r.Backups)))
+	}
+}

@@ -46,11 +46,6 @@ func empty() fixtureOption { return func(x *fixture) { x.holds = nil } }
 // holdingNew: the directory already holds s (a deploy already done).
 func holdingNew() fixtureOption { return func(x *fixture) { x.holds = &x.s } }
 
-// withConfig changes the target's configuration.
-func withConfig(change func(cfg *target.Config)) fixtureOption {
-	return func(x *fixture) { change(&x.tg.Config) }
-}
-
 func newFixture(t *testing.T, opts ...fixtureOption) *fixture {
 	t.Helper()
 	x := &fixture{dir: t.TempDir(), ca: newCA(t)}

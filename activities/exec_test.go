@@ -225,13 +225,10 @@ func TestValidateStagedViewBounded(t *testing.T) {
 		t.Skip("needs root for a private mount namespace")
 	}
 	x := newFixture(t)
-	tg := x.tg
-	old := x.old
-	s := x.s
 	pidFile := filepath.Join(x.dir, "pids")
-	tg.Config.ValidateCommand = target.Command(spawner(pidFile).Args)
-	tg.Config.CommandTimeout = (*target.Duration)(ptr(2 * time.Second))
-	pl := prepare(t, tg, s, false)
+	x.tg.Config.ValidateCommand = target.Command(spawner(pidFile).Args)
+	x.tg.Config.CommandTimeout = (*target.Duration)(ptr(2 * time.Second))
+	pl := prepare(t, x.tg, x.s, false)
 	start := time.Now()
 	res, err := (&Activities{}).Validate(ctx, pl.validateInput())
 	appErr(t, err, contract.ValidateFailed)
@@ -242,7 +239,7 @@ func TestValidateStagedViewBounded(t *testing.T) {
 		t.Errorf("took %s with a 2s timeout", d)
 	}
 	assertGone(t, waitPIDs(t, pidFile)...)
-	assertFilesHold(t, tg, old)
+	assertFilesHold(t, x.tg, x.old)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -297,13 +294,10 @@ func TestReloadOutputScrubbed(t *testing.T) {
 		t.Skip("no openssl")
 	}
 	x := newFixture(t)
-	tg := x.tg
-	old := x.old
-	s := x.s
-	pl := prepare(t, tg, s, false)
+	pl := prepare(t, x.tg, x.s, false)
 	mustCommit(t, pl)
-	key := tg.Config.KeyPath
-	blk, _ := pem.Decode([]byte(s.KeyPEM))
+	key := x.tg.Config.KeyPath
+	blk, _ := pem.Decode([]byte(x.s.KeyPEM))
 	hexText, err := exec.Command("openssl", "pkey", "-text", "-noout", "-in", key).Output()
 	if err != nil {
 		t.Fatal(err)
@@ -319,11 +313,11 @@ func TestReloadOutputScrubbed(t *testing.T) {
 		{"raw DER", target.Command{"sh", "-c", `openssl pkey -in "$0" -outform DER; exit 1`, key}},
 		{"old key from the backup", target.Command{"sh", "-c", `grep -v -- ----- "$0"; exit 1`, pl.backup.Files[len(pl.backup.Files)-1].Backup}},
 	} {
-		tg.Config.ReloadCommand = tc.argv
-		res, err := (&Activities{}).Reload(ctx, Request{Target: tg, Stamp: pl.in.Stamp})
+		x.tg.Config.ReloadCommand = tc.argv
+		res, err := (&Activities{}).Reload(ctx, Request{Target: x.tg, Stamp: pl.in.Stamp})
 		appErr(t, err, contract.ReloadFailed)
 		for _, where := range []string{res.Output, err.Error()} {
-			for _, secret := range append([]string{base64.StdEncoding.EncodeToString(blk.Bytes)[60:90], strings.Split(s.KeyPEM, "\n")[2], strings.Split(old.KeyPEM, "\n")[2]}, priv...) {
+			for _, secret := range append([]string{base64.StdEncoding.EncodeToString(blk.Bytes)[60:90], strings.Split(x.s.KeyPEM, "\n")[2], strings.Split(x.old.KeyPEM, "\n")[2]}, priv...) {
 				if strings.Contains(where, secret) {
 					t.Errorf("%s: %q in %q", tc.name, secret, where)
 				}

@@ -225,18 +225,16 @@ func TestOwnershipExplicitOwnerNobody(t *testing.T) {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	dir := t.TempDir()
-	s := issue(t, newCA(t))
-	tg := newTarget(dir)
-	tg.Config.KeyOwner = "nobody"
-	pl := prepare(t, tg, s, false)
+	x := newFixture(t, empty())
+	x.tg.Config.KeyOwner = "nobody"
+	pl := prepare(t, x.tg, x.s, false)
 	k := fileOf(t, pl.in.Plan, "key")
 	if k.UID != uid || k.GID != gid || k.OwnerFrom != "explicit" {
 		t.Errorf("key owner %d:%d from %q, want %d:%d from explicit", k.UID, k.GID, k.OwnerFrom, uid, gid)
 	}
 	var keyTemp string
 	for _, f := range pl.staged.Files {
-		if f.Path == tg.Config.KeyPath {
+		if f.Path == x.tg.Config.KeyPath {
 			keyTemp = f.Temp
 		}
 	}
@@ -245,8 +243,8 @@ func TestOwnershipExplicitOwnerNobody(t *testing.T) {
 	}
 
 	// An unknown owner is InvalidInput naming the field.
-	tg.Config.KeyOwner = "no-such-user-certctl"
-	_, err = (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
+	x.tg.Config.KeyOwner = "no-such-user-certctl"
+	_, err = (&Activities{}).Plan(ctx, planInput(x.tg, x.s, newStamp()))
 	appErr(t, err, contract.InvalidInput)
 	if !strings.Contains(err.Error(), "target_config.key_owner") {
 		t.Errorf("error does not name target_config.key_owner: %v", err)

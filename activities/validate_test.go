@@ -90,18 +90,12 @@ func TestValidateStagedView(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a private mount namespace")
 	}
-	dir := t.TempDir()
-	ca := newCA(t)
-	old, s := issue(t, ca), issue(t, ca)
-	if _, _, _, err := old.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	tg := newTarget(dir)
+	x := newFixture(t)
 	stamp := newStamp()
 	// The check reads only the live paths; it passes only if, in its view,
 	// the live paths hold the staged bytes.
-	tg.Config.ValidateCommand = target.Command{"cmp", tg.Config.CertPath, TempPath(tg.Config.CertPath, stamp)}
-	pin := planInput(tg, s, stamp)
+	x.tg.Config.ValidateCommand = target.Command{"cmp", x.tg.Config.CertPath, TempPath(x.tg.Config.CertPath, stamp)}
+	pin := planInput(x.tg, x.s, stamp)
 	in := StageInput{PlanInput: pin, Plan: mustPlan(t, pin)}
 	a := &Activities{}
 	if _, err := a.Backup(ctx, in); err != nil {
@@ -112,7 +106,7 @@ func TestValidateStagedView(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without the view, the check fails: the live cert is the old one.
-	if err := runLive(tg.Config.ValidateCommand); err == nil {
+	if err := runLive(x.tg.Config.ValidateCommand); err == nil {
 		t.Fatal("cmp of the live cert and the staged one succeeded on the host")
 	}
 	vin := ValidateInput{Request: pin.Request, Plan: in.Plan, Staged: staged}
@@ -124,25 +118,25 @@ func TestValidateStagedView(t *testing.T) {
 	if res.ServerCheck != CheckStaged {
 		t.Fatalf("server check %q, want %q (note %q)", res.ServerCheck, CheckStaged, res.Note)
 	}
-	assertFilesHold(t, tg, old)
-	for _, p := range []string{tg.Config.CertPath, tg.Config.ChainPath, tg.Config.KeyPath} {
+	assertFilesHold(t, x.tg, x.old)
+	for _, p := range []string{x.tg.Config.CertPath, x.tg.Config.ChainPath, x.tg.Config.KeyPath} {
 		if mounted(t, p) {
 			t.Errorf("%s is still a mount point on the host", p)
 		}
 	}
 
 	// The key is bound too: a check reading the live key sees the new one.
-	vin.Target.Config.ValidateCommand = target.Command{"grep", "-qF", strings.Split(strings.TrimSpace(s.KeyPEM), "\n")[1], tg.Config.KeyPath}
+	vin.Target.Config.ValidateCommand = target.Command{"grep", "-qF", strings.Split(strings.TrimSpace(x.s.KeyPEM), "\n")[1], x.tg.Config.KeyPath}
 	if res, err := a.Validate(ctx, vin); err != nil || res.ServerCheck != CheckStaged {
 		t.Errorf("check on the live key path: %+v, %v", res, err)
 	}
 	noKey(t, err)
 
 	// And a failing check in the view is ValidateFailed, live files untouched.
-	vin.Target.Config.ValidateCommand = target.Command{"cmp", tg.Config.CertPath, TempPath(tg.Config.ChainPath, stamp)}
+	vin.Target.Config.ValidateCommand = target.Command{"cmp", x.tg.Config.CertPath, TempPath(x.tg.Config.ChainPath, stamp)}
 	_, err = a.Validate(ctx, vin)
 	appErr(t, err, contract.ValidateFailed)
-	assertFilesHold(t, tg, old)
+	assertFilesHold(t, x.tg, x.old)
 }
 
 func runLive(argv target.Command) error {
@@ -185,24 +179,18 @@ func TestValidateDryRunStagedView(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a private mount namespace")
 	}
-	dir := t.TempDir()
-	ca := newCA(t)
-	old, s := issue(t, ca), issue(t, ca)
-	if _, _, _, err := old.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	tg := newTarget(dir)
-	tg.Config.ValidateCommand = target.Command{"grep", "-qF", strings.Split(strings.TrimSpace(s.KeyPEM), "\n")[1], tg.Config.KeyPath}
-	listing := listDir(t, dir)
-	pl := prepare(t, tg, s, true)
+	x := newFixture(t)
+	x.tg.Config.ValidateCommand = target.Command{"grep", "-qF", strings.Split(strings.TrimSpace(x.s.KeyPEM), "\n")[1], x.tg.Config.KeyPath}
+	listing := listDir(t, x.dir)
+	pl := prepare(t, x.tg, x.s, true)
 	t.Cleanup(func() { os.RemoveAll(pl.staged.PrivateDir) })
 	res, err := (&Activities{}).Validate(ctx, pl.validateInput())
 	noKey(t, err)
 	if err != nil || res.ServerCheck != CheckStaged {
 		t.Fatalf("dry-run Validate: %+v, %v", res, err)
 	}
-	assertFilesHold(t, tg, old)
-	if got := listDir(t, dir); !reflect.DeepEqual(got, listing) {
+	assertFilesHold(t, x.tg, x.old)
+	if got := listDir(t, x.dir); !reflect.DeepEqual(got, listing) {
 		t.Errorf("dry run wrote beside the destination: %v -> %v", listing, got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/certctl/certctl/failpoint"
+	"github.com/certctl/certctl/material"
 )
 
 // Backup copies every existing destination to <path>.certctl-bak.<stamp>,
@@ -56,7 +57,7 @@ func (a *Activities) backupOne(f PlannedFile, stamp int64) error {
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", f.Path, err)
 	}
-	if sha(data) != f.CurrentSHA256 {
+	if material.SHA256(data) != f.CurrentSHA256 {
 		return concurrent("%s changed while it was being backed up (someone else is writing it)", f.Path)
 	}
 	id, err := createExcl(d, bak, "backup", data, info.Perm()&^clear, info.UID, info.GID)

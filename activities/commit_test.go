@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
 )
 
 func TestCommitRenamesAll(t *testing.T) {
@@ -161,7 +162,7 @@ func TestPlanMismatchRefused(t *testing.T) {
 		}},
 		{"commit: staged bytes are not the plan's", func(a *Activities, x *fixture, pl pipeline) error {
 			in := pl.commitInput()
-			in.Staged.Files[0].SHA256 = sha([]byte(x.old.CertPEM))
+			in.Staged.Files[0].SHA256 = material.SHA256([]byte(x.old.CertPEM))
 			_, err := a.Commit(ctx, in)
 			return err
 		}},
@@ -187,7 +188,7 @@ func TestPlanMismatchRefused(t *testing.T) {
 		}},
 		{"validate: staged bytes are not the plan's", func(a *Activities, x *fixture, pl pipeline) error {
 			in := pl.validateInput()
-			in.Staged.Files[0].SHA256 = sha([]byte(x.old.CertPEM))
+			in.Staged.Files[0].SHA256 = material.SHA256([]byte(x.old.CertPEM))
 			_, err := a.Validate(ctx, in)
 			return err
 		}},

@@ -1,8 +1,6 @@
 package activities
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -108,11 +106,6 @@ func holds(d *safefs.Dir, name string) (string, error) {
 		return "", nil
 	}
 	return sum, err
-}
-
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
 
 // checkStaged refuses staged files that are not the ones this deploy derives

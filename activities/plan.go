@@ -18,6 +18,7 @@ import (
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
@@ -110,7 +111,7 @@ func planFile(f connectors.File, owners []string, host string) (PlannedFile, err
 		// An existing world-readable key is not carried forward.
 		pf.Mode, pf.ModeFrom = pf.Mode&^0o007, pf.ModeFrom+"-without-other"
 	}
-	pf.Role, pf.Path, pf.SHA256, pf.HoldsKey = f.Role, f.Path, sha(f.Bytes), f.HoldsKey
+	pf.Role, pf.Path, pf.SHA256, pf.HoldsKey = f.Role, f.Path, material.SHA256(f.Bytes), f.HoldsKey
 	pf.DirID = d.ID()
 	if existing != nil {
 		pf.Exists = true

@@ -10,6 +10,7 @@ import (
 
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/safefs"
 )
 
@@ -104,7 +105,7 @@ func rollbackOne(f PlannedFile, stamp int64) (changed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("restore %s from %s: %w", f.Path, d.Join(bak), err)
 	}
-	if sha(data) != f.CurrentSHA256 {
+	if material.SHA256(data) != f.CurrentSHA256 {
 		return false, fmt.Errorf("backup %s no longer holds what %s held before the deploy; %s left as it is", d.Join(bak), f.Path, f.Path)
 	}
 	tmp := filepath.Base(TempPath(f.Path, stamp))

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/certctl/certctl/failpoint"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/safefs"
 )
 
@@ -53,7 +54,7 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 		if !ok {
 			return out, mismatch("stage: %s is not in the plan", f.Path)
 		}
-		if sha(f.Bytes) != pf.SHA256 {
+		if material.SHA256(f.Bytes) != pf.SHA256 {
 			return out, mismatch("stage: bytes for %s differ from the plan", f.Path)
 		}
 		tmp, err := stageOne(private, i, pf, f.Bytes, in.Stamp)

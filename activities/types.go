@@ -1,9 +1,3 @@
-// Package activities holds the deploy steps, written once for every
-// file-based connector: plan, backup, stage, validate, commit, reload, verify,
-// rollback and cleanup. Each is idempotent under retry: a step re-run after
-// it succeeded (a lost completion) finds its work done and reports the same.
-//
-// Results carry paths and fingerprints, never certificate or key bytes.
 package activities
 
 import (

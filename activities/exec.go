@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -20,10 +18,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/certctl/certctl/connectors"
-	"github.com/certctl/certctl/contract"
-	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/scrub"
 	"github.com/certctl/certctl/target"
 )
@@ -51,112 +45,9 @@ const outputRing = 64 << 10
 // outputTail bounds what a command's output contributes to errors and results.
 const outputTail = 2048
 
-// envSupervise makes this binary a supervisor (see init); the spec comes on
-// its stdin, so no environment size limit applies to it.
-const envSupervise = "CERTCTL_SUPERVISE"
-
-// maxSpec bounds the spec a supervisor reads.
-const maxSpec = 4 << 20
-
 // waitDelay is how long output may stay open after the command exits (a
 // daemon it started that kept the pipe) before the worker stops reading.
 const waitDelay = 5 * time.Second
-
-func init() {
-	if os.Getenv(envSupervise) == "1" {
-		os.Exit(supervise(os.Stdin))
-	}
-}
-
-// superviseSpec is what the supervisor runs.
-type superviseSpec struct {
-	Path string   `json:"path"`
-	Args []string `json:"args"`
-	// Env is the command's environment; nil means the supervisor's own
-	// without envSupervise.
-	Env []string `json:"env,omitempty"`
-	// NewMountNS runs the command in a private mount namespace (the staged
-	// view's helper needs one).
-	NewMountNS bool `json:"new_mount_ns,omitempty"`
-	// Parent is the worker's pid: a supervisor that finds another parent
-	// (the worker died before it was ready) runs nothing.
-	Parent int `json:"parent"`
-}
-
-// superviseStatus is what the supervisor reports on fd 3.
-type superviseStatus struct {
-	StartError string `json:"start_error,omitempty"`
-	Exit       int    `json:"exit"`
-	Signal     int    `json:"signal,omitempty"`
-}
-
-const statusFD = 3
-
-// supervise is the supervisor's main: it is its process group's leader,
-// starts the command in the group, and kills the whole group when the worker
-// dies (SIGTERM from PR_SET_PDEATHSIG) or when it is told to stop.
-func supervise(specIn io.Reader) int {
-	// The command's PR_SET_PDEATHSIG fires when the thread that forked it
-	// exits: keep this goroutine on its thread for the command's lifetime.
-	runtime.LockOSThread()
-	status := os.NewFile(statusFD, "status")
-	syscall.CloseOnExec(statusFD)
-	report := func(st superviseStatus) int {
-		b, _ := json.Marshal(st)
-		if status != nil {
-			_, _ = status.Write(b)
-		}
-		return 0
-	}
-	var sp superviseSpec
-	specJSON, err := io.ReadAll(io.LimitReader(specIn, maxSpec))
-	if err == nil {
-		err = json.Unmarshal(specJSON, &sp)
-	}
-	if err != nil || len(sp.Args) == 0 {
-		return report(superviseStatus{StartError: fmt.Sprintf("certctl supervisor: bad spec: %v", err)})
-	}
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	if os.Getppid() != sp.Parent {
-		return report(superviseStatus{StartError: "certctl supervisor: the worker is gone"})
-	}
-	cmd := &exec.Cmd{Path: sp.Path, Args: sp.Args, Env: sp.Env, Dir: "/", Stdout: os.Stdout, Stderr: os.Stderr}
-	if cmd.Env == nil {
-		cmd.Env = withoutEnv(os.Environ(), envSupervise)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if sp.NewMountNS {
-		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
-	}
-	if err := cmd.Start(); err != nil {
-		return report(superviseStatus{StartError: err.Error()})
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-stop:
-		_ = syscall.Kill(-syscall.Getpgrp(), syscall.SIGKILL)
-		return 1
-	case <-done:
-	}
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	st := superviseStatus{Exit: cmd.ProcessState.ExitCode()}
-	if ws.Signaled() {
-		st.Signal = int(ws.Signal())
-	}
-	return report(st)
-}
-
-func withoutEnv(env []string, name string) []string {
-	out := env[:0:0]
-	for _, e := range env {
-		if !strings.HasPrefix(e, name+"=") {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 // exitError is a command's unsuccessful end as the supervisor saw it.
 type exitError struct {
@@ -380,82 +271,4 @@ func heartbeat(ctx context.Context) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
-}
-
-// resolveCommands finds every binary the pipeline will run (validate and
-// reload, the connector's defaults included) before anything is staged: a
-// missing one is ValidateFailed naming the field, with nothing live touched.
-func resolveCommands(t target.Target) error {
-	c, err := connectors.Get(t.TargetType)
-	if err != nil {
-		return contract.Invalid("target_type", err.Error())
-	}
-	cfg := t.Config
-	for _, cm := range []struct {
-		field string
-		set   bool
-		argv  target.Command
-	}{
-		{"target_config.validate_command", len(cfg.ValidateCommand) > 0, connectors.ValidateCommand(c, cfg)},
-		{"target_config.reload_command", len(cfg.ReloadCommand) > 0, connectors.ReloadFor(c, cfg).Command},
-	} {
-		if len(cm.argv) == 0 {
-			continue
-		}
-		if _, err := exec.LookPath(cm.argv[0]); err != nil {
-			field := cm.field
-			if !cm.set {
-				field = fmt.Sprintf("%s (not set: the %s connector's default %q)", cm.field, t.TargetType, cm.argv.String())
-			}
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-				"%s: %q cannot be run on host %q (%v): install it, or set %s to the binary that is there; nothing was changed",
-				field, cm.argv[0], t.Host, err, cm.field), contract.ValidateFailed, nil)
-		}
-	}
-	return nil
-}
-
-// maxKeyFile bounds what is read of a file to learn the keys it holds.
-const maxKeyFile = 1 << 20
-
-// scrubberFor knows every private key a command of this deploy could print:
-// the material's, when the step has it, and those in the target's files and
-// in this deploy's temp and backup files beside them (the old key too).
-func scrubberFor(req Request, m *material.Material) *scrub.Scrubber {
-	sc := scrub.New()
-	if m != nil {
-		sc.AddPEM([]byte(m.KeyPEM))
-	}
-	cfg := req.Target.Config
-	for _, p := range []string{cfg.KeyPath, cfg.PEMPath, cfg.CertPath, cfg.ChainPath} {
-		if p == "" {
-			continue
-		}
-		for _, f := range []string{p, TempPath(p, req.Stamp), BackupPath(p, req.Stamp)} {
-			if b := readKeyFile(f); b != nil {
-				sc.AddPEM(b)
-			}
-		}
-	}
-	return sc
-}
-
-// readKeyFile reads a regular file through safefs (no link followed on the
-// way or at the name, no FIFO blocked on); nil when there is none.
-func readKeyFile(path string) []byte {
-	d, err := safefs.OpenDir(filepath.Dir(path))
-	if err != nil {
-		return nil
-	}
-	defer d.Close()
-	f, _, err := d.Open(filepath.Base(path))
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
-	if err != nil {
-		return nil
-	}
-	return b
 }

@@ -224,14 +224,11 @@ func TestValidateStagedViewBounded(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a private mount namespace")
 	}
-	dir, x := deployedDir(t)
-	tg := x.tg
-	old := x.old
-	s := x.s
-	pidFile := filepath.Join(dir, "pids")
-	tg.Config.ValidateCommand = target.Command(spawner(pidFile).Args)
-	tg.Config.CommandTimeout = (*target.Duration)(ptr(2 * time.Second))
-	pl := prepare(t, tg, s, false)
+	x := newFixture(t)
+	pidFile := filepath.Join(x.dir, "pids")
+	x.tg.Config.ValidateCommand = target.Command(spawner(pidFile).Args)
+	x.tg.Config.CommandTimeout = (*target.Duration)(ptr(2 * time.Second))
+	pl := prepare(t, x.tg, x.s, false)
 	start := time.Now()
 	res, err := (&Activities{}).Validate(ctx, pl.validateInput())
 	appErr(t, err, contract.ValidateFailed)
@@ -242,18 +239,17 @@ func TestValidateStagedViewBounded(t *testing.T) {
 		t.Errorf("took %s with a 2s timeout", d)
 	}
 	assertGone(t, waitPIDs(t, pidFile)...)
-	assertFilesHold(t, tg, old)
+	assertFilesHold(t, x.tg, x.old)
 }
 
 func ptr[T any](v T) *T { return &v }
 
 func TestReloadTimeout(t *testing.T) {
-	dir := t.TempDir()
-	tg := newTarget(dir)
-	tg.Config.ReloadCommand = target.Command{"sleep", "infinity"}
-	tg.Config.CommandTimeout = (*target.Duration)(ptr(time.Second))
+	x := newFixture(t, empty())
+	x.tg.Config.ReloadCommand = target.Command{"sleep", "infinity"}
+	x.tg.Config.CommandTimeout = (*target.Duration)(ptr(time.Second))
 	start := time.Now()
-	_, err := (&Activities{}).Reload(ctx, Request{Target: tg, Stamp: newStamp()})
+	_, err := (&Activities{}).Reload(ctx, Request{Target: x.tg, Stamp: newStamp()})
 	appErr(t, err, contract.ReloadFailed)
 	if !strings.Contains(err.Error(), "command_timeout (1s)") {
 		t.Errorf("error %v", err)
@@ -265,31 +261,28 @@ func TestReloadTimeout(t *testing.T) {
 
 // A missing binary is found in Plan, before anything is staged.
 func TestPlanResolvesCommands(t *testing.T) {
-	dir := t.TempDir()
-	ca := newCA(t)
-	s := issue(t, ca)
-	tg := newTarget(dir)
-	tg.Config.ReloadCommand = target.Command{"certctl-no-such-reload", "now"}
-	_, err := (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
+	x := newFixture(t, empty())
+	x.tg.Config.ReloadCommand = target.Command{"certctl-no-such-reload", "now"}
+	_, err := (&Activities{}).Plan(ctx, planInput(x.tg, x.s, newStamp()))
 	ae := appErr(t, err, contract.ValidateFailed)
 	if !strings.Contains(ae.Error(), "target_config.reload_command") || !strings.Contains(ae.Error(), "certctl-no-such-reload") {
 		t.Errorf("error does not name the field and binary: %v", ae)
 	}
-	tg = newTarget(dir)
-	tg.Config.ValidateCommand = target.Command{"/nonexistent/nginx", "-t"}
-	_, err = (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
+	x.tg = newTarget(x.dir)
+	x.tg.Config.ValidateCommand = target.Command{"/nonexistent/nginx", "-t"}
+	_, err = (&Activities{}).Plan(ctx, planInput(x.tg, x.s, newStamp()))
 	if ae := appErr(t, err, contract.ValidateFailed); !strings.Contains(ae.Error(), "target_config.validate_command") {
 		t.Errorf("error: %v", ae)
 	}
 	// The connector's defaults are resolved too.
-	tg = newTarget(dir)
-	tg.Config.ValidateCommand, tg.Config.ReloadCommand = nil, nil
+	x.tg = newTarget(x.dir)
+	x.tg.Config.ValidateCommand, x.tg.Config.ReloadCommand = nil, nil
 	t.Setenv("PATH", t.TempDir())
-	_, err = (&Activities{}).Plan(ctx, planInput(tg, s, newStamp()))
+	_, err = (&Activities{}).Plan(ctx, planInput(x.tg, x.s, newStamp()))
 	if ae := appErr(t, err, contract.ValidateFailed); !strings.Contains(ae.Error(), "nginx connector's default") {
 		t.Errorf("error: %v", ae)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+	if entries, _ := os.ReadDir(x.dir); len(entries) != 0 {
 		t.Errorf("Plan left files: %v", entries)
 	}
 }
@@ -300,14 +293,11 @@ func TestReloadOutputScrubbed(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("no openssl")
 	}
-	_, x := deployedDir(t)
-	tg := x.tg
-	old := x.old
-	s := x.s
-	pl := prepare(t, tg, s, false)
+	x := newFixture(t)
+	pl := prepare(t, x.tg, x.s, false)
 	mustCommit(t, pl)
-	key := tg.Config.KeyPath
-	blk, _ := pem.Decode([]byte(s.KeyPEM))
+	key := x.tg.Config.KeyPath
+	blk, _ := pem.Decode([]byte(x.s.KeyPEM))
 	hexText, err := exec.Command("openssl", "pkey", "-text", "-noout", "-in", key).Output()
 	if err != nil {
 		t.Fatal(err)
@@ -323,11 +313,11 @@ func TestReloadOutputScrubbed(t *testing.T) {
 		{"raw DER", target.Command{"sh", "-c", `openssl pkey -in "$0" -outform DER; exit 1`, key}},
 		{"old key from the backup", target.Command{"sh", "-c", `grep -v -- ----- "$0"; exit 1`, pl.backup.Files[len(pl.backup.Files)-1].Backup}},
 	} {
-		tg.Config.ReloadCommand = tc.argv
-		res, err := (&Activities{}).Reload(ctx, Request{Target: tg, Stamp: pl.in.Stamp})
+		x.tg.Config.ReloadCommand = tc.argv
+		res, err := (&Activities{}).Reload(ctx, Request{Target: x.tg, Stamp: pl.in.Stamp})
 		appErr(t, err, contract.ReloadFailed)
 		for _, where := range []string{res.Output, err.Error()} {
-			for _, secret := range append([]string{base64.StdEncoding.EncodeToString(blk.Bytes)[60:90], strings.Split(s.KeyPEM, "\n")[2], strings.Split(old.KeyPEM, "\n")[2]}, priv...) {
+			for _, secret := range append([]string{base64.StdEncoding.EncodeToString(blk.Bytes)[60:90], strings.Split(x.s.KeyPEM, "\n")[2], strings.Split(x.old.KeyPEM, "\n")[2]}, priv...) {
 				if strings.Contains(where, secret) {
 					t.Errorf("%s: %q in %q", tc.name, secret, where)
 				}
@@ -359,17 +349,12 @@ func privLines(text string) []string {
 // caddy's admin endpoint echoing the key (hex of the scalar, base64 of the
 // DER) in its error: the HTTP reload's error and output are scrubbed too.
 func TestReloadHTTPScrubbed(t *testing.T) {
-	dir := t.TempDir()
-	ca := newCA(t)
-	s := issue(t, ca)
-	if _, _, _, err := s.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode([]byte(s.KeyPEM))
+	x := newFixture(t, holdingNew())
+	blk, _ := pem.Decode([]byte(x.s.KeyPEM))
 	b64 := base64.StdEncoding.EncodeToString(blk.Bytes)
 	scalarHex := fmt.Sprintf("%x", blk.Bytes[36:68]) // a P-256 PKCS#8 key's private scalar
 	srv, _ := caddyAdmin(t, http.StatusBadRequest, `{"error":"loading new config: bad key `+b64+` d=`+scalarHex+`"}`)
-	tg := caddyAPITarget(dir, srv.URL)
+	tg := caddyAPITarget(x.dir, srv.URL)
 	_, err := (&Activities{}).Reload(ctx, Request{Target: tg, Stamp: newStamp()})
 	appErr(t, err, contract.ReloadFailed)
 	if strings.Contains(err.Error(), b64[40:80]) || strings.Contains(err.Error(), scalarHex[:32]) {

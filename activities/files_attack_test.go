@@ -16,8 +16,6 @@ import (
 
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/safefs"
-	"github.com/certctl/certctl/target"
-	"github.com/certctl/certctl/testsuite"
 )
 
 // victim is a root-owned 0600 file outside the certificate directory, the
@@ -45,25 +43,8 @@ func victimUnchanged(t *testing.T, p string) {
 	}
 }
 
-// fixture is a certificate directory holding old's files, and s to deploy.
-type fixture struct {
-	tg     target.Target
-	old, s testsuite.Set
-}
-
-func deployedDir(t *testing.T) (string, fixture) {
-	t.Helper()
-	dir := t.TempDir()
-	ca := newCA(t)
-	old, s := issue(t, ca), issue(t, ca)
-	if _, _, _, err := old.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir, fixture{tg: newTarget(dir), old: old, s: s}
-}
-
 func TestAttackSymlinkAtTempName(t *testing.T) {
-	_, x := deployedDir(t)
+	x := newFixture(t)
 	v := victim(t)
 	in := StageInput{PlanInput: planInput(x.tg, x.s, newStamp())}
 	in.Plan = mustPlan(t, in.PlanInput)
@@ -85,7 +66,7 @@ func TestAttackSymlinkAtTempName(t *testing.T) {
 }
 
 func TestAttackSymlinkAtBackupName(t *testing.T) {
-	_, x := deployedDir(t)
+	x := newFixture(t)
 	v := victim(t)
 	in := StageInput{PlanInput: planInput(x.tg, x.s, newStamp())}
 	in.Plan = mustPlan(t, in.PlanInput)
@@ -102,29 +83,29 @@ func TestAttackSymlinkAtBackupName(t *testing.T) {
 func TestAttackParentSwappedBeforeCommit(t *testing.T) {
 	for _, how := range []string{"symlink", "directory"} {
 		t.Run(how, func(t *testing.T) {
-			dir, x := deployedDir(t)
+			x := newFixture(t)
 			pl := prepare(t, x.tg, x.s, false)
 			other := t.TempDir()
-			if err := os.Rename(dir, dir+".moved"); err != nil {
+			if err := os.Rename(x.dir, x.dir+".moved"); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { os.RemoveAll(dir + ".moved") })
+			t.Cleanup(func() { os.RemoveAll(x.dir + ".moved") })
 			if how == "symlink" {
-				if err := os.Symlink(other, dir); err != nil {
+				if err := os.Symlink(other, x.dir); err != nil {
 					t.Fatal(err)
 				}
-			} else if err := os.Mkdir(dir, 0o700); err != nil {
+			} else if err := os.Mkdir(x.dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
 			// The attacker copies the staged names into place so a path-based
 			// commit finds something to rename.
 			for _, sf := range pl.staged.Files {
 				os.WriteFile(filepath.Join(other, filepath.Base(sf.Temp)), []byte("x"), 0o644)
-				os.WriteFile(filepath.Join(dir, filepath.Base(sf.Temp)), []byte("x"), 0o644)
+				os.WriteFile(filepath.Join(x.dir, filepath.Base(sf.Temp)), []byte("x"), 0o644)
 			}
 			_, err := (&Activities{}).Commit(ctx, pl.commitInput())
 			appErr(t, err, contract.ConcurrentChange)
-			for _, d := range []string{other, dir} {
+			for _, d := range []string{other, x.dir} {
 				for _, r := range []string{"cert.pem", "chain.pem", "key.pem"} {
 					if exists(filepath.Join(d, r)) {
 						t.Errorf("commit wrote %s into the swapped-in directory", filepath.Join(d, r))
@@ -136,18 +117,18 @@ func TestAttackParentSwappedBeforeCommit(t *testing.T) {
 }
 
 func TestAttackParentSwappedBeforeBackup(t *testing.T) {
-	dir, x := deployedDir(t)
+	x := newFixture(t)
 	in := StageInput{PlanInput: planInput(x.tg, x.s, newStamp())}
 	in.Plan = mustPlan(t, in.PlanInput)
 	other := t.TempDir()
 	for _, r := range []string{"cert.pem", "chain.pem", "key.pem"} {
-		os.WriteFile(filepath.Join(other, r), read(t, filepath.Join(dir, r)), 0o644)
+		os.WriteFile(filepath.Join(other, r), read(t, filepath.Join(x.dir, r)), 0o644)
 	}
-	if err := os.Rename(dir, dir+".moved"); err != nil {
+	if err := os.Rename(x.dir, x.dir+".moved"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir + ".moved") })
-	if err := os.Symlink(other, dir); err != nil {
+	t.Cleanup(func() { os.RemoveAll(x.dir + ".moved") })
+	if err := os.Symlink(other, x.dir); err != nil {
 		t.Fatal(err)
 	}
 	_, err := (&Activities{}).Backup(ctx, in)
@@ -224,10 +205,10 @@ func TestAttackInsecureDirectories(t *testing.T) {
 // Between Plan and Commit the directory is made insecure: the writing steps
 // check again.
 func TestAttackDirectoryMadeInsecureAfterPlan(t *testing.T) {
-	dir, x := deployedDir(t)
+	x := newFixture(t)
 	in := StageInput{PlanInput: planInput(x.tg, x.s, newStamp())}
 	in.Plan = mustPlan(t, in.PlanInput)
-	syscall.Chmod(dir, 0o1777)
+	syscall.Chmod(x.dir, 0o1777)
 	_, err := (&Activities{}).Backup(ctx, in)
 	appErr(t, err, "InsecurePath")
 }
@@ -235,7 +216,7 @@ func TestAttackDirectoryMadeInsecureAfterPlan(t *testing.T) {
 // Another deploy committed over this one's files before this one rolls back:
 // its bytes are never overwritten.
 func TestAttackRollbackOverAnotherDeploysBytes(t *testing.T) {
-	_, x := deployedDir(t)
+	x := newFixture(t)
 	pl := prepare(t, x.tg, x.s, false)
 	mustCommit(t, pl)
 	third := issue(t, newCA(t))
@@ -273,7 +254,7 @@ func TestAttackRollbackKeepsCreatedFileWithOtherBytes(t *testing.T) {
 // A staged file named by the activity input, not derived from path and
 // stamp, is never renamed over a destination.
 func TestAttackStagedTempFromInput(t *testing.T) {
-	_, x := deployedDir(t)
+	x := newFixture(t)
 	pl := prepare(t, x.tg, x.s, false)
 	v := victim(t)
 	in := pl.commitInput()
@@ -287,7 +268,7 @@ func TestAttackStagedTempFromInput(t *testing.T) {
 // Files planted with backup names and a far-future stamp neither push the
 // worker's real backups out of retention nor get removed.
 func TestAttackPlantedFutureBackups(t *testing.T) {
-	_, x := deployedDir(t)
+	x := newFixture(t)
 	x.tg.Config.BackupRetention = func(n int) *int { return &n }(1)
 	planted := BackupPath(x.tg.Config.CertPath, 9000000000000000001)
 	if err := os.WriteFile(planted, []byte("planted"), 0o644); err != nil {
@@ -346,7 +327,7 @@ func TestBackupLedgerKeepsEveryByte(t *testing.T) {
 // A deploy planned by a worker from before directory identities (its plan
 // has no dir_id) and caught past Commit by the upgrade still rolls back.
 func TestRollbackOfAPlanWithoutDirectoryIdentity(t *testing.T) {
-	_, x := deployedDir(t)
+	x := newFixture(t)
 	pl := prepare(t, x.tg, x.s, false)
 	mustCommit(t, pl)
 	in := pl.rollbackInput()

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
-	"time"
 
-	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/contract"
@@ -19,106 +23,18 @@ import (
 	"github.com/certctl/certctl/target"
 )
 
-// Activities are the deploy steps. Register a *Activities with a worker.
-type Activities struct {
-	// Now is the clock for the validity-window check; nil means time.Now.
-	Now func() time.Time
-	// Client is the workflow worker's own client, for RequestTargetLock.
-	Client client.Client
-	// StateDir lists where this host staged files (see SweepTemps); empty
-	// means StateDir() from the environment.
-	StateDir string
-}
-
-func (a *Activities) stateDir() string {
-	if a != nil && a.StateDir != "" {
-		return a.StateDir
-	}
-	return StateDir()
-}
-
-func (a *Activities) now() time.Time {
-	if a != nil && a.Now != nil {
-		return a.Now()
-	}
-	return time.Now()
-}
-
-// invalid turns a target or material error into InvalidInput.
-func invalid(err error) error {
-	var fe *target.FieldError
-	var me *material.Error
-	switch {
-	case errors.As(err, &fe):
-		return contract.Invalid(fe.Field, fe.Msg)
-	case errors.As(err, &me):
-		return contract.Invalid(me.Field, me.Msg)
-	}
-	return contract.Invalid("target", err.Error())
-}
-
-// Preflight checks a deploy request without touching anything: the target's
-// fields, its connector's, and the material (parses, key matches leaf, chain
-// links in order, validity window, verify host covered). The starter runs it
-// before starting a workflow; Plan runs it again on the host.
-func Preflight(t target.Target, m material.Material, now time.Time) (connectors.Connector, *material.Bundle, error) {
-	if err := t.Validate(); err != nil {
-		return nil, nil, err
-	}
-	c, err := connectors.Get(t.TargetType)
-	if err != nil {
-		return nil, nil, &target.FieldError{Field: "target_type", Msg: err.Error()}
-	}
-	if t.Host == "" {
-		// Every connector here writes files: plan, stage and commit must run
-		// on the one machine that holds them, not on any "certctl" worker.
-		return nil, nil, &target.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
-			": name the machine whose certctl-worker --host runs the file steps"}
-	}
-	if err := c.Check(t.Config); err != nil {
-		return nil, nil, err
-	}
-	b, err := material.Parse(m)
-	if err != nil {
-		return nil, nil, err
-	}
-	host := ""
-	if t.Config.VerifyEnabled() {
-		host = t.Config.PostDeployVerify.ServerName
-		if host == "" {
-			host = material.HostOf(t.Config.PostDeployVerify.Endpoint)
-		}
-	}
-	if err := b.Check(now, host); err != nil {
-		return nil, nil, err
-	}
-	return c, b, nil
-}
-
-func layout(req Request, m material.Material) (connectors.Connector, []connectors.File, error) {
-	c, err := connectors.Get(req.Target.TargetType)
-	if err != nil {
-		return nil, nil, contract.Invalid("target_type", err.Error())
-	}
-	files, err := c.Files(req.Target.Config, m)
-	if err != nil {
-		return nil, nil, invalid(err)
-	}
-	return c, files, nil
-}
-
 // Plan decides what a deploy has to do (DESIGN promise 1). It checks the
 // material, hashes every destination against the new bytes, resolves each
 // file's owner and mode, and reads the leaf the endpoint serves now.
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
-	_, bundle, err := Preflight(in.Target, in.Material, in.clock(a.now()))
+	c, bundle, err := Preflight(in.Target, in.Material, in.clock(a.now()))
 	if err != nil {
 		return Plan{}, invalid(err)
 	}
-	if err := resolveCommands(in.Target); err != nil {
+	if err := resolveCommands(c, in.Target); err != nil {
 		return Plan{}, err
 	}
-	c, files, err := layout(in.Request, in.Material)
+	files, err := layout(c, in.Target, in.Material)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -133,7 +49,7 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	cfg := in.Target.Config
 	if cfg.VerifyEnabled() {
 		_, _, _, timeout := cfg.VerifyPolicy()
-		if served, err := probeTarget(ctx, in.Target, timeout); err == nil {
+		if served, err := probeTarget(ctx, c, in.Target, timeout); err == nil {
 			p.ServedSHA256 = served
 		}
 	}
@@ -195,7 +111,7 @@ func planFile(f connectors.File, owners []string, host string) (PlannedFile, err
 		// An existing world-readable key is not carried forward.
 		pf.Mode, pf.ModeFrom = pf.Mode&^0o007, pf.ModeFrom+"-without-other"
 	}
-	pf.Role, pf.Path, pf.SHA256, pf.HoldsKey = f.Role, f.Path, sha(f.Bytes), f.HoldsKey
+	pf.Role, pf.Path, pf.SHA256, pf.HoldsKey = f.Role, f.Path, material.SHA256(f.Bytes), f.HoldsKey
 	pf.DirID = d.ID()
 	if existing != nil {
 		pf.Exists = true
@@ -207,4 +123,96 @@ func planFile(f connectors.File, owners []string, host string) (PlannedFile, err
 		pf.CurrentUID, pf.CurrentGID = now.UID, now.GID
 	}
 	return pf, nil
+}
+
+// resolveOwnership applies DESIGN promise 3: explicit setting, then the
+// existing destination's, then the connector's default for new files, then
+// 0600 for anything holding a key.
+func resolveOwnership(f connectors.File, existing *safefs.Info, owners []string) (pf PlannedFile, err error) {
+	pf.UID, pf.GID = os.Getuid(), os.Getgid()
+	pf.OwnerFrom = "process"
+	switch {
+	case f.Mode != nil:
+		pf.Mode, pf.ModeFrom = *f.Mode, "explicit"
+	case existing != nil:
+		pf.Mode, pf.ModeFrom = target.Mode(existing.Perm()), "existing"
+	case f.DefaultMode != 0:
+		pf.Mode, pf.ModeFrom = target.Mode(f.DefaultMode), "connector-default"
+	case f.HoldsKey:
+		pf.Mode, pf.ModeFrom = 0o600, "key-fallback"
+	default:
+		pf.Mode, pf.ModeFrom = 0o644, "fallback"
+	}
+	switch {
+	case f.Owner != "":
+		pf.UID, pf.GID, err = lookupOwner(f.Owner)
+		if err != nil {
+			return pf, err
+		}
+		pf.OwnerFrom = "explicit"
+	case existing != nil:
+		pf.UID, pf.GID, pf.OwnerFrom = existing.UID, existing.GID, "existing"
+	default:
+		for _, name := range owners {
+			if u, err := user.Lookup(name); err == nil {
+				pf.UID, _ = strconv.Atoi(u.Uid)
+				pf.GID, _ = strconv.Atoi(u.Gid)
+				pf.OwnerFrom = "connector-default"
+				break
+			}
+		}
+	}
+	return pf, nil
+}
+
+// lookupOwner reads "user" or "user:group" (names or numeric ids).
+func lookupOwner(spec string) (uid, gid int, err error) {
+	name, group, hasGroup := strings.Cut(spec, ":")
+	u, err := user.Lookup(name)
+	if err != nil {
+		if u, err = user.LookupId(name); err != nil {
+			return 0, 0, fmt.Errorf("owner %q: no such user", name)
+		}
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	if hasGroup {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			if g, err = user.LookupGroupId(group); err != nil {
+				return 0, 0, fmt.Errorf("owner %q: no such group %q", spec, group)
+			}
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	return uid, gid, nil
+}
+
+// resolveCommands finds every binary the pipeline will run (validate and
+// reload, the connector's defaults included) before anything is staged: a
+// missing one is ValidateFailed naming the field, with nothing live touched.
+func resolveCommands(c connectors.Connector, t target.Target) error {
+	cfg := t.Config
+	for _, cm := range []struct {
+		field string
+		set   bool
+		argv  target.Command
+	}{
+		{"target_config.validate_command", len(cfg.ValidateCommand) > 0, connectors.ValidateCommand(c, cfg)},
+		{"target_config.reload_command", len(cfg.ReloadCommand) > 0, connectors.ReloadFor(c, cfg).Command},
+	} {
+		if len(cm.argv) == 0 {
+			continue
+		}
+		if _, err := exec.LookPath(cm.argv[0]); err != nil {
+			field := cm.field
+			if !cm.set {
+				field = fmt.Sprintf("%s (not set: the %s connector's default %q)", cm.field, t.TargetType, cm.argv.String())
+			}
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"%s: %q cannot be run on host %q (%v): install it, or set %s to the binary that is there; nothing was changed",
+				field, cm.argv[0], t.Host, err, cm.field), contract.ValidateFailed, nil)
+		}
+	}
+	return nil
 }

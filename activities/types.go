@@ -1,9 +1,3 @@
-// Package activities holds the deploy steps, written once for every
-// file-based connector: plan, backup, stage, validate, commit, reload, verify,
-// rollback and cleanup. Each is idempotent under retry: a step re-run after
-// it succeeded (a lost completion) finds its work done and reports the same.
-//
-// Results carry paths and fingerprints, never certificate or key bytes.
 package activities
 
 import (
@@ -40,11 +34,14 @@ type PlanInput struct {
 	Material material.Material `json:"material"`
 }
 
+// Action is what Plan decided the deploy has to do.
+type Action string
+
 // Actions Plan can decide.
 const (
-	ActionSkip   = "skip"   // files and served leaf match: nothing to do
-	ActionReload = "reload" // files match but the old leaf is served: reload and verify
-	ActionDeploy = "deploy" // files differ: the whole pipeline
+	ActionSkip   Action = "skip"   // files and served leaf match: nothing to do
+	ActionReload Action = "reload" // files match but the old leaf is served: reload and verify
+	ActionDeploy Action = "deploy" // files differ: the whole pipeline
 )
 
 // PlannedFile is one destination, as Plan found it.
@@ -72,7 +69,7 @@ type PlannedFile struct {
 
 // Plan is Plan's result.
 type Plan struct {
-	Action     string `json:"action"`
+	Action     Action `json:"action"`
 	LeafSHA256 string `json:"leaf_sha256"`
 	// ServedSHA256 is the leaf the endpoint served before the deploy, when it
 	// could be read: after a rollback, verify expects it again.
@@ -123,21 +120,24 @@ type ValidateInput struct {
 	Live bool `json:"live,omitempty"`
 }
 
+// ServerCheck says how Validate ran the server's own check.
+type ServerCheck string
+
 // Server check modes, in ValidateResult.ServerCheck.
 const (
-	CheckStaged   = "staged"   // the check read the staged files through a private mount namespace
-	CheckDeferred = "deferred" // the check must run on the live files after Commit, before Reload
-	CheckLive     = "live"     // the check ran on the live files
-	CheckNone     = "none"     // the connector has no check command
-	CheckSkipped  = "skipped"  // dry run where the staged files cannot be shown to the check
+	CheckStaged   ServerCheck = "staged"   // the check read the staged files through a private mount namespace
+	CheckDeferred ServerCheck = "deferred" // the check must run on the live files after Commit, before Reload
+	CheckLive     ServerCheck = "live"     // the check ran on the live files
+	CheckNone     ServerCheck = "none"     // the connector has no check command
+	CheckSkipped  ServerCheck = "skipped"  // dry run where the staged files cannot be shown to the check
 )
 
 // ValidateResult says which check ran and what it printed (tail only).
 type ValidateResult struct {
-	ServerCheck string `json:"server_check"`
-	Command     string `json:"command,omitempty"`
-	Output      string `json:"output,omitempty"`
-	Note        string `json:"note,omitempty"`
+	ServerCheck ServerCheck `json:"server_check"`
+	Command     string      `json:"command,omitempty"`
+	Output      string      `json:"output,omitempty"`
+	Note        string      `json:"note,omitempty"`
 }
 
 // Backup is one file's backup.

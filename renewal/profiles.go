@@ -9,7 +9,7 @@ import (
 
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/contract"
-	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/probe"
 	"github.com/certctl/certctl/profile"
 )
 
@@ -59,12 +59,12 @@ func (a *Activities) profilesDir() string {
 // unknown connector, its own fields, a verify host the profile's SANs do
 // not cover.
 func CheckTargets(p *profile.Profile) error {
-	probe := &x509.Certificate{}
+	sans := &x509.Certificate{}
 	for _, s := range p.SANs {
 		if ip := net.ParseIP(s); ip != nil {
-			probe.IPAddresses = append(probe.IPAddresses, ip)
+			sans.IPAddresses = append(sans.IPAddresses, ip)
 		} else {
-			probe.DNSNames = append(probe.DNSNames, s)
+			sans.DNSNames = append(sans.DNSNames, s)
 		}
 	}
 	for i, t := range p.Targets {
@@ -79,11 +79,8 @@ func CheckTargets(p *profile.Profile) error {
 		if !t.Config.VerifyEnabled() {
 			continue
 		}
-		host := t.Config.PostDeployVerify.ServerName
-		if host == "" {
-			host = material.HostOf(t.Config.PostDeployVerify.Endpoint)
-		}
-		if probe.VerifyHostname(host) != nil {
+		host := probe.Host(t.Config.PostDeployVerify)
+		if sans.VerifyHostname(host) != nil {
 			return fmt.Errorf("%s.target_config.post_deploy_verify: the verify host %q is not covered by the profile's sans (%s)",
 				field, host, strings.Join(p.SANs, ", "))
 		}

@@ -10,7 +10,7 @@ import (
 )
 
 func checkDetail(r activities.ValidateResult) string {
-	s := "material ok; server check " + r.ServerCheck
+	s := "material ok; server check " + string(r.ServerCheck)
 	if r.Command != "" && r.ServerCheck != activities.CheckNone {
 		s += " (" + r.Command + ")"
 	}

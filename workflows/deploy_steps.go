@@ -19,7 +19,7 @@ func (d *deploy) run(ctx workflow.Context, m material.Material) {
 		return
 	}
 	d.res.LeafSHA256, d.res.Files = plan.LeafSHA256, plan.Files
-	d.note("action " + plan.Action)
+	d.note("action " + string(plan.Action))
 	// From here a cancel request is not obeyed half way: the deploy finishes,
 	// or rolls back and cleans up, whatever happens to the workflow's context.
 	ctx, _ = workflow.NewDisconnectedContext(ctx)

@@ -34,7 +34,7 @@ func testRequest() DeployRequest {
 	}
 }
 
-func planOf(action string) activities.Plan {
+func planOf(action activities.Action) activities.Plan {
 	return activities.Plan{Action: action, LeafSHA256: newLeaf, ServedSHA256: oldLeaf, Files: []activities.PlannedFile{
 		{Role: "cert", Path: "/etc/nginx/certs/cert.pem", SHA256: "a", CurrentSHA256: "b", Exists: true},
 		{Role: "key", Path: "/etc/nginx/certs/key.pem", SHA256: "c", CurrentSHA256: "d", Exists: true},
@@ -56,7 +56,7 @@ type harness struct {
 	cleanups []bool
 }
 
-func newHarness(t *testing.T, action string) *harness {
+func newHarness(t *testing.T, action activities.Action) *harness {
 	s := &testsuite.WorkflowTestSuite{}
 	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), plan: planOf(action)}
 	Register(h.env)

@@ -1,0 +1,69 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/failpoint"
+)
+
+// Commit renames every staged file over its destination (renameat within
+// the directory Plan saw) and fsyncs the directories. Retried after a crash
+// it finishes the renames not yet done: a destination already holding the
+// new bytes with its temp gone is done.
+func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, error) {
+	var res CommitResult
+	if in.Staged.PrivateDir != "" {
+		return res, mismatch("commit: a dry run's staged files (%s) are never committed", in.Staged.PrivateDir)
+	}
+	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
+		return res, err
+	}
+	renamed, already := 0, 0
+	for i, pf := range in.Plan.Files {
+		did, err := commitOne(pf, in.Staged.Files[i].Temp)
+		if err != nil {
+			return res, err
+		}
+		res.Committed = append(res.Committed, pf.Path)
+		if !did {
+			already++
+			continue
+		}
+		renamed++
+		failpoint.Hit(fmt.Sprintf("commit:after-rename-%d", renamed+already))
+	}
+	if already > 0 {
+		logFor(ctx).Info("commit: an earlier attempt had already renamed some files", "already_renamed", already, "renamed_now", renamed)
+	}
+	failpoint.Hit("commit:done")
+	return res, nil
+}
+
+func commitOne(pf PlannedFile, temp string) (renamed bool, err error) {
+	d, base, err := openPlanned(pf)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	tmp := filepath.Base(temp)
+	if info, err := d.Lstat(tmp); err == nil {
+		if !info.IsRegular() {
+			return false, concurrent("commit %s: staged file %s is now a %s: someone who can write %s replaced it; nothing committed", pf.Path, temp, fileType(info), d.Path())
+		}
+		if err := d.Rename(tmp, base); err != nil {
+			return false, fmt.Errorf("commit %s: %w", pf.Path, err)
+		}
+		return true, d.Sync()
+	}
+	if sum, err := holds(d, base); err == nil && sum == pf.SHA256 {
+		return false, nil
+	}
+	return false, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("commit %s: staged file %s is gone and the destination does not hold the new bytes", pf.Path, temp),
+		contract.CommitLost, nil)
+}

@@ -1,0 +1,66 @@
+package activities
+
+import (
+	"time"
+
+	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/probe"
+	"github.com/certctl/certctl/target"
+)
+
+// Preflight checks a deploy request without touching anything: the target's
+// fields, its connector's, and the material (parses, key matches leaf, chain
+// links in order, validity window, verify host covered). The starter runs it
+// before starting a workflow; Plan runs it again on the host.
+func Preflight(t target.Target, m material.Material, now time.Time) (connectors.Connector, *material.Bundle, error) {
+	if err := t.Validate(); err != nil {
+		return nil, nil, err
+	}
+	c, err := connectors.Get(t.TargetType)
+	if err != nil {
+		return nil, nil, &target.FieldError{Field: "target_type", Msg: err.Error()}
+	}
+	if t.Host == "" {
+		// Every connector here writes files: plan, stage and commit must run
+		// on the one machine that holds them, not on any "certctl" worker.
+		return nil, nil, &target.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
+			": name the machine whose certctl-worker --host runs the file steps"}
+	}
+	if err := c.Check(t.Config); err != nil {
+		return nil, nil, err
+	}
+	b, err := material.Parse(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	host := ""
+	if t.Config.VerifyEnabled() {
+		host = probe.Host(t.Config.PostDeployVerify)
+	}
+	if err := b.Check(now, host); err != nil {
+		return nil, nil, err
+	}
+	return c, b, nil
+}
+
+// connectorOf is the target's connector: a step looks it up once and hands
+// it on.
+func connectorOf(t target.Target) (connectors.Connector, error) {
+	c, err := connectors.Get(t.TargetType)
+	if err != nil {
+		return nil, contract.Invalid("target_type", err.Error())
+	}
+	return c, nil
+}
+
+// layout is the files c writes for the material: the one place a step asks
+// a connector for them (Plan to hash them, Stage to write them).
+func layout(c connectors.Connector, t target.Target, m material.Material) ([]connectors.File, error) {
+	files, err := c.Files(t.Config, m)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	return files, nil
+}

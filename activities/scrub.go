@@ -1,0 +1,55 @@
+package activities
+
+import (
+	"io"
+	"path/filepath"
+
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/safefs"
+	"github.com/certctl/certctl/scrub"
+)
+
+// maxKeyFile bounds what is read of a file to learn the keys it holds.
+const maxKeyFile = 1 << 20
+
+// scrubberFor knows every private key a command of this deploy could print:
+// the material's, when the step has it, and those in the target's files and
+// in this deploy's temp and backup files beside them (the old key too).
+func scrubberFor(req Request, m *material.Material) *scrub.Scrubber {
+	sc := scrub.New()
+	if m != nil {
+		sc.AddPEM([]byte(m.KeyPEM))
+	}
+	cfg := req.Target.Config
+	for _, p := range []string{cfg.KeyPath, cfg.PEMPath, cfg.CertPath, cfg.ChainPath} {
+		if p == "" {
+			continue
+		}
+		for _, f := range []string{p, TempPath(p, req.Stamp), BackupPath(p, req.Stamp)} {
+			if b := readKeyFile(f); b != nil {
+				sc.AddPEM(b)
+			}
+		}
+	}
+	return sc
+}
+
+// readKeyFile reads a regular file through safefs (no link followed on the
+// way or at the name, no FIFO blocked on); nil when there is none.
+func readKeyFile(path string) []byte {
+	d, err := safefs.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	f, _, err := d.Open(filepath.Base(path))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
+	if err != nil {
+		return nil
+	}
+	return b
+}

@@ -1,0 +1,90 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/certctl/certctl/failpoint"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/safefs"
+)
+
+// Stage writes each file's new bytes to <path>.certctl-tmp.<stamp> beside its
+// destination (same filesystem, so Commit's rename is atomic), created
+// exclusively, owner and mode set before the bytes go in. A dry run stages
+// into a private directory.
+func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
+	c, err := connectorOf(in.Target)
+	if err != nil {
+		return Staged{}, err
+	}
+	files, err := layout(c, in.Target, in.Material)
+	if err != nil {
+		return Staged{}, err
+	}
+	var out Staged
+	var private *safefs.Dir
+	if in.DryRun {
+		dir, err := makeDryRunDir(in.Request)
+		if err != nil {
+			return out, err
+		}
+		out.PrivateDir = dir
+		if private, err = safefs.OpenDir(dir); err != nil {
+			return out, err
+		}
+		defer private.Close()
+	} else {
+		// A worker starting after a crash sweeps leftovers from these.
+		var dirs []string
+		for _, f := range files {
+			dirs = append(dirs, filepath.Dir(f.Path))
+		}
+		if err := recordStagedDirs(a.stateDir(), dirs); err != nil {
+			return out, fmt.Errorf("record staged directories: %w", err)
+		}
+	}
+	byPath := map[string]PlannedFile{}
+	for _, pf := range in.Plan.Files {
+		byPath[pf.Path] = pf
+	}
+	for i, f := range files {
+		pf, ok := byPath[f.Path]
+		if !ok {
+			return out, mismatch("stage: %s is not in the plan", f.Path)
+		}
+		if material.SHA256(f.Bytes) != pf.SHA256 {
+			return out, mismatch("stage: bytes for %s differ from the plan", f.Path)
+		}
+		tmp, err := stageOne(private, i, pf, f.Bytes, in.Stamp)
+		if err != nil {
+			return out, err
+		}
+		out.Files = append(out.Files, StagedFile{Path: f.Path, Temp: tmp, SHA256: pf.SHA256})
+		failpoint.Hit(fmt.Sprintf("stage:after-file-%d", len(out.Files)))
+	}
+	failpoint.Hit("stage:done")
+	return out, nil
+}
+
+// stageOne writes one staged file, beside its destination or (private not
+// nil) into the dry run's private directory, and returns its path.
+func stageOne(private *safefs.Dir, i int, pf PlannedFile, data []byte, stamp int64) (string, error) {
+	d, name := private, dryRunName(i, pf.Path)
+	if d == nil {
+		var err error
+		if d, _, err = openPlanned(pf); err != nil {
+			return "", err
+		}
+		defer d.Close()
+		name = filepath.Base(TempPath(pf.Path, stamp))
+	}
+	if err := clearName(d, name, "staged file"); err != nil {
+		return "", err
+	}
+	if _, err := createExcl(d, name, "staged file", data, pf.Mode.Perm(), pf.UID, pf.GID); err != nil {
+		return "", fmt.Errorf("stage %s: %w", pf.Path, err)
+	}
+	return d.Join(name), d.Sync()
+}

@@ -1,0 +1,116 @@
+package activities
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+)
+
+// envSupervise makes this binary a supervisor (see init); the spec comes on
+// its stdin, so no environment size limit applies to it.
+const envSupervise = "CERTCTL_SUPERVISE"
+
+// maxSpec bounds the spec a supervisor reads.
+const maxSpec = 4 << 20
+
+func init() {
+	if os.Getenv(envSupervise) == "1" {
+		os.Exit(supervise(os.Stdin))
+	}
+}
+
+// superviseSpec is what the supervisor runs.
+type superviseSpec struct {
+	Path string   `json:"path"`
+	Args []string `json:"args"`
+	// Env is the command's environment; nil means the supervisor's own
+	// without envSupervise.
+	Env []string `json:"env,omitempty"`
+	// NewMountNS runs the command in a private mount namespace (the staged
+	// view's helper needs one).
+	NewMountNS bool `json:"new_mount_ns,omitempty"`
+	// Parent is the worker's pid: a supervisor that finds another parent
+	// (the worker died before it was ready) runs nothing.
+	Parent int `json:"parent"`
+}
+
+// superviseStatus is what the supervisor reports on fd 3.
+type superviseStatus struct {
+	StartError string `json:"start_error,omitempty"`
+	Exit       int    `json:"exit"`
+	Signal     int    `json:"signal,omitempty"`
+}
+
+const statusFD = 3
+
+// supervise is the supervisor's main: it is its process group's leader,
+// starts the command in the group, and kills the whole group when the worker
+// dies (SIGTERM from PR_SET_PDEATHSIG) or when it is told to stop.
+func supervise(specIn io.Reader) int {
+	// The command's PR_SET_PDEATHSIG fires when the thread that forked it
+	// exits: keep this goroutine on its thread for the command's lifetime.
+	runtime.LockOSThread()
+	status := os.NewFile(statusFD, "status")
+	syscall.CloseOnExec(statusFD)
+	report := func(st superviseStatus) int {
+		b, _ := json.Marshal(st)
+		if status != nil {
+			_, _ = status.Write(b)
+		}
+		return 0
+	}
+	var sp superviseSpec
+	specJSON, err := io.ReadAll(io.LimitReader(specIn, maxSpec))
+	if err == nil {
+		err = json.Unmarshal(specJSON, &sp)
+	}
+	if err != nil || len(sp.Args) == 0 {
+		return report(superviseStatus{StartError: fmt.Sprintf("certctl supervisor: bad spec: %v", err)})
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if os.Getppid() != sp.Parent {
+		return report(superviseStatus{StartError: "certctl supervisor: the worker is gone"})
+	}
+	cmd := &exec.Cmd{Path: sp.Path, Args: sp.Args, Env: sp.Env, Dir: "/", Stdout: os.Stdout, Stderr: os.Stderr}
+	if cmd.Env == nil {
+		cmd.Env = withoutEnv(os.Environ(), envSupervise)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if sp.NewMountNS {
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
+	if err := cmd.Start(); err != nil {
+		return report(superviseStatus{StartError: err.Error()})
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-stop:
+		_ = syscall.Kill(-syscall.Getpgrp(), syscall.SIGKILL)
+		return 1
+	case <-done:
+	}
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	st := superviseStatus{Exit: cmd.ProcessState.ExitCode()}
+	if ws.Signaled() {
+		st.Signal = int(ws.Signal())
+	}
+	return report(st)
+}
+
+func withoutEnv(env []string, name string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, name+"=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}

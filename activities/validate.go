@@ -1,0 +1,124 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/failpoint"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/scrub"
+	"github.com/certctl/certctl/stagedview"
+	"github.com/certctl/certctl/target"
+)
+
+// Validate checks what will be served (DESIGN promise 4). First the material
+// as it sits in the staged files; then the server's own check, run against
+// the staged files through a private mount namespace. Where that cannot be
+// done here the result says "deferred": the workflow runs Validate again with
+// Live after Commit and before Reload.
+func (a *Activities) Validate(ctx context.Context, in ValidateInput) (ValidateResult, error) {
+	res, err := a.validate(ctx, in)
+	if err == nil {
+		failpoint.Hit("validate:done")
+	}
+	return res, err
+}
+
+func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateResult, error) {
+	c, err := connectorOf(in.Target)
+	if err != nil {
+		return ValidateResult{}, err
+	}
+	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
+		return ValidateResult{}, err
+	}
+	if err := a.checkFiles(in); err != nil {
+		return ValidateResult{}, err
+	}
+	// A reload by signal can be checked without sending it: a pid file that
+	// names no live server process fails here, before anything live changes,
+	// not at reload time with the new files in place.
+	if r := connectors.ReloadFor(c, in.Target.Config); r.Signal != "" {
+		if _, _, err := reloadPID(r); err != nil {
+			return ValidateResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("reload (%s): %v", r, err), contract.ValidateFailed, nil)
+		}
+	}
+	argv := connectors.ValidateCommand(c, in.Target.Config)
+	res := ValidateResult{Command: argv.String()}
+	if len(argv) == 0 {
+		res.ServerCheck = CheckNone
+		return res, nil
+	}
+	limit, sc := in.Target.Config.CommandLimit(), scrubberFor(in.Request, nil)
+	if in.Live {
+		res.ServerCheck = CheckLive
+		res.Output, err = runCommand(ctx, exec.Command(argv[0], argv[1:]...), limit, sc)
+		return res, validateErr(argv, res.Output, err, sc)
+	}
+	var binds []stagedview.Bind
+	for i, s := range in.Staged.Files {
+		if !in.Plan.Files[i].Exists {
+			res.Note = s.Path + " does not exist yet, so the check cannot see the staged file in its place"
+			break
+		}
+		binds = append(binds, stagedview.Bind{Src: s.Temp, Dst: s.Path})
+	}
+	if res.Note == "" {
+		cmd, err := stagedview.Command(ctx, binds, argv)
+		if err == nil {
+			res.ServerCheck = CheckStaged
+			res.Output, err = runCommand(ctx, cmd, limit, sc)
+			if !isStartError(err) && !stagedview.IsHelperFailure(err, res.Output) {
+				return res, validateErr(argv, res.Output, err, sc)
+			}
+		}
+		res.Note = fmt.Sprintf("no private mount namespace here (%v)", err)
+	}
+	if in.DryRun {
+		res.ServerCheck = CheckSkipped
+		return res, nil
+	}
+	res.ServerCheck = CheckDeferred
+	return res, nil
+}
+
+// checkFiles re-reads the files that will be served (staged, or live after
+// Commit) and checks them as material: what is on disk is what matters.
+func (a *Activities) checkFiles(in ValidateInput) error {
+	var all []byte
+	for i, f := range in.Plan.Files {
+		p := f.Path
+		if !in.Live {
+			p = in.Staged.Files[i].Temp
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		all = append(append(all, b...), '\n')
+	}
+	b, err := material.ParseConcatenated("staged files", all)
+	if err == nil {
+		err = b.Check(in.clock(a.now()), "")
+	}
+	if err == nil && b.LeafSHA256() != in.Plan.LeafSHA256 {
+		err = fmt.Errorf("the staged leaf is not the planned one")
+	}
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError("material check of the files to be served: "+err.Error(), contract.ValidateFailed, nil)
+	}
+	return nil
+}
+
+func validateErr(argv target.Command, out string, err error, sc *scrub.Scrubber) error {
+	if err == nil {
+		return nil
+	}
+	return commandErr(contract.ValidateFailed, argv, out, err, sc)
+}

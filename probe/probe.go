@@ -1,0 +1,73 @@
+// Package probe reads the leaf certificate an endpoint serves: a TLS
+// handshake, after the plaintext prelude of its protocol (SMTP or IMAP
+// STARTTLS) when it has one. The chain is not verified: the caller compares
+// the leaf's fingerprint with the one it deployed.
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/target"
+)
+
+// Host is the name a verify endpoint is checked as: its server_name, else
+// the host part of its endpoint. Plan and Verify send it as SNI (crypto/tls
+// sends none for an IP address); Preflight checks the leaf covers it.
+func Host(v target.Verify) string {
+	if v.ServerName != "" {
+		return v.ServerName
+	}
+	return material.HostOf(v.Endpoint)
+}
+
+// Leaf connects to endpoint, speaks protocol's plaintext prelude (nothing
+// for "tls" or "", EHLO and STARTTLS for "smtp-starttls", STARTTLS for
+// "imap-starttls"), does a TLS handshake sending host as SNI, and returns the
+// SHA-256 of the served leaf. timeout and ctx bound the whole exchange.
+func Leaf(ctx context.Context, endpoint, host, protocol string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", endpoint)
+	if err != nil {
+		return "", err
+	}
+	defer raw.Close()
+	// The plaintext exchange reads and writes the connection directly: its
+	// deadline, and closing it when the context ends, keep it in bounds.
+	if dl, ok := ctx.Deadline(); ok {
+		_ = raw.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
+	switch protocol {
+	case "", target.ProtocolTLS:
+	case target.ProtocolSMTPStartTLS:
+		err = smtpStartTLS(&boundedConn{Conn: raw})
+	case target.ProtocolIMAPStartTLS:
+		err = imapStartTLS(&boundedConn{Conn: raw})
+	default:
+		err = fmt.Errorf("unknown protocol %q", protocol)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("%s: %w", protocol, ctx.Err())
+		}
+		return "", fmt.Errorf("%s: %w", protocol, err)
+	}
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: host}) //nolint:gosec // the caller compares the fingerprint
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return "", err
+	}
+	certs := conn.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", errors.New("no certificate served")
+	}
+	return material.Fingerprint(certs[0].Raw), nil
+}

@@ -23,7 +23,8 @@ import (
 type Activities struct {
 	// Now is the clock for the validity-window check; nil means time.Now.
 	Now func() time.Time
-	// Client is the workflow worker's own client, for RequestTargetLock.
+	// Client is the workflow worker's own client, for EarlierRuns (a closed
+	// approval request stays closed).
 	Client client.Client
 	// StateDir lists where this host staged files (see SweepTemps); empty
 	// means StateDir() from the environment.

@@ -46,15 +46,7 @@ func (a *Activities) now() time.Time {
 
 // invalid turns a target or material error into InvalidInput.
 func invalid(err error) error {
-	var fe *target.FieldError
-	var me *material.Error
-	switch {
-	case errors.As(err, &fe):
-		return contract.Invalid(fe.Field, fe.Msg)
-	case errors.As(err, &me):
-		return contract.Invalid(me.Field, me.Msg)
-	}
-	return contract.Invalid("target", err.Error())
+	return contract.InvalidField(err, "target")
 }
 
 // Preflight checks a deploy request without touching anything: the target's
@@ -67,12 +59,12 @@ func Preflight(t target.Target, m material.Material, now time.Time) (connectors.
 	}
 	c, err := connectors.Get(t.TargetType)
 	if err != nil {
-		return nil, nil, &target.FieldError{Field: "target_type", Msg: err.Error()}
+		return nil, nil, &contract.FieldError{Field: "target_type", Msg: err.Error()}
 	}
 	if t.Host == "" {
 		// Every connector here writes files: plan, stage and commit must run
 		// on the one machine that holds them, not on any "certctl" worker.
-		return nil, nil, &target.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
+		return nil, nil, &contract.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
 			": name the machine whose certctl-worker --host runs the file steps"}
 	}
 	if err := c.Check(t.Config); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
@@ -138,7 +139,7 @@ func TestPreflightNeedsAHostForFileTargets(t *testing.T) {
 	tg := newTarget(t.TempDir())
 	tg.Host = ""
 	_, _, err := Preflight(tg, s.Material, time.Now())
-	var fe *target.FieldError
+	var fe *contract.FieldError
 	if !errors.As(err, &fe) || fe.Field != "host" {
 		t.Fatalf("want a FieldError on host, got %v", err)
 	}

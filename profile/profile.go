@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/identity"
 	"github.com/certctl/certctl/strictyaml"
 	"github.com/certctl/certctl/target"
@@ -98,16 +99,9 @@ type Issuer struct {
 	CAKey  string `json:"ca_key,omitempty" yaml:"ca_key,omitempty"`
 }
 
-// FieldError names the field of a profile that is wrong.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
+// fieldErr names the field of a profile that is wrong.
 func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	return contract.Fieldf(field, format, args...)
 }
 
 // file is the YAML form: targets are inline target objects or paths of
@@ -231,11 +225,11 @@ func resolveTarget(n *yaml.Node, dir string) (*target.Target, error) {
 // prefixed names a nested field of an inline target,
 // targets[0].target_config.cert_path; any other error is about targets[0].
 func prefixed(prefix string, err error) error {
-	var fe *target.FieldError
+	var fe *contract.FieldError
 	if errors.As(err, &fe) {
-		return &FieldError{Field: prefix + "." + fe.Field, Msg: fe.Msg}
+		return &contract.FieldError{Field: prefix + "." + fe.Field, Msg: fe.Msg}
 	}
-	return &FieldError{Field: prefix, Msg: err.Error()}
+	return &contract.FieldError{Field: prefix, Msg: err.Error()}
 }
 
 // ApplyDefaults fills the fields an operator may leave out.

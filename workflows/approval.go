@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -358,11 +357,7 @@ func (r *ApprovalRequest) check(canon bool) (checked, error) {
 }
 
 func invalidInput(err error) error {
-	var fe *profile.FieldError
-	if errors.As(err, &fe) {
-		return contract.Invalid(fe.Field, fe.Msg)
-	}
-	return contract.Invalid("input", err.Error())
+	return contract.InvalidField(err, "input")
 }
 
 // gate is one request's state. Every method runs on the workflow's

@@ -51,19 +51,28 @@ func init() {
 	}})
 }
 
+// Config is caddy's own field of target_config: CaddyAdmin is caddy's
+// admin endpoint ("http://127.0.0.1:2019"); when set, the connector reloads
+// through it (admin-API mode) instead of running the caddy binary.
+type Config struct {
+	CaddyAdmin string `json:"caddy_admin,omitempty" yaml:"caddy_admin,omitempty"`
+}
+
+// Validate checks the field's form.
+func (c *Config) Validate() error {
+	return target.CheckFields(target.OwnField{Field: "target_config.caddy_admin", Value: c.CaddyAdmin, Check: target.CheckAdminURL})
+}
+
+// Own is caddy's Config.
+func (Connector) Own() any { return Config{} }
+
 // Check is Separate's, with caddy_admin allowed (and checked).
 func (c Connector) Check(cfg target.Config) error {
-	admin := cfg.CaddyAdmin
-	cfg.CaddyAdmin = ""
-	if err := c.Separate.Check(cfg); err != nil {
+	if err := connectors.RequirePaths(cfg, Name); err != nil {
 		return err
 	}
-	if admin != "" {
-		if err := target.CheckAdminURL(admin); err != nil {
-			return &target.FieldError{Field: "target_config.caddy_admin", Msg: err.Error()}
-		}
-	}
-	return nil
+	_, err := target.DecodeOwn[Config](cfg, Name)
+	return err
 }
 
 // DefaultsFor is file mode's defaults, or admin-API mode's when the target
@@ -71,10 +80,11 @@ func (c Connector) Check(cfg target.Config) error {
 // admin endpoint.
 func (c Connector) DefaultsFor(cfg target.Config) connectors.Defaults {
 	d := c.Defaults()
-	if cfg.CaddyAdmin == "" {
+	o, _ := target.DecodeOwn[Config](cfg, Name)
+	if o.CaddyAdmin == "" {
 		return d
 	}
 	d.ValidateCommand, d.ReloadCommand = nil, nil
-	d.ReloadHTTP = AdminReload{Admin: cfg.CaddyAdmin}
+	d.ReloadHTTP = AdminReload{Admin: o.CaddyAdmin}
 	return d
 }

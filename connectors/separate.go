@@ -35,11 +35,10 @@ func (s Separate) Destinations(cfg target.Config) []Destination {
 // Check needs cert_path and key_path, and refuses fields of other
 // connectors.
 func (s Separate) Check(cfg target.Config) error {
-	if err := RequirePaths(cfg, s.Name); err != nil {
+	if _, err := target.DecodeOwn[struct{}](cfg, s.Name); err != nil {
 		return err
 	}
-	_, err := target.DecodeOwn[struct{}](cfg, s.Name)
-	return err
+	return RequirePaths(cfg, s.Name)
 }
 
 // RequirePaths needs cert_path and key_path, as a connector named name

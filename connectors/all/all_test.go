@@ -14,20 +14,6 @@ import (
 	"github.com/certctl/certctl/testsuite"
 )
 
-func TestRegistered(t *testing.T) {
-	want := []string{"apache", "caddy", "dovecot", "haproxy", "nginx", "postfix"}
-	got := connectors.Names()
-	for _, w := range want {
-		found := false
-		for _, g := range got {
-			found = found || g == w
-		}
-		if !found {
-			t.Errorf("%s is not registered (have %v)", w, got)
-		}
-	}
-}
-
 // file is what a layout test expects of one file.
 type file struct {
 	role, path, content string

@@ -68,11 +68,10 @@ func (Connector) Own() any { return Config{} }
 
 // Check is Separate's, with caddy_admin allowed (and checked).
 func (c Connector) Check(cfg target.Config) error {
-	if err := connectors.RequirePaths(cfg, Name); err != nil {
+	if _, err := target.DecodeOwn[Config](cfg, Name); err != nil {
 		return err
 	}
-	_, err := target.DecodeOwn[Config](cfg, Name)
-	return err
+	return connectors.RequirePaths(cfg, Name)
 }
 
 // DefaultsFor is file mode's defaults, or admin-API mode's when the target

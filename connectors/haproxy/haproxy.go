@@ -93,6 +93,10 @@ func CombinedPEM(b *material.Bundle) []byte {
 // Check needs pem_path and refuses the separate-file fields, which haproxy
 // does not read.
 func (Connector) Check(cfg target.Config) error {
+	c, err := own(cfg)
+	if err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		field string
 		set   bool
@@ -105,10 +109,6 @@ func (Connector) Check(cfg target.Config) error {
 		if f.set {
 			return &contract.FieldError{Field: "target_config." + f.field, Msg: "is not used by haproxy: it reads leaf, chain and key from one file, " + f.msg}
 		}
-	}
-	c, err := own(cfg)
-	if err != nil {
-		return err
 	}
 	if c.PEMPath == "" {
 		return &contract.FieldError{Field: "target_config.pem_path", Msg: fmt.Sprintf("is required for haproxy (the file `crt` names in %s)", DefaultConfig)}

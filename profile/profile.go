@@ -134,12 +134,11 @@ func Load(path string) (*Profile, error) {
 // Parse reads a profile (YAML; JSON is YAML too) strictly: unknown fields
 // and extra documents are refused. dir resolves relative target paths.
 func Parse(r io.Reader, dir string) (*Profile, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
-	if err != nil {
+	data, err := strictyaml.Read(r, MaxFileSize)
+	if msg, ok := strictyaml.Describe(err, "profile"); ok {
+		return nil, fieldErr("profile", "%s", msg)
+	} else if err != nil {
 		return nil, err
-	}
-	if len(data) > MaxFileSize {
-		return nil, fieldErr("profile", "file is larger than %d bytes", MaxFileSize)
 	}
 	raw, err := decode(data)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/strictyaml"
 )
 
 // MaxFileSize bounds a target file: anything larger is a mistake, not a target.
@@ -158,12 +159,11 @@ func (c Config) Retention() int {
 // Parse reads a target file (YAML; JSON is YAML too). Unknown fields are
 // refused so a typo never silently falls back to a default.
 func Parse(r io.Reader) (*Target, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
-	if err != nil {
+	data, err := strictyaml.Read(r, MaxFileSize)
+	if msg, ok := strictyaml.Describe(err, "target"); ok {
+		return nil, fieldErr("target", "%s", msg)
+	} else if err != nil {
 		return nil, err
-	}
-	if len(data) > MaxFileSize {
-		return nil, fieldErr("target", "file is larger than %d bytes", MaxFileSize)
 	}
 	t, err := decode(data)
 	if err != nil {

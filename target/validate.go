@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -69,7 +70,7 @@ func (t *Target) Validate() error {
 	if err := c.validateReload(); err != nil {
 		return err
 	}
-	if p := c.PostDeployVerify.Protocol; p != "" && !contains(VerifyProtocols, p) {
+	if p := c.PostDeployVerify.Protocol; p != "" && !slices.Contains(VerifyProtocols, p) {
 		return fieldErr("target_config.post_deploy_verify.protocol", "%q is not one of %s", p, strings.Join(VerifyProtocols, ", "))
 	}
 	if d := c.CommandTimeout; d != nil && (d.D() <= 0 || d.D() > MaxCommandTimeout) {
@@ -173,19 +174,10 @@ func (c *Config) validateReload() error {
 	if c.PIDFile == "" {
 		return fieldErr("target_config.pid_file", "is required with reload_signal")
 	}
-	if !contains(ReloadSignals, c.ReloadSignal) {
+	if !slices.Contains(ReloadSignals, c.ReloadSignal) {
 		return fieldErr("target_config.reload_signal", "%q is not one of %s", c.ReloadSignal, strings.Join(ReloadSignals, ", "))
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // CheckAdminURL accepts an http or https URL with a host and nothing but an

@@ -29,10 +29,11 @@ const Name = "caddy"
 // DefaultConfig is the Caddyfile Debian's package runs.
 const DefaultConfig = "/etc/caddy/Caddyfile"
 
-// Connector is caddy's: connectors.Separate for the files, with defaults
-// that depend on the mode.
+// Connector is caddy's: connectors.Separate for the files, with its own
+// field (Config) and defaults that depend on the mode.
 type Connector struct {
 	connectors.Separate
+	connectors.Owned[Config]
 }
 
 // The defaults are the packaged Caddyfile's validate and forced reload
@@ -48,7 +49,7 @@ func init() {
 			Owners:          []string{"caddy"},
 			Processes:       []string{"caddy"},
 		},
-	}})
+	}, connectors.Owned[Config]{Name: Name}})
 }
 
 // Config is caddy's own field of target_config: CaddyAdmin is caddy's
@@ -63,12 +64,9 @@ func (c *Config) Validate() error {
 	return target.CheckFields(target.OwnField{Field: "target_config.caddy_admin", Value: c.CaddyAdmin, Check: target.CheckAdminURL})
 }
 
-// Own is caddy's Config.
-func (Connector) Own() any { return Config{} }
-
 // Check is Separate's, with caddy_admin allowed (and checked).
 func (c Connector) Check(cfg target.Config) error {
-	if _, err := target.DecodeOwn[Config](cfg, Name); err != nil {
+	if _, err := c.Of(cfg); err != nil {
 		return err
 	}
 	return connectors.RequirePaths(cfg, Name)
@@ -79,7 +77,7 @@ func (c Connector) Check(cfg target.Config) error {
 // admin endpoint.
 func (c Connector) DefaultsFor(cfg target.Config) connectors.Defaults {
 	d := c.Defaults()
-	o, _ := target.DecodeOwn[Config](cfg, Name)
+	o, _ := c.Of(cfg)
 	if o.CaddyAdmin == "" {
 		return d
 	}

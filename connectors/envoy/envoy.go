@@ -47,7 +47,7 @@ const (
 	fieldSecret = "target_config.sds_secret_name"
 )
 
-func init() { connectors.Register(Name, Connector{}) }
+func init() { connectors.Register(Name, Connector{connectors.Owned[Config]{Name: Name}}) }
 
 // Config is envoy's own fields of target_config: SDSPath is the file-based
 // SDS resource file the connector writes (the path of a
@@ -71,13 +71,9 @@ func (c *Config) Validate() error {
 	)
 }
 
-// Connector implements connectors.Connector for envoy.
-type Connector struct{}
-
-// Own is envoy's Config.
-func (Connector) Own() any { return Config{} }
-
-func own(cfg target.Config) (Config, error) { return target.DecodeOwn[Config](cfg, Name) }
+// Connector implements connectors.Connector for envoy; its own fields are
+// Config.
+type Connector struct{ connectors.Owned[Config] }
 
 // Files writes the certificate with its chain appended (certificate_chain is
 // one data source), the key, then the SDS file naming them.
@@ -85,15 +81,15 @@ func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.F
 	if err := c.Check(cfg); err != nil {
 		return nil, err
 	}
-	o, _ := own(cfg)
+	o, _ := c.Of(cfg)
 	return connectors.WithIndexFile(cfg, m, RoleSDS, o.SDSPath, func(cert, key, leaf string) []byte {
 		return SDSFile(o.SDSSecretName, cert, key, leaf)
 	})
 }
 
 // Destinations are cert_path (the leaf), key_path and sds_path.
-func (Connector) Destinations(cfg target.Config) []connectors.Destination {
-	o, _ := own(cfg)
+func (c Connector) Destinations(cfg target.Config) []connectors.Destination {
+	o, _ := c.Of(cfg)
 	return connectors.With(connectors.SeparateDestinations(cfg), fieldPath, o.SDSPath)
 }
 
@@ -117,8 +113,8 @@ resources:
 
 // Check needs cert_path, key_path, sds_path and sds_secret_name, and
 // refuses what envoy would never read.
-func (Connector) Check(cfg target.Config) error {
-	o, err := own(cfg)
+func (c Connector) Check(cfg target.Config) error {
+	o, err := c.Of(cfg)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ const (
 	DefaultPIDFile = "/run/haproxy.pid"
 )
 
-func init() { connectors.Register(Name, Connector{}) }
+func init() { connectors.Register(Name, Connector{connectors.Owned[Config]{Name: Name}}) }
 
 // Config is haproxy's own fields of target_config. PEMPath is the one file
 // holding leaf, chain and key (haproxy's `crt`); it holds a key, so its
@@ -48,21 +48,17 @@ func (c *Config) Validate() error {
 	)
 }
 
-// Connector implements connectors.Connector for haproxy.
-type Connector struct{}
-
-// Own is haproxy's Config.
-func (Connector) Own() any { return Config{} }
-
-func own(cfg target.Config) (Config, error) { return target.DecodeOwn[Config](cfg, Name) }
+// Connector implements connectors.Connector for haproxy; its own fields are
+// Config.
+type Connector struct{ connectors.Owned[Config] }
 
 // Files writes one file: leaf, chain (issuer first), key.
-func (Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
-	c, err := own(cfg)
+func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
+	o, err := c.Of(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if c.PEMPath == "" {
+	if o.PEMPath == "" {
 		return nil, &contract.FieldError{Field: "target_config.pem_path", Msg: "is required for haproxy"}
 	}
 	b, err := material.Parse(m)
@@ -70,18 +66,18 @@ func (Connector) Files(cfg target.Config, m material.Material) ([]connectors.Fil
 		return nil, err
 	}
 	return []connectors.File{{
-		Role: "pem", Path: c.PEMPath, Bytes: CombinedPEM(b), HoldsKey: true,
-		Mode: c.PEMFileMode, Owner: c.PEMOwner, DefaultMode: 0o600,
+		Role: "pem", Path: o.PEMPath, Bytes: CombinedPEM(b), HoldsKey: true,
+		Mode: o.PEMFileMode, Owner: o.PEMOwner, DefaultMode: 0o600,
 	}}, nil
 }
 
 // Destinations is pem_path, which holds the leaf.
-func (Connector) Destinations(cfg target.Config) []connectors.Destination {
-	c, _ := own(cfg)
-	if c.PEMPath == "" {
+func (c Connector) Destinations(cfg target.Config) []connectors.Destination {
+	o, _ := c.Of(cfg)
+	if o.PEMPath == "" {
 		return nil
 	}
-	return []connectors.Destination{{Field: "target_config.pem_path", Path: c.PEMPath, Leaf: true}}
+	return []connectors.Destination{{Field: "target_config.pem_path", Path: o.PEMPath, Leaf: true}}
 }
 
 // CombinedPEM is the leaf, then the chain (issuer first), then the key, each
@@ -92,8 +88,8 @@ func CombinedPEM(b *material.Bundle) []byte {
 
 // Check needs pem_path and refuses the separate-file fields, which haproxy
 // does not read.
-func (Connector) Check(cfg target.Config) error {
-	c, err := own(cfg)
+func (c Connector) Check(cfg target.Config) error {
+	o, err := c.Of(cfg)
 	if err != nil {
 		return err
 	}
@@ -110,7 +106,7 @@ func (Connector) Check(cfg target.Config) error {
 			return &contract.FieldError{Field: "target_config." + f.field, Msg: "is not used by haproxy: it reads leaf, chain and key from one file, " + f.msg}
 		}
 	}
-	if c.PEMPath == "" {
+	if o.PEMPath == "" {
 		return &contract.FieldError{Field: "target_config.pem_path", Msg: fmt.Sprintf("is required for haproxy (the file `crt` names in %s)", DefaultConfig)}
 	}
 	return nil

@@ -31,7 +31,7 @@ const RoleDynamicConfig = "dynamic_config"
 
 const field = "target_config.dynamic_config_path"
 
-func init() { connectors.Register(Name, Connector{}) }
+func init() { connectors.Register(Name, Connector{connectors.Owned[Config]{Name: Name}}) }
 
 // Config is traefik's own field of target_config: the file-provider file
 // the connector writes, a dynamic TLS configuration naming cert_path and
@@ -45,13 +45,9 @@ func (c *Config) Validate() error {
 	return target.CheckFields(target.OwnField{Field: field, Value: c.DynamicConfigPath, Check: target.CheckPath})
 }
 
-// Connector implements connectors.Connector for traefik.
-type Connector struct{}
-
-// Own is traefik's Config.
-func (Connector) Own() any { return Config{} }
-
-func own(cfg target.Config) (Config, error) { return target.DecodeOwn[Config](cfg, Name) }
+// Connector implements connectors.Connector for traefik; its own fields are
+// Config.
+type Connector struct{ connectors.Owned[Config] }
 
 // Files writes the certificate with its chain appended (traefik sends what
 // certFile holds), the key, then the dynamic configuration naming them.
@@ -59,13 +55,13 @@ func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.F
 	if err := c.Check(cfg); err != nil {
 		return nil, err
 	}
-	o, _ := own(cfg)
+	o, _ := c.Of(cfg)
 	return connectors.WithIndexFile(cfg, m, RoleDynamicConfig, o.DynamicConfigPath, DynamicConfig)
 }
 
 // Destinations are cert_path (the leaf), key_path and dynamic_config_path.
-func (Connector) Destinations(cfg target.Config) []connectors.Destination {
-	o, _ := own(cfg)
+func (c Connector) Destinations(cfg target.Config) []connectors.Destination {
+	o, _ := c.Of(cfg)
 	return connectors.With(connectors.SeparateDestinations(cfg), field, o.DynamicConfigPath)
 }
 
@@ -92,8 +88,8 @@ tls:
 
 // Check needs cert_path, key_path and dynamic_config_path (a .yml or .yaml
 // file apart from both), and refuses what traefik would never read.
-func (Connector) Check(cfg target.Config) error {
-	o, err := own(cfg)
+func (c Connector) Check(cfg target.Config) error {
+	o, err := c.Of(cfg)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/certctl/certctl/connectors"
-	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
@@ -61,10 +60,4 @@ func TestVerifyProtocol(t *testing.T) {
 	if p := connectors.VerifyProtocol(mail, cfg); p != target.ProtocolTLS {
 		t.Errorf("explicit: %q", p)
 	}
-}
-
-func asFieldError(err error, fe **contract.FieldError) bool {
-	e, ok := err.(*contract.FieldError)
-	*fe = e
-	return ok
 }

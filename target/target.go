@@ -63,7 +63,7 @@ type Config struct {
 	// the same flat target_config object and written back into it. nil when
 	// the target sets none. Decoded where no connector registered
 	// target_type, it is the fields' JSON (json.RawMessage). Read it with
-	// DecodeOwn.
+	// DecodeOwn. Copies of a Config share it: treat it as read-only.
 	Own any `json:"-" yaml:"-"`
 
 	// ReloadSignal and PIDFile reload a server by signalling the process

@@ -14,9 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/contract"
-	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/safefs"
-	"github.com/certctl/certctl/target"
 )
 
 // Activities are the deploy steps. Register a *Activities with a worker.
@@ -55,15 +53,7 @@ func logFor(ctx context.Context) log.Logger {
 
 // invalid turns a target or material error into InvalidInput.
 func invalid(err error) error {
-	var fe *target.FieldError
-	var me *material.Error
-	switch {
-	case errors.As(err, &fe):
-		return contract.Invalid(fe.Field, fe.Msg)
-	case errors.As(err, &me):
-		return contract.Invalid(me.Field, me.Msg)
-	}
-	return contract.Invalid("target", err.Error())
+	return contract.InvalidField(err, "target")
 }
 
 func concurrent(format string, args ...any) error {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/target"
 )
 
 func TestPlanFirstDeploy(t *testing.T) {
@@ -142,7 +141,7 @@ func TestPreflightNeedsAHostForFileTargets(t *testing.T) {
 	tg := newTarget(t.TempDir())
 	tg.Host = ""
 	_, _, err := Preflight(tg, s.Material, time.Now())
-	var fe *target.FieldError
+	var fe *contract.FieldError
 	if !errors.As(err, &fe) || fe.Field != "host" {
 		t.Fatalf("want a FieldError on host, got %v", err)
 	}

@@ -20,12 +20,12 @@ func Preflight(t target.Target, m material.Material, now time.Time) (connectors.
 	}
 	c, err := connectors.Get(t.TargetType)
 	if err != nil {
-		return nil, nil, &target.FieldError{Field: "target_type", Msg: err.Error()}
+		return nil, nil, &contract.FieldError{Field: "target_type", Msg: err.Error()}
 	}
 	if t.Host == "" {
 		// Every connector here writes files: plan, stage and commit must run
 		// on the one machine that holds them, not on any "certctl" worker.
-		return nil, nil, &target.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
+		return nil, nil, &contract.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
 			": name the machine whose certctl-worker --host runs the file steps"}
 	}
 	if err := c.Check(t.Config); err != nil {

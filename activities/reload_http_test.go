@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/connectors/caddy"
 	_ "github.com/certctl/certctl/connectors/caddy"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
@@ -48,7 +49,7 @@ func caddyAPITarget(dir, admin string) target.Target {
 	tg.TargetType = "caddy"
 	tg.Config.ChainPath = ""
 	tg.Config.ValidateCommand, tg.Config.ReloadCommand = nil, nil
-	tg.Config.CaddyAdmin = admin
+	tg.Config.Own = &caddy.Config{CaddyAdmin: admin}
 	return tg
 }
 

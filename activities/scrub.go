@@ -4,6 +4,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/scrub"
@@ -20,11 +21,12 @@ func scrubberFor(req Request, m *material.Material) *scrub.Scrubber {
 	if m != nil {
 		sc.AddPEM([]byte(m.KeyPEM))
 	}
-	cfg := req.Target.Config
-	for _, p := range []string{cfg.KeyPath, cfg.PEMPath, cfg.CertPath, cfg.ChainPath} {
-		if p == "" {
-			continue
-		}
+	var ds []connectors.Destination
+	if c, err := connectors.Get(req.Target.TargetType); err == nil {
+		ds = c.Destinations(req.Target.Config)
+	}
+	for _, d := range ds {
+		p := d.Path
 		for _, f := range []string{p, TempPath(p, req.Stamp), BackupPath(p, req.Stamp)} {
 			if b := readKeyFile(f); b != nil {
 				sc.AddPEM(b)

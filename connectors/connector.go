@@ -82,14 +82,28 @@ func DefaultsFor(c Connector, cfg target.Config) Defaults {
 	return c.Defaults()
 }
 
-// Connector is one kind of target.
+// Connector is one kind of target. It answers every question the pipeline
+// asks about a target of its kind; the pipeline reads none of its fields.
 type Connector interface {
 	// Files lays out the material for this target. It is called on the
 	// target's host and must be a pure function of its inputs.
 	Files(cfg target.Config, m material.Material) ([]File, error)
-	// Check validates a target's connector-specific fields.
+	// Destinations lists every file a deploy of cfg may write, without
+	// material: a worker's policy checks them before any step runs, and
+	// renewal reads the one marked Leaf.
+	Destinations(cfg target.Config) []Destination
+	// Check validates a target's connector-specific fields, its own
+	// (target.DecodeOwn) and the common ones it requires or refuses.
 	Check(cfg target.Config) error
 	Defaults() Defaults
+}
+
+// Owner is implemented by a connector with fields of its own in
+// target_config: Own returns its typed config's zero value (a struct whose
+// json and yaml tags name them). Register records it with target.RegisterOwn,
+// so a target's decoders read those fields and refuse every other one.
+type Owner interface {
+	Own() any
 }
 
 var (
@@ -100,6 +114,11 @@ var (
 // Register makes a connector available under name. Connector packages call it
 // from init.
 func Register(name string, c Connector) {
+	var own any
+	if o, ok := c.(Owner); ok {
+		own = o.Own()
+	}
+	target.RegisterOwn(name, own)
 	mu.Lock()
 	defer mu.Unlock()
 	registry[name] = c
@@ -198,94 +217,4 @@ func VerifyProtocol(c Connector, cfg target.Config) string {
 		return c.Defaults().VerifyProtocol
 	}
 	return target.ProtocolTLS
-}
-
-// Fields that only some connectors read. A connector that does not read one
-// refuses it, so a target never silently ignores what its operator wrote.
-const (
-	FieldPEM           = "pem_path"            // pem_path, pem_file_mode, pem_owner
-	FieldDynamicConfig = "dynamic_config_path" // traefik
-	FieldSDS           = "sds_path"            // sds_path, sds_secret_name (envoy)
-	FieldCaddyAdmin    = "caddy_admin"         // caddy's admin-API mode
-)
-
-// RefuseUnused returns an error naming the first connector-specific field
-// the target sets that connector name does not read (uses lists the ones it
-// does).
-func RefuseUnused(cfg target.Config, name string, uses ...string) error {
-	used := map[string]bool{}
-	for _, u := range uses {
-		used[u] = true
-	}
-	for _, f := range []struct {
-		group, field string
-		set          bool
-	}{
-		{FieldPEM, "pem_path", cfg.PEMPath != ""},
-		{FieldPEM, "pem_file_mode", cfg.PEMFileMode != nil},
-		{FieldPEM, "pem_owner", cfg.PEMOwner != ""},
-		{FieldDynamicConfig, "dynamic_config_path", cfg.DynamicConfigPath != ""},
-		{FieldSDS, "sds_path", cfg.SDSPath != ""},
-		{FieldSDS, "sds_secret_name", cfg.SDSSecretName != ""},
-		{FieldCaddyAdmin, "caddy_admin", cfg.CaddyAdmin != ""},
-	} {
-		if f.set && !used[f.group] {
-			return &target.FieldError{Field: "target_config." + f.field, Msg: "is not used by " + name}
-		}
-	}
-	return nil
-}
-
-// WithIndexFile is SeparateFiles plus one more file, written last, that
-// names the cert and key for a server that watches it (traefik's dynamic
-// config, envoy's SDS file). index gets the cert path, key path and the leaf's
-// SHA-256, so its bytes change with every certificate and the watcher fires.
-func WithIndexFile(cfg target.Config, m material.Material, role, path string, index func(certPath, keyPath, leafSHA256 string) []byte) ([]File, error) {
-	files, err := SeparateFiles(cfg, m, 0o644, 0o644, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	b, err := material.Parse(m)
-	if err != nil {
-		return nil, err
-	}
-	return append(files, File{Role: role, Path: path, Bytes: index(cfg.CertPath, cfg.KeyPath, b.LeafSHA256()), DefaultMode: 0o644}), nil
-}
-
-// SeparateFiles is the common layout: the leaf in cert_path, the chain in
-// chain_path, the key in key_path. Without a chain_path the chain follows the
-// leaf in cert_path, so the server still sends it.
-//
-// Like every connector's Files, it writes only what material.Bundle's
-// LeafPEM, ChainPEM and KeyPEM encode, never the operator's text: comments,
-// headers and junk around the blocks stay out of live files.
-func SeparateFiles(cfg target.Config, m material.Material, certMode, chainMode, keyMode os.FileMode) ([]File, error) {
-	if cfg.CertPath == "" {
-		return nil, &target.FieldError{Field: "target_config.cert_path", Msg: "is required"}
-	}
-	if cfg.KeyPath == "" {
-		return nil, &target.FieldError{Field: "target_config.key_path", Msg: "is required"}
-	}
-	b, err := material.Parse(m)
-	if err != nil {
-		return nil, err
-	}
-	leaf, chain := b.LeafPEM(), b.ChainPEM()
-	files := []File{}
-	if cfg.ChainPath == "" {
-		files = append(files, File{Role: "cert", Path: cfg.CertPath, Bytes: append(leaf, chain...), Mode: cfg.CertFileMode, Owner: cfg.CertOwner, DefaultMode: certMode})
-	} else {
-		files = append(files,
-			File{Role: "cert", Path: cfg.CertPath, Bytes: leaf, Mode: cfg.CertFileMode, Owner: cfg.CertOwner, DefaultMode: certMode},
-			File{Role: "chain", Path: cfg.ChainPath, Bytes: chain, Mode: cfg.ChainFileMode, Owner: cfg.ChainOwner, DefaultMode: chainMode})
-	}
-	files = append(files, File{Role: "key", Path: cfg.KeyPath, Bytes: b.KeyPEM(), HoldsKey: true, Mode: cfg.KeyFileMode, Owner: cfg.KeyOwner, DefaultMode: keyMode})
-	seen := map[string]string{}
-	for _, f := range files {
-		if r, dup := seen[f.Path]; dup {
-			return nil, &target.FieldError{Field: "target_config." + f.Role + "_path", Msg: fmt.Sprintf("is the same file as %s_path", r)}
-		}
-		seen[f.Path] = f.Role
-	}
-	return files, nil
 }

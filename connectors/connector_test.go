@@ -2,7 +2,6 @@ package connectors_test
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/certctl/certctl/connectors"
@@ -15,6 +14,7 @@ type fake struct{ d connectors.Defaults }
 
 func (f fake) Files(target.Config, material.Material) ([]connectors.File, error) { return nil, nil }
 func (f fake) Check(target.Config) error                                         { return nil }
+func (f fake) Destinations(target.Config) []connectors.Destination               { return nil }
 func (f fake) Defaults() connectors.Defaults                                     { return f.d }
 
 func TestReloadFor(t *testing.T) {
@@ -60,27 +60,4 @@ func TestVerifyProtocol(t *testing.T) {
 	if p := connectors.VerifyProtocol(mail, cfg); p != target.ProtocolTLS {
 		t.Errorf("explicit: %q", p)
 	}
-}
-
-func TestRefuseUnused(t *testing.T) {
-	m := target.Mode(0o600)
-	for _, cfg := range []target.Config{{PEMPath: "/x.pem"}, {PEMFileMode: &m}, {PEMOwner: "root"}} {
-		err := connectors.RefuseUnused(cfg, "nginx")
-		var fe *target.FieldError
-		if err == nil || !asFieldError(err, &fe) || !strings.HasPrefix(fe.Field, "target_config.pem_") {
-			t.Errorf("%+v: %v", cfg, err)
-		}
-		if err := connectors.RefuseUnused(cfg, "haproxy", connectors.FieldPEM); err != nil {
-			t.Errorf("a connector that reads pem_path refused it: %v", err)
-		}
-	}
-	if err := connectors.RefuseUnused(target.Config{CertPath: "/c.pem"}, "nginx"); err != nil {
-		t.Error(err)
-	}
-}
-
-func asFieldError(err error, fe **target.FieldError) bool {
-	e, ok := err.(*target.FieldError)
-	*fe = e
-	return ok
 }

@@ -7,25 +7,43 @@ import "github.com/certctl/certctl/target"
 type Destination struct {
 	Field string // "target_config.cert_path"
 	Path  string
+	// Leaf marks the file whose first certificate is the leaf deployed:
+	// the one renewal inspects. One destination of a target has it.
+	Leaf bool
 }
 
-// Destinations lists every path a target's deploy may write: each path field
-// of target_config that is set, whatever the connector (a connector refuses
-// the fields it does not read, so none is left out). It needs no material, so
-// a worker's policy can check a target before any step runs.
-func Destinations(cfg target.Config) []Destination {
-	var ds []Destination
-	for _, d := range []Destination{
-		{"target_config.cert_path", cfg.CertPath},
-		{"target_config.key_path", cfg.KeyPath},
-		{"target_config.chain_path", cfg.ChainPath},
-		{"target_config.pem_path", cfg.PEMPath},
-		{"target_config.dynamic_config_path", cfg.DynamicConfigPath},
-		{"target_config.sds_path", cfg.SDSPath},
-	} {
-		if d.Path != "" {
-			ds = append(ds, d)
+// LeafFile is the destination of cfg that holds the deployed leaf, if any.
+func LeafFile(c Connector, cfg target.Config) (Destination, bool) {
+	for _, d := range c.Destinations(cfg) {
+		if d.Leaf {
+			return d, true
 		}
 	}
-	return ds
+	return Destination{}, false
+}
+
+// SeparateDestinations are the files of the common layout (SeparateFiles):
+// cert_path (the leaf), chain_path and key_path, those that are set.
+func SeparateDestinations(cfg target.Config) []Destination {
+	return set(
+		Destination{"target_config.cert_path", cfg.CertPath, true},
+		Destination{"target_config.key_path", cfg.KeyPath, false},
+		Destination{"target_config.chain_path", cfg.ChainPath, false},
+	)
+}
+
+// set keeps the destinations whose path is set.
+func set(ds ...Destination) []Destination {
+	var out []Destination
+	for _, d := range ds {
+		if d.Path != "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// With is ds and one more destination, when its path is set.
+func With(ds []Destination, field, path string) []Destination {
+	return append(ds, set(Destination{Field: field, Path: path})...)
 }

@@ -3,13 +3,16 @@ package connectors
 import (
 	"os"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
 
 // Separate is a connector for a server that reads separate cert, chain and
 // key files (nginx, apache, caddy's file mode, postfix, dovecot): what
-// differs between them is data — the new key's mode and the defaults.
+// differs between them is data — the new key's mode and the defaults. It
+// has no fields of its own: the target's decoders refuse every other
+// connector's.
 type Separate struct {
 	Name string
 	// KeyMode is the mode of a key file that does not exist yet; cert and
@@ -24,15 +27,30 @@ func (s Separate) Files(cfg target.Config, m material.Material) ([]File, error) 
 	return SeparateFiles(cfg, m, 0o644, 0o644, s.KeyMode)
 }
 
-// Check needs cert_path and key_path, and refuses fields this layout ignores.
+// Destinations are cert_path, chain_path and key_path.
+func (s Separate) Destinations(cfg target.Config) []Destination {
+	return SeparateDestinations(cfg)
+}
+
+// Check needs cert_path and key_path, and refuses fields of other
+// connectors.
 func (s Separate) Check(cfg target.Config) error {
+	if _, err := target.DecodeOwn[struct{}](cfg, s.Name); err != nil {
+		return err
+	}
+	return RequirePaths(cfg, s.Name)
+}
+
+// RequirePaths needs cert_path and key_path, as a connector named name
+// reads them.
+func RequirePaths(cfg target.Config, name string) error {
 	if cfg.CertPath == "" {
-		return &target.FieldError{Field: "target_config.cert_path", Msg: "is required for " + s.Name}
+		return &contract.FieldError{Field: "target_config.cert_path", Msg: "is required for " + name}
 	}
 	if cfg.KeyPath == "" {
-		return &target.FieldError{Field: "target_config.key_path", Msg: "is required for " + s.Name}
+		return &contract.FieldError{Field: "target_config.key_path", Msg: "is required for " + name}
 	}
-	return RefuseUnused(cfg, s.Name)
+	return nil
 }
 
 // Defaults are the server's commands, users and verify protocol.

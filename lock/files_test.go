@@ -15,6 +15,7 @@ import (
 	sdktest "go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
@@ -346,7 +347,7 @@ func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
 		t.Fatal("a target without a host has no lock of its own")
 	}
 	// haproxy's one file.
-	hp := target.Target{TargetID: "h", TargetType: "haproxy", Host: "web-1", Config: target.Config{PEMPath: "/etc/haproxy/certs/site.pem"}}
+	hp := target.Target{TargetID: "h", TargetType: "haproxy", Host: "web-1", Config: target.Config{Own: &haproxy.Config{PEMPath: "/etc/haproxy/certs/site.pem"}}}
 	if k := Keys(hp, set.Material); strings.Join(k, ",") != "target:h,file:/etc/haproxy/certs/site.pem" {
 		t.Fatalf("haproxy keys %v", k)
 	}

@@ -16,6 +16,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/certctl/certctl/contract"
 )
 
 // Material is what an operator hands to a deploy, as PEM text.
@@ -25,16 +27,10 @@ type Material struct {
 	KeyPEM   string `json:"key_pem"`
 }
 
-// Error is a problem with the material; Field names the input at fault.
-type Error struct {
-	Field string
-	Msg   string
-}
-
-func (e *Error) Error() string { return e.Field + ": " + e.Msg }
-
+// errf is a problem with the material: a *contract.FieldError naming the
+// input at fault (cert_pem, chain_pem, key_pem).
 func errf(field, format string, args ...any) error {
-	return &Error{Field: field, Msg: fmt.Sprintf(format, args...)}
+	return contract.Fieldf(field, format, args...)
 }
 
 // Bundle is parsed material.

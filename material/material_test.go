@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 )
 
@@ -244,7 +245,7 @@ func leak(msg string, keyTexts ...string) string {
 	return ""
 }
 
-// checkErr fails unless err is a *material.Error for field whose message
+// checkErr fails unless err is a *contract.FieldError for field whose message
 // contains msg and shows no key text.
 func checkErr(t *testing.T, err error, field, msg string, keyTexts ...string) {
 	t.Helper()
@@ -255,9 +256,9 @@ func checkErr(t *testing.T, err error, field, msg string, keyTexts ...string) {
 	if w := leak(err.Error(), keyTexts...); w != "" {
 		t.Errorf("error %q shows key text %q", err, w)
 	}
-	var me *material.Error
+	var me *contract.FieldError
 	if !errors.As(err, &me) {
-		t.Fatalf("error %q (%T) is not a *material.Error", err, err)
+		t.Fatalf("error %q (%T) is not a *contract.FieldError", err, err)
 	}
 	if me.Field != field {
 		t.Errorf("Field = %q, want %q (error: %v)", me.Field, field, err)
@@ -683,7 +684,7 @@ func TestHostOf(t *testing.T) {
 }
 
 func TestErrorMessage(t *testing.T) {
-	e := &material.Error{Field: "key_pem", Msg: "holds no PEM private key"}
+	e := &contract.FieldError{Field: "key_pem", Msg: "holds no PEM private key"}
 	if got := e.Error(); got != "key_pem: holds no PEM private key" {
 		t.Errorf("Error() = %q", got)
 	}
@@ -735,7 +736,7 @@ func FuzzParse(f *testing.F) {
 			if w := leak(err.Error(), keyTexts...); w != "" {
 				t.Fatalf("%s: error %q shows key text %q", what, err, w)
 			}
-			var me *material.Error
+			var me *contract.FieldError
 			if !errors.As(err, &me) || !fuzzFields[me.Field] {
 				t.Fatalf("%s: error %q (%T) does not name a field", what, err, err)
 			}

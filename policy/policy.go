@@ -177,7 +177,7 @@ func (p *Policy) CheckTarget(t target.Target) error {
 	if err != nil {
 		return &Refused{File: p.File, Rule: "target_type", Field: "target_type", Value: fmt.Sprintf("%q", t.TargetType), Reason: "is not a connector this worker knows"}
 	}
-	for _, d := range connectors.Destinations(t.Config) {
+	for _, d := range c.Destinations(t.Config) {
 		if err := p.CheckPath(d.Field, d.Path); err != nil {
 			return err
 		}

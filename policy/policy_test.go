@@ -15,6 +15,7 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	_ "github.com/certctl/certctl/connectors/all"
+	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/target"
@@ -148,7 +149,8 @@ func TestTargetDefaultsChecked(t *testing.T) {
 		t.Fatalf("default reload not checked: %v", err)
 	}
 	tg := nginxTarget("/etc/nginx/certs")
-	tg.Config.PEMPath = "/root/.ssh/authorized_keys"
+	tg.TargetType, tg.Config.CertPath, tg.Config.KeyPath, tg.Config.ChainPath = "haproxy", "", "", ""
+	tg.Config.Own = &haproxy.Config{PEMPath: "/root/.ssh/authorized_keys"}
 	p = parse(t, "allow_paths: [/etc/nginx/certs]\nallow_commands: [[nginx]]\n")
 	if rule := refusedRule(t, p.CheckTarget(tg)); rule != "allow_paths" {
 		t.Fatalf("pem_path not checked: %s", rule)

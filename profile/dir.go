@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/certctl/certctl/contract"
 )
 
 // The profiles directory lives with the workflow worker: a renewal names a
@@ -42,7 +44,7 @@ func LoadID(dir, id string) (*Profile, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if p.ProfileID != id {
-		return nil, &FieldError{Field: "profile_id", Msg: fmt.Sprintf("%s holds profile_id %q, not %q: a profile's file is named after its ID", path, p.ProfileID, id)}
+		return nil, &contract.FieldError{Field: "profile_id", Msg: fmt.Sprintf("%s holds profile_id %q, not %q: a profile's file is named after its ID", path, p.ProfileID, id)}
 	}
 	return p, nil
 }

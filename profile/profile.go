@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/identity"
 	"github.com/certctl/certctl/strictyaml"
 	"github.com/certctl/certctl/target"
@@ -98,16 +99,9 @@ type Issuer struct {
 	CAKey  string `json:"ca_key,omitempty" yaml:"ca_key,omitempty"`
 }
 
-// FieldError names the field of a profile that is wrong.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
+// fieldErr names the field of a profile that is wrong.
 func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	return contract.Fieldf(field, format, args...)
 }
 
 // file is the YAML form: targets are inline target objects or paths of
@@ -140,12 +134,11 @@ func Load(path string) (*Profile, error) {
 // Parse reads a profile (YAML; JSON is YAML too) strictly: unknown fields
 // and extra documents are refused. dir resolves relative target paths.
 func Parse(r io.Reader, dir string) (*Profile, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
-	if err != nil {
+	data, err := strictyaml.Read(r, MaxFileSize)
+	if msg, ok := strictyaml.Describe(err, "profile"); ok {
+		return nil, fieldErr("profile", "%s", msg)
+	} else if err != nil {
 		return nil, err
-	}
-	if len(data) > MaxFileSize {
-		return nil, fieldErr("profile", "file is larger than %d bytes", MaxFileSize)
 	}
 	raw, err := decode(data)
 	if err != nil {
@@ -231,11 +224,11 @@ func resolveTarget(n *yaml.Node, dir string) (*target.Target, error) {
 // prefixed names a nested field of an inline target,
 // targets[0].target_config.cert_path; any other error is about targets[0].
 func prefixed(prefix string, err error) error {
-	var fe *target.FieldError
+	var fe *contract.FieldError
 	if errors.As(err, &fe) {
-		return &FieldError{Field: prefix + "." + fe.Field, Msg: fe.Msg}
+		return &contract.FieldError{Field: prefix + "." + fe.Field, Msg: fe.Msg}
 	}
-	return &FieldError{Field: prefix, Msg: err.Error()}
+	return &contract.FieldError{Field: prefix, Msg: err.Error()}
 }
 
 // ApplyDefaults fills the fields an operator may leave out.

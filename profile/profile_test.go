@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certctl/certctl/contract"
 )
 
 const targetFile = `target_id: web-2
@@ -118,7 +120,7 @@ func TestParseProfileRefusals(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := parse(t, c.text)
-			var fe *FieldError
+			var fe *contract.FieldError
 			if !errors.As(err, &fe) || fe.Field != c.field {
 				t.Fatalf("want a refusal naming %s, got %v", c.field, err)
 			}

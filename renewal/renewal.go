@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/audit"
-	"github.com/certctl/certctl/connectors/issuer/localca"
+	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/issuers"
+	_ "github.com/certctl/certctl/issuers/all"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
 	"github.com/certctl/certctl/profile"
@@ -159,14 +161,11 @@ func (a *Activities) Issue(_ context.Context, in IssueInput) (IssueResult, error
 	}
 	p.ApplyDefaults()
 	in.Issuer, in.Subject, in.SANs, in.KeyType, in.Validity = p.Issuer, p.Subject, p.SANs, p.KeyType, p.Validity
-	if in.Issuer.Type != profile.IssuerLocalCA {
-		return IssueResult{}, contract.Invalid("issuer.type", fmt.Sprintf("unknown issuer %q", in.Issuer.Type))
-	}
-	ca, err := localca.Load(in.Issuer.CACert, in.Issuer.CAKey)
+	iss, err := issuers.Get(in.Issuer.Type)
 	if err != nil {
-		return IssueResult{}, issueErr(err)
+		return IssueResult{}, contract.Invalid("issuer.type", err.Error())
 	}
-	is, err := ca.Issue(localca.Request{Subject: in.Subject, SANs: in.SANs, KeyType: in.KeyType, Validity: in.Validity.D()}, a.now())
+	is, err := iss.Issue(in.Issuer, issuers.Request{Subject: in.Subject, SANs: in.SANs, KeyType: in.KeyType, Validity: in.Validity.D()}, a.now())
 	if err != nil {
 		return IssueResult{}, issueErr(err)
 	}
@@ -174,16 +173,16 @@ func (a *Activities) Issue(_ context.Context, in IssueInput) (IssueResult, error
 		Material:   is.Material,
 		LeafSHA256: material.Fingerprint(is.Leaf.Raw),
 		Serial:     fmt.Sprintf("%x", is.Leaf.SerialNumber),
-		Issuer:     ca.Cert.Subject.String(),
+		Issuer:     is.Issuer,
 		NotBefore:  is.NotBefore.UTC(),
 		NotAfter:   is.NotAfter.UTC(),
 	}, nil
 }
 
 func issueErr(err error) error {
-	var le *localca.Error
-	if errors.As(err, &le) {
-		return contract.Invalid(le.Field, le.Msg)
+	var fe *contract.FieldError
+	if errors.As(err, &fe) {
+		return contract.Invalid(fe.Field, fe.Msg)
 	}
 	return err
 }
@@ -200,15 +199,23 @@ type Deployed struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// InspectDeployed reads the leaf at the target's cert_path (run on the
-// target's queue: its host's worker). A missing or unreadable file is
+// InspectDeployed reads the leaf in the file the target's connector puts it
+// (connectors.LeafFile: cert_path, haproxy's pem_path …), run on the
+// target's queue: its host's worker. A missing or unreadable file is
 // reported, not an error: it makes the renewal due.
 func (a *Activities) InspectDeployed(_ context.Context, t target.Target) (Deployed, error) {
-	d := Deployed{TargetID: t.TargetID, Path: t.Config.CertPath}
-	if d.Path == "" {
-		d.Problem = "the target has no cert_path"
+	d := Deployed{TargetID: t.TargetID}
+	c, err := connectors.Get(t.TargetType)
+	if err != nil {
+		d.Problem = err.Error()
 		return d, nil
 	}
+	leaf, ok := connectors.LeafFile(c, t.Config)
+	if !ok {
+		d.Problem = "the target names no file for the certificate"
+		return d, nil
+	}
+	d.Path = leaf.Path
 	data, err := os.ReadFile(d.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

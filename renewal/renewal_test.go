@@ -13,8 +13,10 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/certctl/certctl/audit"
-	"github.com/certctl/certctl/connectors/issuer/localca"
+	_ "github.com/certctl/certctl/connectors/all"
+	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/issuers/localca"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
 	"github.com/certctl/certctl/profile"
@@ -139,7 +141,7 @@ func TestInspectDeployed(t *testing.T) {
 	dir := t.TempDir()
 	a := New(filepath.Join(dir, "audit.jsonl"))
 	env := activityEnv(a)
-	tg := target.Target{TargetID: "web-1", Config: target.Config{CertPath: filepath.Join(dir, "cert.pem")}}
+	tg := target.Target{TargetID: "web-1", TargetType: "nginx", Config: target.Config{CertPath: filepath.Join(dir, "cert.pem")}}
 	inspect := func() Deployed {
 		t.Helper()
 		v, err := env.ExecuteActivity(a.InspectDeployed, tg)
@@ -193,5 +195,43 @@ func TestEnvironment(t *testing.T) {
 	}
 	if _, err := ApprovalTimeoutFromEnv(); err == nil {
 		t.Fatal("a bad timeout must be refused")
+	}
+}
+
+// A haproxy target writes its leaf to pem_path, not cert_path: the file
+// inspected is the connector's, so a current certificate there is not due
+// (before, every scheduled renewal of a haproxy target asked approval).
+func TestInspectDeployedHAProxy(t *testing.T) {
+	dir := t.TempDir()
+	a := New(filepath.Join(dir, "audit.jsonl"))
+	env := activityEnv(a)
+	pem := filepath.Join(dir, "site.pem")
+	tg := target.Target{TargetID: "lb-1", TargetType: "haproxy", Config: target.Config{Own: &haproxy.Config{PEMPath: pem}}}
+	caCert, caKey := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
+	if err := localca.Create(caCert, caKey, "inspect CA", 24*time.Hour*30); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := localca.Load(caCert, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.Issue(localca.Request{SANs: []string{"localhost"}, Validity: 48 * time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := is.Material
+	if err := os.WriteFile(pem, []byte(m.CertPEM+m.ChainPEM+m.KeyPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := env.ExecuteActivity(a.InspectDeployed, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Deployed
+	if err := v.Get(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Path != pem || !d.Exists || d.Problem != "" || d.LeafSHA256 != material.Fingerprint(is.Leaf.Raw) {
+		t.Fatalf("a haproxy target with a current leaf in pem_path reads as due: %+v", d)
 	}
 }

@@ -131,7 +131,7 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 // nameFlag prefixes a material error with the flag and file it came from:
 // "--key key.pem: key_pem: …".
 func (f *deployFlags) nameFlag(err error) error {
-	var me *material.Error
+	var me *contract.FieldError
 	if !errors.As(err, &me) {
 		return err
 	}

@@ -26,7 +26,7 @@ func Describe(err error, what string) (msg string, ok bool) {
 	switch {
 	case errors.Is(err, ErrMultiDoc):
 		return fmt.Sprintf("%v: give one %s per file", err, what), true
-	case errors.Is(err, ErrEmpty), errors.Is(err, ErrUnreadable):
+	case errors.Is(err, ErrEmpty), errors.Is(err, ErrUnreadable), errors.Is(err, ErrTooLarge):
 		return err.Error(), true
 	}
 	return "", false

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
@@ -29,6 +30,9 @@ func TestModesRefused(t *testing.T) {
 	} {
 		t.Run(tc.field+"="+tc.mode, func(t *testing.T) {
 			src := minimal + "  " + tc.field + ": " + tc.mode + "\n"
+			if strings.HasPrefix(tc.field, "pem_") {
+				src = strings.Replace(src, "target_type: nginx", "target_type: haproxy", 1)
+			}
 			tg, err := target.Parse(strings.NewReader(src))
 			if tc.msg == "" {
 				if err != nil {
@@ -45,8 +49,11 @@ func TestModesRefused(t *testing.T) {
 			}
 		})
 	}
-	for _, ok := range []string{"cert_file_mode: 0644", "cert_file_mode: 0444", "cert_file_mode: 0755", "key_file_mode: 0640", "key_file_mode: 0600", "key_file_mode: 0400", "chain_file_mode: 0644", "pem_file_mode: 0600"} {
+	for _, ok := range []string{"cert_file_mode: 0644", "cert_file_mode: 0444", "cert_file_mode: 0755", "key_file_mode: 0640", "key_file_mode: 0600", "key_file_mode: 0400", "chain_file_mode: 0644"} {
 		parse(t, minimal+"  "+ok+"\n")
+	}
+	for _, ok := range []string{"pem_file_mode: 0600"} {
+		parse(t, strings.Replace(minimal, "target_type: nginx", "target_type: haproxy", 1)+"  "+ok+"\n")
 	}
 }
 
@@ -87,10 +94,10 @@ func TestNonPrintingRefused(t *testing.T) {
 			{"target_config.cert_path", "target_id: t\n" + head + "target_config:\n  cert_path: \"/etc/c/ce" + esc + "rt.pem\"\n  key_path: /etc/c/key.pem\n  post_deploy_verify: {enabled: false}\n"},
 			{"target_config.key_path", "target_id: t\n" + head + "target_config:\n  key_path: \"/var/tmp" + esc + "/key.pem\"\n  post_deploy_verify: {enabled: false}\n"},
 			{"target_config.chain_path", "target_id: t\n" + head + "target_config:\n  chain_path: \"/etc/c/chain" + esc + ".pem\"\n  post_deploy_verify: {enabled: false}\n"},
-			{"target_config.pem_path", "target_id: t\n" + head + "target_config:\n  pem_path: \"/etc/c/" + esc + "\"\n  post_deploy_verify: {enabled: false}\n"},
+			{"target_config.pem_path", "target_id: t\n" + "target_type: haproxy\n" + "target_config:\n  pem_path: \"/etc/c/" + esc + "\"\n  post_deploy_verify: {enabled: false}\n"},
 			{"target_config.pid_file", "target_id: t\n" + head + "target_config:\n  reload_signal: HUP\n  pid_file: \"/run/x" + esc + ".pid\"\n  post_deploy_verify: {enabled: false}\n"},
-			{"target_config.dynamic_config_path", "target_id: t\n" + head + "target_config:\n  dynamic_config_path: \"/etc/t/" + esc + "d.yaml\"\n  post_deploy_verify: {enabled: false}\n"},
-			{"target_config.sds_path", "target_id: t\n" + head + "target_config:\n  sds_path: \"/etc/e/" + esc + "s.yaml\"\n  post_deploy_verify: {enabled: false}\n"},
+			{"target_config.dynamic_config_path", "target_id: t\n" + "target_type: traefik\n" + "target_config:\n  dynamic_config_path: \"/etc/t/" + esc + "d.yaml\"\n  post_deploy_verify: {enabled: false}\n"},
+			{"target_config.sds_path", "target_id: t\n" + "target_type: envoy\n" + "target_config:\n  sds_path: \"/etc/e/" + esc + "s.yaml\"\n  post_deploy_verify: {enabled: false}\n"},
 			{"target_config.post_deploy_verify.endpoint", "target_id: t\n" + head + "target_config:\n  post_deploy_verify: {endpoint: \"web" + esc + "1:443\"}\n"},
 			{"target_config.post_deploy_verify.server_name", "target_id: t\n" + head + "target_config:\n  post_deploy_verify: {endpoint: \"h:443\", server_name: \"web" + esc + "1\"}\n"},
 			{"target_config.reload_command[1]", "target_id: t\n" + head + "target_config:\n  reload_command: [nginx, \"-s" + esc + "\", reload]\n  post_deploy_verify: {enabled: false}\n"},
@@ -102,7 +109,7 @@ func TestNonPrintingRefused(t *testing.T) {
 				if err == nil {
 					t.Fatalf("accepted %+v", tg)
 				}
-				var fe *target.FieldError
+				var fe *contract.FieldError
 				// A NUL in a command list is refused as the list is read, before
 				// its words are numbered.
 				if !errors.As(err, &fe) || (fe.Field != f.field && !(name == "NUL" && fe.Field == strings.SplitN(f.field, "[", 2)[0])) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/target"
 )
 
@@ -27,8 +28,9 @@ target_config:
 func TestParseConnectorFields(t *testing.T) {
 	tg := parse(t, goodHAProxy)
 	c := tg.Config
-	if c.PEMPath != "/etc/haproxy/certs/site.pem" || c.PEMFileMode == nil || *c.PEMFileMode != 0o640 || c.PEMOwner != "root:haproxy" {
-		t.Errorf("pem fields: %+v", c)
+	pem, ok := c.Own.(*haproxy.Config)
+	if !ok || pem.PEMPath != "/etc/haproxy/certs/site.pem" || pem.PEMFileMode == nil || *pem.PEMFileMode != 0o640 || pem.PEMOwner != "root:haproxy" {
+		t.Errorf("pem fields: %+v", c.Own)
 	}
 	if c.ReloadSignal != "USR2" || c.PIDFile != "/run/haproxy.pid" || c.PostDeployVerify.Protocol != "tls" {
 		t.Errorf("reload/verify fields: %+v", c)

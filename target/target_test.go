@@ -11,6 +11,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/certctl/certctl/contract"
+	// Every connector registers its own fields of target_config.
+	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/target"
 )
 
@@ -58,15 +61,15 @@ func parse(t *testing.T, src string) *target.Target {
 	return tg
 }
 
-// wantFieldError fails unless err is a *target.FieldError for field.
-func wantFieldError(t *testing.T, err error, field string) *target.FieldError {
+// wantFieldError fails unless err is a *contract.FieldError for field.
+func wantFieldError(t *testing.T, err error, field string) *contract.FieldError {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want a FieldError for %q", field)
 	}
-	var fe *target.FieldError
+	var fe *contract.FieldError
 	if !errors.As(err, &fe) {
-		t.Fatalf("error %q (%T) is not a *target.FieldError", err, err)
+		t.Fatalf("error %q (%T) is not a *contract.FieldError", err, err)
 	}
 	if fe.Field != field {
 		t.Fatalf("FieldError.Field = %q, want %q (error: %v)", fe.Field, field, err)
@@ -787,7 +790,7 @@ func TestCheckPath(t *testing.T) {
 }
 
 func TestFieldErrorMessage(t *testing.T) {
-	e := &target.FieldError{Field: "target_config.cert_path", Msg: "is required"}
+	e := &contract.FieldError{Field: "target_config.cert_path", Msg: "is required"}
 	if got := e.Error(); got != "target_config.cert_path: is required" {
 		t.Errorf("Error() = %q", got)
 	}
@@ -810,7 +813,7 @@ func FuzzParse(f *testing.F) {
 			if tg != nil {
 				t.Fatalf("Parse returned a target with error %v", err)
 			}
-			var fe *target.FieldError
+			var fe *contract.FieldError
 			if !errors.As(err, &fe) || fe.Field == "" {
 				t.Fatalf("Parse error %q (%T) is not a FieldError naming a field", err, err)
 			}

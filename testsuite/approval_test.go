@@ -25,8 +25,8 @@ import (
 
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/codec"
-	"github.com/certctl/certctl/connectors/issuer/localca"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/issuers/localca"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"

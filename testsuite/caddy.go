@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/certctl/certctl/connectors/caddy"
 	"github.com/certctl/certctl/target"
 )
 
@@ -96,7 +97,7 @@ func (c *Caddy) Target(id, host string) target.Target {
 		return target.Target{
 			TargetID: id, TargetType: "caddy", Host: host,
 			Config: target.Config{
-				CertPath: c.CertPath, KeyPath: c.KeyPath, CaddyAdmin: c.AdminURL(),
+				CertPath: c.CertPath, KeyPath: c.KeyPath, Own: &caddy.Config{CaddyAdmin: c.AdminURL()},
 				PostDeployVerify: target.Verify{Endpoint: c.endpoint, Timeout: target.Duration(5 * time.Second)},
 			},
 		}

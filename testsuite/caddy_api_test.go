@@ -60,7 +60,7 @@ func TestCaddyAdminReloadAgainstCaddy(t *testing.T) {
 	// endpoint's (the file-mode default, `caddy reload` of
 	// /etc/caddy/Caddyfile through localhost:2019, cannot reach this caddy).
 	tg := c.target()
-	if len(tg.Config.ReloadCommand) != 0 || len(tg.Config.ValidateCommand) != 0 || tg.Config.CaddyAdmin == "" {
+	if len(tg.Config.ReloadCommand) != 0 || len(tg.Config.ValidateCommand) != 0 || tg.Config.Own == nil {
 		t.Fatalf("not an admin-API target: %+v", tg.Config)
 	}
 	last := issue(t)

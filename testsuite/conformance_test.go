@@ -24,6 +24,10 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/connectors/envoy"
+	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/connectors/traefik"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
@@ -439,9 +443,13 @@ func (c *confRun) keyFiles(t *testing.T) (keys, others []string) {
 func setExplicit(t *testing.T, tg *target.Target, path string, mode target.Mode, owner string) {
 	t.Helper()
 	cfg := &tg.Config
+	if o, ok := cfg.Own.(*haproxy.Config); ok && path == o.PEMPath {
+		pem := *o
+		pem.PEMFileMode, pem.PEMOwner = &mode, owner
+		cfg.Own = &pem
+		return
+	}
 	switch path {
-	case cfg.PEMPath:
-		cfg.PEMFileMode, cfg.PEMOwner = &mode, owner
 	case cfg.KeyPath:
 		cfg.KeyFileMode, cfg.KeyOwner = &mode, owner
 	case cfg.CertPath:
@@ -526,7 +534,19 @@ func confOwnerAndMode(t *testing.T, c *confRun) {
 	dir := t.TempDir()
 	fresh := c.target()
 	cfg := &fresh.Config
-	for _, p := range []*string{&cfg.CertPath, &cfg.ChainPath, &cfg.KeyPath, &cfg.PEMPath, &cfg.DynamicConfigPath, &cfg.SDSPath} {
+	paths := []*string{&cfg.CertPath, &cfg.ChainPath, &cfg.KeyPath}
+	switch o := cfg.Own.(type) {
+	case *haproxy.Config:
+		own := *o
+		cfg.Own, paths = &own, append(paths, &own.PEMPath)
+	case *traefik.Config:
+		own := *o
+		cfg.Own, paths = &own, append(paths, &own.DynamicConfigPath)
+	case *envoy.Config:
+		own := *o
+		cfg.Own, paths = &own, append(paths, &own.SDSPath)
+	}
+	for _, p := range paths {
 		if *p != "" {
 			*p = filepath.Join(dir, filepath.Base(*p))
 		}
@@ -542,15 +562,16 @@ func confOwnerAndMode(t *testing.T, c *confRun) {
 	if _, err := user.Lookup(c.k.owner); err == nil && c.k.owner != "" {
 		owner = uidOf(t, c.k.owner)
 	}
-	for _, p := range []string{cfg.CertPath, cfg.ChainPath, cfg.KeyPath, cfg.PEMPath, cfg.DynamicConfigPath, cfg.SDSPath} {
-		if p == "" {
-			continue
-		}
+	conn, err := connectors.Get(fresh.TargetType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range conn.Destinations(*cfg) {
 		mode := c.k.certMode
-		if p == cfg.KeyPath || p == cfg.PEMPath {
+		if d.Field == "target_config.key_path" || d.Field == "target_config.pem_path" {
 			mode = c.k.keyMode
 		}
-		wantModeOwner(t, p, mode, owner, "connector default")
+		wantModeOwner(t, d.Path, mode, owner, "connector default")
 	}
 }
 

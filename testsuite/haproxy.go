@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/target"
 )
 
@@ -67,7 +68,7 @@ func (h *HAProxy) Target(id, host string) target.Target {
 	return target.Target{
 		TargetID: id, TargetType: "haproxy", Host: host,
 		Config: target.Config{
-			PEMPath:         h.PEMPath,
+			Own:             &haproxy.Config{PEMPath: h.PEMPath},
 			ValidateCommand: h.ValidateCommand(),
 			ReloadSignal:    "USR2", PIDFile: h.PIDFile,
 			PostDeployVerify: target.Verify{Endpoint: h.endpoint, Timeout: target.Duration(5 * time.Second)},

@@ -102,7 +102,7 @@ func (t *Traefik) Target(id, host string) target.Target {
 	return target.Target{
 		TargetID: id, TargetType: traefik.Name, Host: host,
 		Config: target.Config{
-			CertPath: t.CertPath, KeyPath: t.KeyPath, DynamicConfigPath: t.Dynamic,
+			CertPath: t.CertPath, KeyPath: t.KeyPath, Own: &traefik.Config{DynamicConfigPath: t.Dynamic},
 			PostDeployVerify:         target.Verify{Endpoint: t.endpoint, Timeout: target.Duration(5 * time.Second)},
 			PostDeployVerifyAttempts: 5,
 		},

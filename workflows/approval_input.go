@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -92,11 +91,7 @@ func (r *ApprovalRequest) check(canon bool) (checked, error) {
 }
 
 func invalidInput(err error) error {
-	var fe *profile.FieldError
-	if errors.As(err, &fe) {
-		return contract.Invalid(fe.Field, fe.Msg)
-	}
-	return contract.Invalid("input", err.Error())
+	return contract.InvalidField(err, "input")
 }
 
 func nonNil(s []string) []string {

@@ -3,7 +3,6 @@
 package workflows
 
 import (
-	"errors"
 	"strings"
 	"time"
 
@@ -114,12 +113,7 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 		// InvalidInput here, named by certctl, not by the server's checks.
 		t := req.Target
 		if err := t.Validate(); err != nil {
-			var fe *target.FieldError
-			if errors.As(err, &fe) {
-				err = contract.Invalid(fe.Field, fe.Msg)
-			} else {
-				err = contract.Invalid("target", err.Error())
-			}
+			err = contract.InvalidField(err, "target")
 			d.end(contract.InvalidInput, err)
 			return d.finish(ctx, req)
 		}

@@ -8,23 +8,11 @@ import (
 
 	"github.com/certctl/certctl/connectors"
 	_ "github.com/certctl/certctl/connectors/all"
+	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
-
-func TestRegistered(t *testing.T) {
-	want := []string{"apache", "caddy", "dovecot", "haproxy", "nginx", "postfix"}
-	got := connectors.Names()
-	for _, w := range want {
-		found := false
-		for _, g := range got {
-			found = found || g == w
-		}
-		if !found {
-			t.Errorf("%s is not registered (have %v)", w, got)
-		}
-	}
-}
 
 // file is what a layout test expects of one file.
 type file struct {
@@ -63,7 +51,7 @@ func TestLayouts(t *testing.T) {
 		{"postfix", sep, separate(0o600)},
 		{"dovecot", joined, chainInCert(0o600)},
 		{"caddy", joined, chainInCert(0o600)},
-		{"haproxy", target.Config{PEMPath: "/d/site.pem"}, []file{{"pem", "/d/site.pem", s.CertPEM + s.ChainPEM + s.KeyPEM, true, 0o600}}},
+		{"haproxy", target.Config{Own: &haproxy.Config{PEMPath: "/d/site.pem"}}, []file{{"pem", "/d/site.pem", s.CertPEM + s.ChainPEM + s.KeyPEM, true, 0o600}}},
 	} {
 		c, err := connectors.Get(tc.kind)
 		if err != nil {
@@ -112,21 +100,21 @@ func TestChecks(t *testing.T) {
 		field string
 	}{
 		{"haproxy", target.Config{}, "target_config.pem_path"},
-		{"haproxy", target.Config{PEMPath: "/d/p.pem", CertPath: "/d/c.pem"}, "target_config.cert_path"},
-		{"haproxy", target.Config{PEMPath: "/d/p.pem", KeyPath: "/d/k.pem"}, "target_config.key_path"},
-		{"haproxy", target.Config{PEMPath: "/d/p.pem", KeyFileMode: &m}, "target_config.key_file_mode"},
-		{"haproxy", target.Config{PEMPath: "/d/p.pem", KeyOwner: "root"}, "target_config.key_owner"},
+		{"haproxy", target.Config{Own: &haproxy.Config{PEMPath: "/d/p.pem"}, CertPath: "/d/c.pem"}, "target_config.cert_path"},
+		{"haproxy", target.Config{Own: &haproxy.Config{PEMPath: "/d/p.pem"}, KeyPath: "/d/k.pem"}, "target_config.key_path"},
+		{"haproxy", target.Config{Own: &haproxy.Config{PEMPath: "/d/p.pem"}, KeyFileMode: &m}, "target_config.key_file_mode"},
+		{"haproxy", target.Config{Own: &haproxy.Config{PEMPath: "/d/p.pem"}, KeyOwner: "root"}, "target_config.key_owner"},
 		{"apache", target.Config{KeyPath: "/d/k.pem"}, "target_config.cert_path"},
 		{"apache", target.Config{CertPath: "/d/c.pem"}, "target_config.key_path"},
-		{"apache", target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", PEMPath: "/d/p.pem"}, "target_config.pem_path"},
-		{"nginx", target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", PEMFileMode: &m}, "target_config.pem_file_mode"},
+		{"apache", target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", Own: &haproxy.Config{PEMPath: "/d/p.pem"}}, "target_config.pem_path"},
+		{"nginx", target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", Own: &haproxy.Config{PEMFileMode: &m}}, "target_config.pem_file_mode"},
 		{"postfix", target.Config{CertPath: "/d/c.pem"}, "target_config.key_path"},
 		{"dovecot", target.Config{KeyPath: "/d/k.pem"}, "target_config.cert_path"},
-		{"caddy", target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", PEMOwner: "root"}, "target_config.pem_owner"},
+		{"caddy", target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", Own: &haproxy.Config{PEMOwner: "root"}}, "target_config.pem_owner"},
 	} {
 		c, _ := connectors.Get(tc.kind)
 		err := c.Check(tc.cfg)
-		fe, ok := err.(*target.FieldError)
+		fe, ok := err.(*contract.FieldError)
 		if !ok || fe.Field != tc.field {
 			t.Errorf("%s %+v: %v, want a FieldError for %s", tc.kind, tc.cfg, err, tc.field)
 		}

@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/connectors/envoy"
+	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/connectors/traefik"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
@@ -22,9 +25,9 @@ func configFor(t *testing.T, name string, c connectors.Connector) target.Config 
 	for _, cfg := range []target.Config{
 		{CertPath: "/d/cert.pem", ChainPath: "/d/chain.pem", KeyPath: "/d/key.pem"},
 		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem"},
-		{PEMPath: "/d/site.pem"},
-		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", DynamicConfigPath: "/d/dynamic.yaml"},
-		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", SDSPath: "/d/sds.yaml", SDSSecretName: "site"},
+		{Own: &haproxy.Config{PEMPath: "/d/site.pem"}},
+		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", Own: &traefik.Config{DynamicConfigPath: "/d/dynamic.yaml"}},
+		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", Own: &envoy.Config{SDSPath: "/d/sds.yaml", SDSSecretName: "site"}},
 	} {
 		if c.Check(cfg) == nil {
 			return cfg

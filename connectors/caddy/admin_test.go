@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 )
 
@@ -137,12 +139,12 @@ func TestModes(t *testing.T) {
 		t.Errorf("file mode validate %v", v)
 	}
 	api := file
-	api.CaddyAdmin = "http://127.0.0.1:2019"
+	api.Own = &Config{CaddyAdmin: "http://127.0.0.1:2019"}
 	if err := c.Check(api); err != nil {
 		t.Errorf("admin-API target refused: %v", err)
 	}
 	r := connectors.ReloadFor(c, api)
-	if a, ok := r.HTTP.(AdminReload); !ok || a.Admin != api.CaddyAdmin || len(r.Command) != 0 {
+	if a, ok := r.HTTP.(AdminReload); !ok || a.Admin != "http://127.0.0.1:2019" || len(r.Command) != 0 {
 		t.Errorf("admin-API reload %+v", r)
 	}
 	if v := connectors.ValidateCommand(c, api); len(v) != 0 {
@@ -164,11 +166,11 @@ func TestModes(t *testing.T) {
 		cfg   target.Config
 		field string
 	}{
-		{target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", CaddyAdmin: "unix//run/caddy.sock"}, "target_config.caddy_admin"},
-		{target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", CaddyAdmin: "http://x", PEMPath: "/d/p.pem"}, "target_config.pem_path"},
-		{target.Config{KeyPath: "/d/k.pem", CaddyAdmin: "http://x"}, "target_config.cert_path"},
+		{target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", Own: &Config{CaddyAdmin: "unix//run/caddy.sock"}}, "target_config.caddy_admin"},
+		{target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", Own: &haproxy.Config{PEMPath: "/d/p.pem"}}, "target_config.pem_path"},
+		{target.Config{KeyPath: "/d/k.pem", Own: &Config{CaddyAdmin: "http://x"}}, "target_config.cert_path"},
 	} {
-		var fe *target.FieldError
+		var fe *contract.FieldError
 		if err := c.Check(tc.cfg); !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("%+v: %v, want %s", tc.cfg, err, tc.field)
 		}

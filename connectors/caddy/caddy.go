@@ -29,10 +29,11 @@ const Name = "caddy"
 // DefaultConfig is the Caddyfile Debian's package runs.
 const DefaultConfig = "/etc/caddy/Caddyfile"
 
-// Connector is caddy's: connectors.Separate for the files, with defaults
-// that depend on the mode.
+// Connector is caddy's: connectors.Separate for the files, with its own
+// field (Config) and defaults that depend on the mode.
 type Connector struct {
 	connectors.Separate
+	connectors.Owned[Config]
 }
 
 // The defaults are the packaged Caddyfile's validate and forced reload
@@ -48,22 +49,27 @@ func init() {
 			Owners:          []string{"caddy"},
 			Processes:       []string{"caddy"},
 		},
-	}})
+	}, connectors.Owned[Config]{Name: Name}})
+}
+
+// Config is caddy's own field of target_config: CaddyAdmin is caddy's
+// admin endpoint ("http://127.0.0.1:2019"); when set, the connector reloads
+// through it (admin-API mode) instead of running the caddy binary.
+type Config struct {
+	CaddyAdmin string `json:"caddy_admin,omitempty" yaml:"caddy_admin,omitempty"`
+}
+
+// Validate checks the field's form.
+func (c *Config) Validate() error {
+	return target.CheckFields(target.OwnField{Field: "target_config.caddy_admin", Value: c.CaddyAdmin, Check: target.CheckAdminURL})
 }
 
 // Check is Separate's, with caddy_admin allowed (and checked).
 func (c Connector) Check(cfg target.Config) error {
-	admin := cfg.CaddyAdmin
-	cfg.CaddyAdmin = ""
-	if err := c.Separate.Check(cfg); err != nil {
+	if _, err := c.Of(cfg); err != nil {
 		return err
 	}
-	if admin != "" {
-		if err := target.CheckAdminURL(admin); err != nil {
-			return &target.FieldError{Field: "target_config.caddy_admin", Msg: err.Error()}
-		}
-	}
-	return nil
+	return connectors.RequirePaths(cfg, Name)
 }
 
 // DefaultsFor is file mode's defaults, or admin-API mode's when the target
@@ -71,10 +77,11 @@ func (c Connector) Check(cfg target.Config) error {
 // admin endpoint.
 func (c Connector) DefaultsFor(cfg target.Config) connectors.Defaults {
 	d := c.Defaults()
-	if cfg.CaddyAdmin == "" {
+	o, _ := c.Of(cfg)
+	if o.CaddyAdmin == "" {
 		return d
 	}
 	d.ValidateCommand, d.ReloadCommand = nil, nil
-	d.ReloadHTTP = AdminReload{Admin: cfg.CaddyAdmin}
+	d.ReloadHTTP = AdminReload{Admin: o.CaddyAdmin}
 	return d
 }

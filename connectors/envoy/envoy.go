@@ -21,9 +21,13 @@ package envoy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
+	"unicode"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
@@ -38,20 +42,55 @@ const RoleSDS = "sds"
 // SecretType is the @type of an SDS Secret resource.
 const SecretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
-func init() { connectors.Register(Name, Connector{}) }
+const (
+	fieldPath   = "target_config.sds_path"
+	fieldSecret = "target_config.sds_secret_name"
+)
 
-// Connector implements connectors.Connector for envoy.
-type Connector struct{}
+func init() { connectors.Register(Name, Connector{connectors.Owned[Config]{Name: Name}}) }
+
+// Config is envoy's own fields of target_config: SDSPath is the file-based
+// SDS resource file the connector writes (the path of a
+// path_config_source); SDSSecretName is the name of the Secret in it, as
+// envoy's tls_certificate_sds_secret_configs names it.
+type Config struct {
+	SDSPath       string `json:"sds_path,omitempty" yaml:"sds_path,omitempty"`
+	SDSSecretName string `json:"sds_secret_name,omitempty" yaml:"sds_secret_name,omitempty"`
+}
+
+// Validate checks the fields' form.
+func (c *Config) Validate() error {
+	return target.CheckFields(
+		target.OwnField{Field: fieldPath, Value: c.SDSPath, Check: target.CheckPath},
+		target.OwnField{Field: fieldSecret, Value: c.SDSSecretName, Check: func(n string) error {
+			if strings.TrimSpace(n) != n || strings.IndexFunc(n, unicode.IsControl) >= 0 {
+				return errors.New("must not hold control characters or surrounding spaces")
+			}
+			return nil
+		}},
+	)
+}
+
+// Connector implements connectors.Connector for envoy; its own fields are
+// Config.
+type Connector struct{ connectors.Owned[Config] }
 
 // Files writes the certificate with its chain appended (certificate_chain is
 // one data source), the key, then the SDS file naming them.
-func (Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
-	if err := (Connector{}).Check(cfg); err != nil {
+func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
+	if err := c.Check(cfg); err != nil {
 		return nil, err
 	}
-	return connectors.WithIndexFile(cfg, m, RoleSDS, cfg.SDSPath, func(cert, key, leaf string) []byte {
-		return SDSFile(cfg.SDSSecretName, cert, key, leaf)
+	o, _ := c.Of(cfg)
+	return connectors.WithIndexFile(cfg, m, RoleSDS, o.SDSPath, func(cert, key, leaf string) []byte {
+		return SDSFile(o.SDSSecretName, cert, key, leaf)
 	})
+}
+
+// Destinations are cert_path (the leaf), key_path and sds_path.
+func (c Connector) Destinations(cfg target.Config) []connectors.Destination {
+	o, _ := c.Of(cfg)
+	return connectors.With(connectors.SeparateDestinations(cfg), fieldPath, o.SDSPath)
 }
 
 // SDSFile is the file-based SDS resource file: one Secret named name whose
@@ -72,26 +111,20 @@ resources:
 `, leafSHA256, q(SecretType), q(name), q(certPath), q(keyPath)))
 }
 
-// Check needs cert_path, key_path, sds_path and sds_secret_name, and refuses
-// what envoy would never read.
-func (Connector) Check(cfg target.Config) error {
-	switch {
-	case cfg.CertPath == "":
-		return &target.FieldError{Field: "target_config.cert_path", Msg: "is required for envoy"}
-	case cfg.KeyPath == "":
-		return &target.FieldError{Field: "target_config.key_path", Msg: "is required for envoy"}
-	case cfg.ChainPath != "" || cfg.ChainFileMode != nil || cfg.ChainOwner != "":
-		return &target.FieldError{Field: "target_config.chain_path", Msg: "is not used by envoy: certificate_chain is one file, so certctl appends the chain to cert_path"}
-	case cfg.SDSPath == "":
-		return &target.FieldError{Field: "target_config.sds_path", Msg: "is required for envoy: the file a path_config_source names (e.g. /etc/envoy/sds/site.yaml)"}
-	case cfg.SDSSecretName == "":
-		return &target.FieldError{Field: "target_config.sds_secret_name", Msg: "is required for envoy: the name tls_certificate_sds_secret_configs gives the secret"}
-	case cfg.SDSPath == cfg.CertPath || cfg.SDSPath == cfg.KeyPath:
-		return &target.FieldError{Field: "target_config.sds_path", Msg: "must be a file of its own, apart from cert_path and key_path"}
-	case cfg.DynamicConfigPath != "":
-		return &target.FieldError{Field: "target_config.dynamic_config_path", Msg: "is not used by envoy (it is traefik's)"}
+// Check needs cert_path, key_path, sds_path and sds_secret_name, and
+// refuses what envoy would never read.
+func (c Connector) Check(cfg target.Config) error {
+	o, err := c.Of(cfg)
+	if err != nil {
+		return err
 	}
-	return connectors.RefuseUnused(cfg, Name, connectors.FieldSDS)
+	if err := connectors.CheckIndexed(cfg, Name, fieldPath, o.SDSPath, "the file a path_config_source names (e.g. /etc/envoy/sds/site.yaml)"); err != nil {
+		return err
+	}
+	if o.SDSSecretName == "" {
+		return &contract.FieldError{Field: fieldSecret, Msg: "is required for envoy: the name tls_certificate_sds_secret_configs gives the secret"}
+	}
+	return nil
 }
 
 // Defaults: no validate command and no reload command (envoy re-reads the

@@ -18,6 +18,9 @@ import (
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/connectors/envoy"
+	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/connectors/traefik"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -76,7 +79,7 @@ func config(dir string) target.Config {
 	off := false
 	return target.Config{
 		CertPath: filepath.Join(dir, "cert.pem"), KeyPath: filepath.Join(dir, "key.pem"),
-		SDSPath: filepath.Join(dir, "sds.yaml"), SDSSecretName: "server_cert",
+		Own:              &envoy.Config{SDSPath: filepath.Join(dir, "sds.yaml"), SDSSecretName: "server_cert"},
 		PostDeployVerify: target.Verify{Enabled: &off},
 	}
 }
@@ -168,18 +171,18 @@ func TestChecks(t *testing.T) {
 	}{
 		{func(c *target.Config) { c.CertPath = "" }, "target_config.cert_path"},
 		{func(c *target.Config) { c.KeyPath = "" }, "target_config.key_path"},
-		{func(c *target.Config) { c.SDSPath = "" }, "target_config.sds_path"},
-		{func(c *target.Config) { c.SDSSecretName = "" }, "target_config.sds_secret_name"},
-		{func(c *target.Config) { c.SDSPath = c.KeyPath }, "target_config.sds_path"},
+		{func(c *target.Config) { own(c).SDSPath = "" }, "target_config.sds_path"},
+		{func(c *target.Config) { own(c).SDSSecretName = "" }, "target_config.sds_secret_name"},
+		{func(c *target.Config) { own(c).SDSPath = c.KeyPath }, "target_config.sds_path"},
 		{func(c *target.Config) { c.ChainPath = "/d/chain.pem" }, "target_config.chain_path"},
 		{func(c *target.Config) { c.ChainFileMode = &m }, "target_config.chain_path"},
-		{func(c *target.Config) { c.PEMPath = "/d/p.pem" }, "target_config.pem_path"},
-		{func(c *target.Config) { c.DynamicConfigPath = "/d/t.yml" }, "target_config.dynamic_config_path"},
+		{func(c *target.Config) { c.Own = &haproxy.Config{PEMPath: "/d/p.pem"} }, "target_config.pem_path"},
+		{func(c *target.Config) { c.Own = &traefik.Config{DynamicConfigPath: "/d/t.yml"} }, "target_config.dynamic_config_path"},
 	} {
 		cfg := good
 		tc.edit(&cfg)
 		err := c.Check(cfg)
-		fe, ok := err.(*target.FieldError)
+		fe, ok := err.(*contract.FieldError)
 		if !ok || fe.Field != tc.field {
 			t.Errorf("%+v: got %v, want an error naming %s", cfg, err, tc.field)
 		}
@@ -189,7 +192,7 @@ func TestChecks(t *testing.T) {
 func TestTargetFields(t *testing.T) {
 	base := "target_id: e\ntarget_type: envoy\ntarget_config:\n  cert_path: /d/c.pem\n  key_path: /d/k.pem\n  post_deploy_verify: {enabled: false}\n"
 	tg, err := target.Parse(strings.NewReader(base + "  sds_path: /etc/envoy/sds/site.yaml\n  sds_secret_name: server_cert\n"))
-	if err != nil || tg.Config.SDSPath != "/etc/envoy/sds/site.yaml" || tg.Config.SDSSecretName != "server_cert" {
+	if err != nil || *tg.Config.Own.(*envoy.Config) != (envoy.Config{SDSPath: "/etc/envoy/sds/site.yaml", SDSSecretName: "server_cert"}) {
 		t.Fatalf("%v %+v", err, tg)
 	}
 	for _, tc := range []struct{ extra, field string }{
@@ -199,7 +202,7 @@ func TestTargetFields(t *testing.T) {
 		{"  sds_secret_name: \"two\\nlines\"\n", "target_config.sds_secret_name"},
 	} {
 		_, err := target.Parse(strings.NewReader(base + tc.extra))
-		fe, ok := err.(*target.FieldError)
+		fe, ok := err.(*contract.FieldError)
 		if !ok || fe.Field != tc.field {
 			t.Errorf("%q: got %v, want an error naming %s", tc.extra, err, tc.field)
 		}
@@ -259,7 +262,7 @@ func TestSDSFileReplacedByRename(t *testing.T) {
 	tg := target.Target{TargetID: "envoy-1", TargetType: envoy.Name, Host: "testhost", Config: config(dir)}
 	first, second := issue(t), issue(t)
 	deploy(t, a, tg, first, time.Now().UnixNano())
-	sds := tg.Config.SDSPath
+	sds := tg.Config.Own.(*envoy.Config).SDSPath
 	oldBytes, err := os.ReadFile(sds)
 	if err != nil {
 		t.Fatal(err)
@@ -340,4 +343,11 @@ func TestSDSFileReplacedByRename(t *testing.T) {
 	if left := testsuite.TempFiles(dir); len(left) > 0 {
 		t.Errorf("temp files left: %v", left)
 	}
+}
+
+// own is c's envoy fields, copied so an edit leaves other configs alone.
+func own(c *target.Config) *envoy.Config {
+	o := *c.Own.(*envoy.Config)
+	c.Own = &o
+	return &o
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
@@ -28,18 +29,40 @@ const Name = "traefik"
 // about it name target_config.dynamic_config_path.
 const RoleDynamicConfig = "dynamic_config"
 
-func init() { connectors.Register(Name, Connector{}) }
+const field = "target_config.dynamic_config_path"
 
-// Connector implements connectors.Connector for traefik.
-type Connector struct{}
+func init() { connectors.Register(Name, Connector{connectors.Owned[Config]{Name: Name}}) }
+
+// Config is traefik's own field of target_config: the file-provider file
+// the connector writes, a dynamic TLS configuration naming cert_path and
+// key_path. Rewriting it is what makes traefik's watcher re-read them.
+type Config struct {
+	DynamicConfigPath string `json:"dynamic_config_path,omitempty" yaml:"dynamic_config_path,omitempty"`
+}
+
+// Validate checks the field's form.
+func (c *Config) Validate() error {
+	return target.CheckFields(target.OwnField{Field: field, Value: c.DynamicConfigPath, Check: target.CheckPath})
+}
+
+// Connector implements connectors.Connector for traefik; its own fields are
+// Config.
+type Connector struct{ connectors.Owned[Config] }
 
 // Files writes the certificate with its chain appended (traefik sends what
 // certFile holds), the key, then the dynamic configuration naming them.
-func (Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
-	if err := (Connector{}).Check(cfg); err != nil {
+func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
+	if err := c.Check(cfg); err != nil {
 		return nil, err
 	}
-	return connectors.WithIndexFile(cfg, m, RoleDynamicConfig, cfg.DynamicConfigPath, DynamicConfig)
+	o, _ := c.Of(cfg)
+	return connectors.WithIndexFile(cfg, m, RoleDynamicConfig, o.DynamicConfigPath, DynamicConfig)
+}
+
+// Destinations are cert_path (the leaf), key_path and dynamic_config_path.
+func (c Connector) Destinations(cfg target.Config) []connectors.Destination {
+	o, _ := c.Of(cfg)
+	return connectors.With(connectors.SeparateDestinations(cfg), field, o.DynamicConfigPath)
 }
 
 // DynamicConfig is the dynamic configuration file: the certificate in the
@@ -65,26 +88,19 @@ tls:
 
 // Check needs cert_path, key_path and dynamic_config_path (a .yml or .yaml
 // file apart from both), and refuses what traefik would never read.
-func (Connector) Check(cfg target.Config) error {
-	switch {
-	case cfg.CertPath == "":
-		return &target.FieldError{Field: "target_config.cert_path", Msg: "is required for traefik"}
-	case cfg.KeyPath == "":
-		return &target.FieldError{Field: "target_config.key_path", Msg: "is required for traefik"}
-	case cfg.ChainPath != "" || cfg.ChainFileMode != nil || cfg.ChainOwner != "":
-		return &target.FieldError{Field: "target_config.chain_path", Msg: "is not used by traefik: it sends the chain from the certFile, so certctl appends it to cert_path"}
-	case cfg.DynamicConfigPath == "":
-		return &target.FieldError{Field: "target_config.dynamic_config_path", Msg: "is required for traefik: the file-provider file certctl rewrites so traefik re-reads the certificate (e.g. /etc/traefik/dynamic/certctl-site.yml)"}
-	case cfg.SDSPath != "" || cfg.SDSSecretName != "":
-		return &target.FieldError{Field: "target_config.sds_path", Msg: "is not used by traefik (sds_path and sds_secret_name are envoy's)"}
+func (c Connector) Check(cfg target.Config) error {
+	o, err := c.Of(cfg)
+	if err != nil {
+		return err
 	}
-	if ext := strings.ToLower(filepath.Ext(cfg.DynamicConfigPath)); ext != ".yml" && ext != ".yaml" {
-		return &target.FieldError{Field: "target_config.dynamic_config_path", Msg: "must end in .yml or .yaml: traefik's file provider reads the format from the extension, and certctl writes YAML"}
+	p := o.DynamicConfigPath
+	if err := connectors.CheckIndexed(cfg, Name, field, p, "the file-provider file certctl rewrites so traefik re-reads the certificate (e.g. /etc/traefik/dynamic/certctl-site.yml)"); err != nil {
+		return err
 	}
-	if cfg.DynamicConfigPath == cfg.CertPath || cfg.DynamicConfigPath == cfg.KeyPath {
-		return &target.FieldError{Field: "target_config.dynamic_config_path", Msg: "must be a file of its own, apart from cert_path and key_path"}
+	if ext := strings.ToLower(filepath.Ext(p)); ext != ".yml" && ext != ".yaml" {
+		return &contract.FieldError{Field: field, Msg: "must end in .yml or .yaml: traefik's file provider reads the format from the extension, and certctl writes YAML"}
 	}
-	return connectors.RefuseUnused(cfg, Name, connectors.FieldDynamicConfig)
+	return nil
 }
 
 // Defaults: no validate command and no reload command (traefik has neither:

@@ -9,7 +9,10 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/connectors/envoy"
+	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/connectors/traefik"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -28,7 +31,7 @@ func issue(t *testing.T) testsuite.Set {
 }
 
 func config() target.Config {
-	return target.Config{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", DynamicConfigPath: "/etc/traefik/dynamic/certctl.yml"}
+	return target.Config{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", Own: &traefik.Config{DynamicConfigPath: "/etc/traefik/dynamic/certctl.yml"}}
 }
 
 // The dynamic configuration as traefik's file provider reads it (its v3
@@ -86,7 +89,7 @@ func TestLayout(t *testing.T) {
 		holdsKey   bool
 		mode       os.FileMode
 	}
-	want := []file{{"cert", "/d/cert.pem", false, 0o644}, {"key", "/d/key.pem", true, 0o600}, {"dynamic_config", cfg.DynamicConfigPath, false, 0o644}}
+	want := []file{{"cert", "/d/cert.pem", false, 0o644}, {"key", "/d/key.pem", true, 0o600}, {"dynamic_config", "/etc/traefik/dynamic/certctl.yml", false, 0o644}}
 	if len(files) != len(want) {
 		t.Fatalf("%d files, want %d", len(files), len(want))
 	}
@@ -120,24 +123,27 @@ func TestChecks(t *testing.T) {
 	}{
 		{func(c *target.Config) { c.CertPath = "" }, "target_config.cert_path"},
 		{func(c *target.Config) { c.KeyPath = "" }, "target_config.key_path"},
-		{func(c *target.Config) { c.DynamicConfigPath = "" }, "target_config.dynamic_config_path"},
-		{func(c *target.Config) { c.DynamicConfigPath = "/etc/traefik/dynamic/certs.toml" }, "target_config.dynamic_config_path"},
-		{func(c *target.Config) { c.DynamicConfigPath = "/d/cert.yml"; c.CertPath = "/d/cert.yml" }, "target_config.dynamic_config_path"},
+		{func(c *target.Config) { c.Own = &traefik.Config{} }, "target_config.dynamic_config_path"},
+		{func(c *target.Config) { c.Own = &traefik.Config{DynamicConfigPath: "/etc/traefik/dynamic/certs.toml"} }, "target_config.dynamic_config_path"},
+		{func(c *target.Config) {
+			c.Own = &traefik.Config{DynamicConfigPath: "/d/cert.yml"}
+			c.CertPath = "/d/cert.yml"
+		}, "target_config.dynamic_config_path"},
 		{func(c *target.Config) { c.ChainPath = "/d/chain.pem" }, "target_config.chain_path"},
 		{func(c *target.Config) { c.ChainFileMode = &m }, "target_config.chain_path"},
-		{func(c *target.Config) { c.PEMPath = "/d/p.pem" }, "target_config.pem_path"},
-		{func(c *target.Config) { c.SDSPath = "/d/sds.yaml" }, "target_config.sds_path"},
+		{func(c *target.Config) { c.Own = &haproxy.Config{PEMPath: "/d/p.pem"} }, "target_config.pem_path"},
+		{func(c *target.Config) { c.Own = &envoy.Config{SDSPath: "/d/sds.yaml"} }, "target_config.sds_path"},
 	} {
 		cfg := config()
 		tc.edit(&cfg)
 		err := c.Check(cfg)
-		fe, ok := err.(*target.FieldError)
+		fe, ok := err.(*contract.FieldError)
 		if !ok || fe.Field != tc.field {
 			t.Errorf("%+v: got %v, want an error naming %s", cfg, err, tc.field)
 		}
 	}
 	cfg := config()
-	cfg.DynamicConfigPath = "/etc/traefik/dynamic/certctl.YAML"
+	cfg.Own = &traefik.Config{DynamicConfigPath: "/etc/traefik/dynamic/certctl.YAML"}
 	if err := c.Check(cfg); err != nil {
 		t.Errorf(".YAML refused: %v", err)
 	}
@@ -146,12 +152,12 @@ func TestChecks(t *testing.T) {
 func TestTargetField(t *testing.T) {
 	base := "target_id: t\ntarget_type: traefik\ntarget_config:\n  cert_path: /d/c.pem\n  key_path: /d/k.pem\n  post_deploy_verify: {enabled: false}\n"
 	tg, err := target.Parse(strings.NewReader(base + "  dynamic_config_path: /etc/traefik/dynamic/certctl.yml\n"))
-	if err != nil || tg.Config.DynamicConfigPath != "/etc/traefik/dynamic/certctl.yml" {
+	if err != nil || tg.Config.Own.(*traefik.Config).DynamicConfigPath != "/etc/traefik/dynamic/certctl.yml" {
 		t.Fatalf("%v %+v", err, tg)
 	}
 	for _, extra := range []string{"  dynamic_config_path: dynamic/certctl.yml\n", "  dynamic_config_path: /etc/traefik/../certctl.yml\n"} {
 		_, err := target.Parse(strings.NewReader(base + extra))
-		if fe, ok := err.(*target.FieldError); !ok || fe.Field != "target_config.dynamic_config_path" {
+		if fe, ok := err.(*contract.FieldError); !ok || fe.Field != "target_config.dynamic_config_path" {
 			t.Errorf("%q: got %v", extra, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/profile"
 )
@@ -117,7 +118,7 @@ func TestLoadRefusals(t *testing.T) {
 		}
 		defer os.Chmod(keyPath, 0o600)
 		_, err := Load(certPath, keyPath)
-		var le *Error
+		var le *contract.FieldError
 		if !errors.As(err, &le) || le.Field != "issuer.ca_key" || !strings.Contains(err.Error(), "0600") {
 			t.Fatalf("got %v", err)
 		}

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/issuers"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/profile"
 )
@@ -34,17 +36,10 @@ const MaxFileSize = 1 << 20
 // behind.
 const Backdate = 5 * time.Minute
 
-// Error is a problem with the CA or the request; Field names the profile
-// field at fault.
-type Error struct {
-	Field string
-	Msg   string
-}
-
-func (e *Error) Error() string { return e.Field + ": " + e.Msg }
-
+// errf is a problem with the CA or the request: a *contract.FieldError
+// naming the profile field at fault.
 func errf(field, format string, args ...any) error {
-	return &Error{Field: field, Msg: fmt.Sprintf(format, args...)}
+	return contract.Fieldf(field, format, args...)
 }
 
 // CA is a loaded signing CA.
@@ -159,21 +154,24 @@ func parseKey(path string, data []byte) (crypto.Signer, error) {
 	return s, nil
 }
 
-// Request is what to mint.
-type Request struct {
-	Subject  profile.Subject
-	SANs     []string
-	KeyType  string
-	Validity time.Duration
-}
+// Request and Issued are the issuers package's.
+type (
+	Request = issuers.Request
+	Issued  = issuers.Issued
+)
 
-// Issued is a minted certificate: the material a deploy lands, and facts
-// about the leaf for the operator.
-type Issued struct {
-	Material  material.Material
-	Leaf      *x509.Certificate
-	NotBefore time.Time
-	NotAfter  time.Time
+func init() { issuers.Register(profile.IssuerLocalCA, issuer{}) }
+
+// issuer is the registered localca: the CA the profile's issuer.ca_cert and
+// issuer.ca_key name, loaded for each issue.
+type issuer struct{}
+
+func (issuer) Issue(cfg profile.Issuer, req Request, now time.Time) (*Issued, error) {
+	ca, err := Load(cfg.CACert, cfg.CAKey)
+	if err != nil {
+		return nil, err
+	}
+	return ca.Issue(req, now)
 }
 
 // Issue mints a fresh key and a leaf for it, valid from now-Backdate for
@@ -236,7 +234,7 @@ func (ca *CA) Issue(req Request, now time.Time) (*Issued, error) {
 	if err := b.Check(now, ""); err != nil {
 		return nil, fmt.Errorf("the minted material does not check: %w", err)
 	}
-	return &Issued{Material: m, Leaf: leaf, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}, nil
+	return &Issued{Material: m, Leaf: leaf, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Issuer: ca.Cert.Subject.String()}, nil
 }
 
 func newKey(keyType string) (crypto.Signer, error) {

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
@@ -230,7 +231,7 @@ func checkDue(ctx workflow.Context, p profile.Profile, hostWait time.Duration, r
 			}
 			// When unsure, renew: the approval still gates it, and the
 			// deploy says what is wrong with the target.
-			d = renewal.Deployed{TargetID: p.Targets[i].TargetID, Path: p.Targets[i].Config.CertPath, Problem: "could not inspect: " + errMessage(err)}
+			d = renewal.Deployed{TargetID: p.Targets[i].TargetID, Path: leafPath(p.Targets[i]), Problem: "could not inspect: " + errMessage(err)}
 		}
 		res.Checked = append(res.Checked, d)
 		if !d.Exists || d.Problem != "" || d.NotAfter.Sub(now) <= p.RenewBefore.D() {
@@ -321,4 +322,15 @@ func deployAll(ctx workflow.Context, targets []target.Target, base DeployRequest
 		}
 		res.Deploys = append(res.Deploys, RenewDeploy{WorkflowID: ids[i], DeployResult: dr})
 	}
+}
+
+// leafPath is the file a target's connector says holds its leaf (haproxy's
+// pem_path, nginx's cert_path …), for messages; empty when none.
+func leafPath(t target.Target) string {
+	c, err := connectors.Get(t.TargetType)
+	if err != nil {
+		return ""
+	}
+	d, _ := connectors.LeafFile(c, t.Config)
+	return d.Path
 }

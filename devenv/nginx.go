@@ -180,13 +180,7 @@ func (n *Nginx) Stop() {
 	if n.cmd == nil || n.cmd.Process == nil {
 		return
 	}
-	_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-n.exited:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.exited
-	}
+	stopGroup(n.cmd.Process.Pid, n.exited, syscall.SIGTERM, 5*time.Second)
 }
 
 // ServedLeaf does one TLS handshake to endpoint and fingerprints the leaf.

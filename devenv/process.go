@@ -43,17 +43,22 @@ func (p *Process) Kill() {
 }
 
 // Stop asks the process to stop (SIGTERM), killing it after 10s.
-func (p *Process) Stop() {
+func (p *Process) Stop() { stopGroup(p.cmd.Process.Pid, p.exited, syscall.SIGTERM, 10*time.Second) }
+
+// stopGroup sends sig to the process group pgid leads and waits for exited,
+// killing the group after grace. A group already gone is left alone.
+func stopGroup(pgid int, exited <-chan struct{}, sig syscall.Signal, grace time.Duration) {
 	select {
-	case <-p.exited:
+	case <-exited:
 		return
 	default:
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-pgid, sig)
 	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		p.Kill()
+	case <-exited:
+	case <-time.After(grace):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-exited
 	}
 }
 

@@ -117,18 +117,7 @@ func (s *DevServer) FrontendHostPort() string { return s.hostPort }
 // Stop interrupts the server (it shuts down cleanly on SIGINT) and waits,
 // killing it after 20s.
 func (s *DevServer) Stop() error {
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
-	select {
-	case <-s.exited:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.exited
-	}
+	stopGroup(s.cmd.Process.Pid, s.exited, syscall.SIGINT, 20*time.Second)
 	return nil
 }
 

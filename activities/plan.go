@@ -34,7 +34,7 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	if err := resolveCommands(c, in.Target); err != nil {
 		return Plan{}, err
 	}
-	files, err := layout(c, in.Target, in.Material)
+	files, err := layout(c, in.Target, bundle)
 	if err != nil {
 		return Plan{}, err
 	}

@@ -57,8 +57,8 @@ func connectorOf(t target.Target) (connectors.Connector, error) {
 
 // layout is the files c writes for the material: the one place a step asks
 // a connector for them (Plan to hash them, Stage to write them).
-func layout(c connectors.Connector, t target.Target, m material.Material) ([]connectors.File, error) {
-	files, err := c.Files(t.Config, m)
+func layout(c connectors.Connector, t target.Target, b *material.Bundle) ([]connectors.File, error) {
+	files, err := c.Files(t.Config, b)
 	if err != nil {
 		return nil, invalid(err)
 	}

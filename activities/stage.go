@@ -19,7 +19,11 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 	if err != nil {
 		return Staged{}, err
 	}
-	files, err := layout(c, in.Target, in.Material)
+	b, err := material.Parse(in.Material)
+	if err != nil {
+		return Staged{}, invalid(err)
+	}
+	files, err := layout(c, in.Target, b)
 	if err != nil {
 		return Staged{}, err
 	}

@@ -87,7 +87,7 @@ func DefaultsFor(c Connector, cfg target.Config) Defaults {
 type Connector interface {
 	// Files lays out the material for this target. It is called on the
 	// target's host and must be a pure function of its inputs.
-	Files(cfg target.Config, m material.Material) ([]File, error)
+	Files(cfg target.Config, b *material.Bundle) ([]File, error)
 	// Destinations lists every file a deploy of cfg may write, without
 	// material: a worker's policy checks them before any step runs, and
 	// renewal reads the one marked Leaf.

@@ -12,7 +12,7 @@ import (
 // fake is a connector whose defaults the test chooses.
 type fake struct{ d connectors.Defaults }
 
-func (f fake) Files(target.Config, material.Material) ([]connectors.File, error) { return nil, nil }
+func (f fake) Files(target.Config, *material.Bundle) ([]connectors.File, error) { return nil, nil }
 func (f fake) Check(target.Config) error                                         { return nil }
 func (f fake) Destinations(target.Config) []connectors.Destination               { return nil }
 func (f fake) Defaults() connectors.Defaults                                     { return f.d }

@@ -13,12 +13,8 @@ import (
 // names the cert and key for a server that watches it (traefik's dynamic
 // config, envoy's SDS file). index gets the cert path, key path and the leaf's
 // SHA-256, so its bytes change with every certificate and the watcher fires.
-func WithIndexFile(cfg target.Config, m material.Material, role, path string, index func(certPath, keyPath, leafSHA256 string) []byte) ([]File, error) {
-	files, err := SeparateFiles(cfg, m, 0o644, 0o644, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	b, err := material.Parse(m)
+func WithIndexFile(cfg target.Config, b *material.Bundle, role, path string, index func(certPath, keyPath, leafSHA256 string) []byte) ([]File, error) {
+	files, err := SeparateFiles(cfg, b, 0o644, 0o644, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -32,16 +28,12 @@ func WithIndexFile(cfg target.Config, m material.Material, role, path string, in
 // Like every connector's Files, it writes only what material.Bundle's
 // LeafPEM, ChainPEM and KeyPEM encode, never the operator's text: comments,
 // headers and junk around the blocks stay out of live files.
-func SeparateFiles(cfg target.Config, m material.Material, certMode, chainMode, keyMode os.FileMode) ([]File, error) {
+func SeparateFiles(cfg target.Config, b *material.Bundle, certMode, chainMode, keyMode os.FileMode) ([]File, error) {
 	if cfg.CertPath == "" {
 		return nil, &contract.FieldError{Field: "target_config.cert_path", Msg: "is required"}
 	}
 	if cfg.KeyPath == "" {
 		return nil, &contract.FieldError{Field: "target_config.key_path", Msg: "is required"}
-	}
-	b, err := material.Parse(m)
-	if err != nil {
-		return nil, err
 	}
 	leaf, chain := b.LeafPEM(), b.ChainPEM()
 	files := []File{}

@@ -23,8 +23,8 @@ type Separate struct {
 
 // Files writes cert (with the chain appended when there is no chain_path),
 // chain (when chain_path is set) and key.
-func (s Separate) Files(cfg target.Config, m material.Material) ([]File, error) {
-	return SeparateFiles(cfg, m, 0o644, 0o644, s.KeyMode)
+func (s Separate) Files(cfg target.Config, b *material.Bundle) ([]File, error) {
+	return SeparateFiles(cfg, b, 0o644, 0o644, s.KeyMode)
 }
 
 // Destinations are cert_path, chain_path and key_path.

@@ -2,6 +2,7 @@ package lock
 
 import (
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -13,7 +14,6 @@ import (
 	// Every binary that runs DeployWorkflow derives the same keys: a
 	// connector missing here would silently shrink them to the target's.
 	_ "github.com/certctl/certctl/connectors/all"
-	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
 
@@ -37,24 +37,20 @@ func FileLockID(t target.Target) string {
 	return "lock/host/" + t.Host
 }
 
-// Keys are the keys a deploy of t with material m holds: its target, and
-// the files its connector lays out (connectors.Connector.Files is a pure
-// function of the target's config and the material). When the layout cannot
-// be derived (unknown connector, unusable material or config), the target's
-// key alone: Plan then refuses the deploy before it touches a file.
-func Keys(t target.Target, m material.Material) []string {
+// Keys are the keys a deploy of t holds: its target, and every file its
+// connector writes (Connector.Destinations, a pure function of the target's
+// config: no material is parsed in the workflow). When they cannot be
+// derived (unknown connector, no paths, a relative path), the target's key
+// alone: Plan then refuses the deploy before it touches a file.
+func Keys(t target.Target) []string {
 	keys := []string{targetKey(t.TargetID)}
 	c, err := connectors.Get(t.TargetType)
 	if err != nil {
 		return keys
 	}
-	files, err := c.Files(t.Config, m)
-	if err != nil {
-		return keys
-	}
 	seen := map[string]bool{}
 	var paths []string
-	for _, f := range files {
+	for _, f := range c.Destinations(t.Config) {
 		if !filepath.IsAbs(f.Path) {
 			return keys[:1]
 		}
@@ -64,6 +60,7 @@ func Keys(t target.Target, m material.Material) []string {
 			paths = append(paths, p)
 		}
 	}
+	sort.Strings(paths) // one spelling of a key set, whatever the connector's order
 	for _, p := range paths {
 		keys = append(keys, "file:"+p)
 	}
@@ -260,9 +257,9 @@ func (st *FileState) probe(ctx workflow.Context) {
 
 // AcquireFiles asks the host's file lock for the deploy's keys and waits for
 // the grant; the returned func releases them (also when ctx is canceled).
-func AcquireFiles(ctx workflow.Context, t target.Target, m material.Material) (lockID string, keys []string, release func(), err error) {
+func AcquireFiles(ctx workflow.Context, t target.Target) (lockID string, keys []string, release func(), err error) {
 	info := workflow.GetInfo(ctx)
-	lockID, keys = FileLockID(t), Keys(t, m)
+	lockID, keys = FileLockID(t), Keys(t)
 	req := Request{TargetID: t.TargetID, WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Keys: keys}
 	in := FileStart{LockID: lockID, Scope: strings.TrimPrefix(lockID, "lock/"), Request: req}
 	release, err = awaitGrant(ctx, lockID, req, la.RequestFileLock, in)

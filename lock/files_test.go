@@ -18,7 +18,6 @@ import (
 	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
-	"github.com/certctl/certctl/testsuite"
 )
 
 // lockHarness runs FileLockWorkflow alone: requests and releases arrive as
@@ -320,24 +319,16 @@ func TestFileLockContinueAsNewCarriesState(t *testing.T) {
 // The keys: a target and its canonical files; the same files under another
 // target_id give the same file keys; another host is another lock.
 func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
-	ca, err := testsuite.NewCA("lock keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := ca.Issue(testsuite.LeafOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	nginx := func(id, host string) target.Target {
 		return target.Target{TargetID: id, TargetType: "nginx", Host: host, Config: target.Config{
 			CertPath: "/etc/nginx/certs/cert.pem", ChainPath: "/etc/nginx/certs/chain.pem", KeyPath: "/etc/nginx/certs/key.pem"}}
 	}
-	got := Keys(nginx("a", "web-1"), set.Material)
+	got := Keys(nginx("a", "web-1"))
 	want := "target:a,file:/etc/nginx/certs/cert.pem,file:/etc/nginx/certs/chain.pem,file:/etc/nginx/certs/key.pem"
 	if strings.Join(got, ",") != want {
 		t.Fatalf("keys %v, want %s", got, want)
 	}
-	if b := Keys(nginx("b", "web-1"), set.Material); strings.Join(b[1:], ",") != strings.Join(got[1:], ",") {
+	if b := Keys(nginx("b", "web-1")); strings.Join(b[1:], ",") != strings.Join(got[1:], ",") {
 		t.Fatalf("same files, other target_id: %v vs %v", b, got)
 	}
 	if FileLockID(nginx("a", "web-1")) != "lock/host/web-1" || FileLockID(nginx("a", "web-2")) != "lock/host/web-2" {
@@ -348,7 +339,7 @@ func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
 	}
 	// haproxy's one file.
 	hp := target.Target{TargetID: "h", TargetType: "haproxy", Host: "web-1", Config: target.Config{Own: &haproxy.Config{PEMPath: "/etc/haproxy/certs/site.pem"}}}
-	if k := Keys(hp, set.Material); strings.Join(k, ",") != "target:h,file:/etc/haproxy/certs/site.pem" {
+	if k := Keys(hp); strings.Join(k, ",") != "target:h,file:/etc/haproxy/certs/site.pem" {
 		t.Fatalf("haproxy keys %v", k)
 	}
 	// Underivable: the target's key alone.
@@ -356,16 +347,16 @@ func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
 		{TargetID: "u", TargetType: "no-such-type", Host: "web-1"},
 		{TargetID: "u", TargetType: "nginx", Host: "web-1"}, // no paths
 	} {
-		if k := Keys(tg, set.Material); strings.Join(k, ",") != "target:u" {
+		if k := Keys(tg); strings.Join(k, ",") != "target:u" {
 			t.Fatalf("%+v: keys %v", tg, k)
 		}
 	}
 	bad := nginx("u", "web-1")
-	if k := Keys(bad, set.Material); len(k) != 4 {
+	if k := Keys(bad); len(k) != 4 {
 		t.Fatalf("keys %v", k)
 	}
 	bad.Config.CertPath = "relative/cert.pem"
-	if k := Keys(bad, set.Material); strings.Join(k, ",") != "target:u" {
+	if k := Keys(bad); strings.Join(k, ",") != "target:u" {
 		t.Fatalf("relative path: keys %v", k)
 	}
 }

@@ -128,7 +128,7 @@ func DeployWorkflow(ctx workflow.Context, req DeployRequest) (DeployResult, erro
 		} else {
 			var lockID string
 			var keys []string
-			lockID, keys, release, err = lock.AcquireFiles(ctx, req.Target, req.Material)
+			lockID, keys, release, err = lock.AcquireFiles(ctx, req.Target)
 			detail = "waited for " + lockID + ": " + strings.Join(keys, ", ")
 		}
 		d.res.Steps = append(d.res.Steps, Step{Name: string(contract.StepLock), Ms: workflow.Now(ctx).Sub(start).Milliseconds(), Detail: detail})

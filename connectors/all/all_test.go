@@ -10,6 +10,7 @@ import (
 	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -60,7 +61,7 @@ func TestLayouts(t *testing.T) {
 		if err := c.Check(tc.cfg); err != nil {
 			t.Errorf("%s: Check: %v", tc.kind, err)
 		}
-		files, err := c.Files(tc.cfg, s.Material)
+		files, err := c.Files(tc.cfg, bundle(t, s.Material))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.kind, err)
 		}
@@ -147,4 +148,14 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%s names no process a reload signal may go to", tc.kind)
 		}
 	}
+}
+
+// bundle parses m as Files takes it.
+func bundle(t *testing.T, m material.Material) *material.Bundle {
+	t.Helper()
+	b, err := material.Parse(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

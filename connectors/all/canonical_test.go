@@ -75,7 +75,7 @@ func TestEveryConnectorWritesCanonicalBlocks(t *testing.T) {
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			c, _ := connectors.Get(name)
-			files, err := c.Files(configFor(t, name, c), odd)
+			files, err := c.Files(configFor(t, name, c), bundle(t, odd))
 			if err != nil {
 				t.Fatalf("Files: %v", err)
 			}

@@ -77,12 +77,12 @@ type Connector struct{ connectors.Owned[Config] }
 
 // Files writes the certificate with its chain appended (certificate_chain is
 // one data source), the key, then the SDS file naming them.
-func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
+func (c Connector) Files(cfg target.Config, b *material.Bundle) ([]connectors.File, error) {
 	if err := c.Check(cfg); err != nil {
 		return nil, err
 	}
 	o, _ := c.Of(cfg)
-	return connectors.WithIndexFile(cfg, m, RoleSDS, o.SDSPath, func(cert, key, leaf string) []byte {
+	return connectors.WithIndexFile(cfg, b, RoleSDS, o.SDSPath, func(cert, key, leaf string) []byte {
 		return SDSFile(o.SDSSecretName, cert, key, leaf)
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/connectors/traefik"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -123,7 +124,7 @@ func TestLayout(t *testing.T) {
 	if err := c.Check(cfg); err != nil {
 		t.Fatal(err)
 	}
-	files, err := c.Files(cfg, s.Material)
+	files, err := c.Files(cfg, bundle(t, s.Material))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestLayout(t *testing.T) {
 	if string(files[2].Bytes) != string(envoy.SDSFile("server_cert", "/d/cert.pem", "/d/key.pem", s.LeafSHA256)) {
 		t.Error("the SDS file is not SDSFile for the leaf")
 	}
-	again, _ := c.Files(cfg, other.Material)
+	again, _ := c.Files(cfg, bundle(t, other.Material))
 	if bytes.Equal(again[2].Bytes, files[2].Bytes) {
 		t.Error("the SDS file's bytes do not change with the leaf")
 	}
@@ -350,4 +351,14 @@ func own(c *target.Config) *envoy.Config {
 	o := *c.Own.(*envoy.Config)
 	c.Own = &o
 	return &o
+}
+
+// bundle parses m as Files takes it.
+func bundle(t *testing.T, m material.Material) *material.Bundle {
+	t.Helper()
+	b, err := material.Parse(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -53,17 +53,13 @@ func (c *Config) Validate() error {
 type Connector struct{ connectors.Owned[Config] }
 
 // Files writes one file: leaf, chain (issuer first), key.
-func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
+func (c Connector) Files(cfg target.Config, b *material.Bundle) ([]connectors.File, error) {
 	o, err := c.Of(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if o.PEMPath == "" {
 		return nil, &contract.FieldError{Field: "target_config.pem_path", Msg: "is required for haproxy"}
-	}
-	b, err := material.Parse(m)
-	if err != nil {
-		return nil, err
 	}
 	return []connectors.File{{
 		Role: "pem", Path: o.PEMPath, Bytes: CombinedPEM(b), HoldsKey: true,

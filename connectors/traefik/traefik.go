@@ -51,12 +51,12 @@ type Connector struct{ connectors.Owned[Config] }
 
 // Files writes the certificate with its chain appended (traefik sends what
 // certFile holds), the key, then the dynamic configuration naming them.
-func (c Connector) Files(cfg target.Config, m material.Material) ([]connectors.File, error) {
+func (c Connector) Files(cfg target.Config, b *material.Bundle) ([]connectors.File, error) {
 	if err := c.Check(cfg); err != nil {
 		return nil, err
 	}
 	o, _ := c.Of(cfg)
-	return connectors.WithIndexFile(cfg, m, RoleDynamicConfig, o.DynamicConfigPath, DynamicConfig)
+	return connectors.WithIndexFile(cfg, b, RoleDynamicConfig, o.DynamicConfigPath, DynamicConfig)
 }
 
 // Destinations are cert_path (the leaf), key_path and dynamic_config_path.

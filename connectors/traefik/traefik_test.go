@@ -13,6 +13,7 @@ import (
 	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/connectors/traefik"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -80,7 +81,7 @@ func TestLayout(t *testing.T) {
 	if err := c.Check(cfg); err != nil {
 		t.Fatal(err)
 	}
-	files, err := c.Files(cfg, s.Material)
+	files, err := c.Files(cfg, bundle(t, s.Material))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestLayout(t *testing.T) {
 	if string(files[2].Bytes) != string(traefik.DynamicConfig(cfg.CertPath, cfg.KeyPath, s.LeafSHA256)) {
 		t.Error("the dynamic config is not DynamicConfig for the leaf")
 	}
-	again, _ := c.Files(cfg, other.Material)
+	again, _ := c.Files(cfg, bundle(t, other.Material))
 	if bytes.Equal(again[2].Bytes, files[2].Bytes) {
 		t.Error("the dynamic config's bytes do not change with the leaf: traefik would keep the old certificate")
 	}
@@ -161,4 +162,14 @@ func TestTargetField(t *testing.T) {
 			t.Errorf("%q: got %v", extra, err)
 		}
 	}
+}
+
+// bundle parses m as Files takes it.
+func bundle(t *testing.T, m material.Material) *material.Bundle {
+	t.Helper()
+	b, err := material.Parse(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -13,9 +13,9 @@ import (
 type fake struct{ d connectors.Defaults }
 
 func (f fake) Files(target.Config, *material.Bundle) ([]connectors.File, error) { return nil, nil }
-func (f fake) Check(target.Config) error                                         { return nil }
-func (f fake) Destinations(target.Config) []connectors.Destination               { return nil }
-func (f fake) Defaults() connectors.Defaults                                     { return f.d }
+func (f fake) Check(target.Config) error                                        { return nil }
+func (f fake) Destinations(target.Config) []connectors.Destination              { return nil }
+func (f fake) Defaults() connectors.Defaults                                    { return f.d }
 
 func TestReloadFor(t *testing.T) {
 	byCommand := fake{connectors.Defaults{ReloadCommand: target.Command{"nginx", "-s", "reload"}, Processes: []string{"nginx"}}}

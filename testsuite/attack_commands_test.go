@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/testsuite"
 )
 
 // hostWorkerPID finds the shared host worker ("certctl-worker --host itest").
@@ -136,10 +137,7 @@ func TestIntegrationReloadHangIsBounded(t *testing.T) {
 	// The rollback restored the files; nginx never reloaded.
 	wantUnchanged(t, before)
 	wantServed(t, n, initial.LeafSHA256)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(sleepsSince(since)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	testsuite.Poll(10*time.Second, func() (bool, string) { return len(sleepsSince(since)) == 0, "sleep processes left" })
 	if left := sleepsSince(since); len(left) > 0 {
 		t.Errorf("sleep processes of the reload survived: %v", left)
 		for _, pid := range left {

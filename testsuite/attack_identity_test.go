@@ -15,6 +15,7 @@ import (
 
 	"github.com/certctl/certctl/audit"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
 )
 
@@ -84,12 +85,11 @@ func TestIntegrationAttackLookAlikeActors(t *testing.T) {
 		"--input", `{"actor":"ａｌｉｃｅ","note":"full width"}`); s.code != 0 {
 		t.Fatalf("signal: exit %d", s.code)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	st := approvalState(t, id)
-	for len(st.Refused) == 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
+	var st workflows.ApprovalStatus
+	testsuite.Poll(30*time.Second, func() (bool, string) {
 		st = approvalState(t, id)
-	}
+		return len(st.Refused) > 0, "no refused signal recorded yet"
+	})
 	if st.State != workflows.StatePending || len(st.Decisions) != 0 || len(st.Refused) != 1 ||
 		st.Refused[0].Actor != "ａｌｉｃｅ" || !strings.Contains(st.Refused[0].Reason, "two-person integrity") {
 		t.Fatalf("after the full-width signal: %+v", st)

@@ -81,7 +81,7 @@ unit:
 	go test -count=1 -short ./...
 
 bench: deps
-	go test -run '^$$' -bench . -benchtime 10x ./testsuite/
+	go test -run '^$$' -bench . -benchtime 1x ./testsuite/
 
 record-histories: deps
 	CERTCTL_RECORD_HISTORIES=1 go test -count=1 -run 'TestIntegration' ./testsuite/

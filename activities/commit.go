@@ -20,6 +20,9 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, 
 	if in.Staged.PrivateDir != "" {
 		return res, mismatch("commit: a dry run's staged files (%s) are never committed", in.Staged.PrivateDir)
 	}
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return res, err
+	}
 	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
 		return res, err
 	}

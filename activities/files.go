@@ -170,3 +170,30 @@ func ownPrivateDir(dir string) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	return ok && int(st.Uid) == os.Geteuid()
 }
+
+// checkPlan refuses a plan naming a file that is not one of the target's
+// destinations (or naming one twice). Every step after Plan takes the plan
+// from its input, and the host policy checks only the target: without this,
+// anyone who can schedule an activity could name any file on the host, and
+// Backup, Rollback or Commit would read, replace, chown or remove it as root.
+func checkPlan(req Request, plan Plan) error {
+	c, err := connectorOf(req.Target)
+	if err != nil {
+		return err
+	}
+	dests := map[string]bool{}
+	for _, d := range c.Destinations(req.Target.Config) {
+		dests[filepath.Clean(d.Path)] = true
+	}
+	seen := map[string]bool{}
+	for _, f := range plan.Files {
+		if !dests[f.Path] || filepath.Clean(f.Path) != f.Path {
+			return mismatch("plan file %q is not one of target %q's destinations; nothing done", f.Path, req.Target.TargetID)
+		}
+		if seen[f.Path] {
+			return mismatch("plan names %q twice; nothing done", f.Path)
+		}
+		seen[f.Path] = true
+	}
+	return nil
+}

@@ -23,6 +23,9 @@ import (
 // want of a backup: that is an error naming it.
 func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackResult, error) {
 	var res RollbackResult
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return res, err
+	}
 	baks := map[string]string{}
 	for _, b := range in.Backups.Files {
 		baks[b.Path] = b.Backup

@@ -19,6 +19,9 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 	if err != nil {
 		return Staged{}, err
 	}
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return Staged{}, err
+	}
 	b, err := material.Parse(in.Material)
 	if err != nil {
 		return Staged{}, invalid(err)

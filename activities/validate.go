@@ -35,6 +35,9 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 	if err != nil {
 		return ValidateResult{}, err
 	}
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return ValidateResult{}, err
+	}
 	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
 		return ValidateResult{}, err
 	}

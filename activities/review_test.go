@@ -1,0 +1,94 @@
+package activities
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/safefs"
+)
+
+// outsideFile is a file outside the target's destinations (outside any path a
+// host policy allowing the target's directory would allow), whose content an
+// attacker knows (a local user can read it, or it ships with a package).
+func outsideFile(t *testing.T, content string) (path string, pf PlannedFile) {
+	t.Helper()
+	dir := t.TempDir()
+	path = filepath.Join(dir, "victim.conf")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := safefs.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	return path, PlannedFile{Role: "cert", Path: path, SHA256: material.SHA256([]byte(content)), DirID: d.ID(), Mode: 0o644}
+}
+
+// A namespace writer schedules Rollback for an allowed target (the host
+// policy checks only the target) with a plan naming a file outside it, "new"
+// (Exists false) and holding "this deploy's bytes" (its known hash): root
+// removed it.
+func TestReviewRollbackRefusesPlanFileOutsideTarget(t *testing.T) {
+	x := newFixture(t)
+	path, pf := outsideFile(t, "root-owned config an attacker can read\n")
+	in := RollbackInput{Request: Request{Target: x.tg, Stamp: newStamp()}, Plan: Plan{Action: ActionDeploy, Files: []PlannedFile{pf}}}
+	_, err := (&Activities{}).Rollback(ctx, in)
+	if contract.Of(err) != contract.PlanMismatch {
+		t.Errorf("Rollback of a file outside the target: %v, want PlanMismatch", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("root removed a file outside the target's destinations: %v", err)
+	}
+}
+
+// Backup then Rollback of a file outside the target, after it changed in a
+// way the attacker can predict (chsh rewrites /etc/passwd): root restored it
+// owned by the uid the attacker put in the plan.
+func TestReviewBackupRollbackRefusePlanFileOutsideTarget(t *testing.T) {
+	x := newFixture(t)
+	path, pf := outsideFile(t, "version A\n")
+	stamp := newStamp()
+	pf.Exists, pf.CurrentSHA256, pf.CurrentMode, pf.CurrentUID, pf.CurrentGID = true, pf.SHA256, 0o666, 65534, 65534
+	req := Request{Target: x.tg, Stamp: stamp}
+	_, err := (&Activities{}).Backup(ctx, StageInput{PlanInput: PlanInput{Request: req}, Plan: Plan{Files: []PlannedFile{pf}}})
+	if contract.Of(err) != contract.PlanMismatch {
+		t.Errorf("Backup of a file outside the target: %v, want PlanMismatch", err)
+	}
+	if err := os.WriteFile(path, []byte("version B\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pf.SHA256 = material.SHA256([]byte("version B\n"))
+	_, err = (&Activities{}).Rollback(ctx, RollbackInput{Request: req, Plan: Plan{Files: []PlannedFile{pf}},
+		Backups: Backups{Files: []Backup{{Path: path, Backup: BackupPath(path, stamp)}}}})
+	if contract.Of(err) != contract.PlanMismatch {
+		t.Errorf("Rollback of a file outside the target: %v, want PlanMismatch", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("root chmodded a file outside the target to %v", fi.Mode().Perm())
+	}
+}
+
+// Commit and Cleanup take the plan from their input too.
+func TestReviewCommitCleanupRefusePlanFileOutsideTarget(t *testing.T) {
+	x := newFixture(t)
+	_, pf := outsideFile(t, "x\n")
+	req := Request{Target: x.tg, Stamp: newStamp()}
+	plan := Plan{Files: []PlannedFile{pf}}
+	_, err := (&Activities{}).Commit(ctx, CommitInput{Request: req, Plan: plan,
+		Staged: Staged{Files: []StagedFile{{Path: pf.Path, Temp: TempPath(pf.Path, req.Stamp), SHA256: pf.SHA256}}}})
+	if contract.Of(err) != contract.PlanMismatch {
+		t.Errorf("Commit of a file outside the target: %v, want PlanMismatch", err)
+	}
+	_, err = (&Activities{}).Cleanup(ctx, CleanupInput{Request: req, Plan: plan, Succeeded: true})
+	if contract.Of(err) != contract.PlanMismatch {
+		t.Errorf("Cleanup of a file outside the target: %v, want PlanMismatch", err)
+	}
+}

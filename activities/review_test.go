@@ -92,3 +92,65 @@ func TestReviewCommitCleanupRefusePlanFileOutsideTarget(t *testing.T) {
 		t.Errorf("Cleanup of a file outside the target: %v, want PlanMismatch", err)
 	}
 }
+
+func fileID(t *testing.T, path string) safefs.ID {
+	t.Helper()
+	d, err := safefs.OpenDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	info, err := d.Lstat(filepath.Base(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.ID
+}
+
+// A ledger line naming, as a backup of cert.pem, a file that is not
+// BackupPath(cert.pem, stamp) (the live key, with its inode and owner): the
+// retention pruned the live key.
+func TestReviewPruneOnlyBackupNamesDerivedFromTheRecord(t *testing.T) {
+	x := newFixture(t)
+	one := 1
+	x.tg.Config.BackupRetention = &one
+	pl := prepare(t, x.tg, x.s, false)
+	mustCommit(t, pl)
+	a := &Activities{}
+	key := x.tg.Config.KeyPath
+	if err := a.recordBackup(backupRecord{Path: []byte(x.tg.Config.CertPath), Backup: []byte(key), Stamp: 1, ID: fileID(t, key), UID: os.Getuid()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Cleanup(ctx, pl.cleanupInput(true)); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	if _, err := os.Stat(key); err != nil {
+		t.Fatalf("retention removed the live key named by a ledger line: %v", err)
+	}
+}
+
+// A state directory others can write (a pre-created /var/lib/certctl, or
+// CERTCTL_STATE_DIR under /tmp) lets them forge the ledger and the staged
+// directories: the worker refuses to use it.
+func TestReviewStateDirWritableByOthersRefused(t *testing.T) {
+	x := newFixture(t)
+	state := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	a := &Activities{StateDir: state}
+	pin := planInput(x.tg, x.s, newStamp())
+	in := StageInput{PlanInput: pin, Plan: mustPlan(t, pin)}
+	if _, err := a.Backup(ctx, in); err == nil {
+		t.Errorf("Backup recorded into a world-writable state directory")
+	}
+	if _, err := a.Stage(ctx, in); err == nil {
+		t.Errorf("Stage recorded into a world-writable state directory")
+	}
+	if _, err := StagedDirs(state); err == nil {
+		t.Errorf("StagedDirs read a world-writable state directory")
+	}
+}

@@ -3,6 +3,7 @@ package activities
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/certctl/certctl/contract"
@@ -152,5 +153,50 @@ func TestReviewStateDirWritableByOthersRefused(t *testing.T) {
 	}
 	if _, err := StagedDirs(state); err == nil {
 		t.Errorf("StagedDirs read a world-writable state directory")
+	}
+}
+
+func setFile(p *Plan, role string, fn func(*PlannedFile)) {
+	for i := range p.Files {
+		if p.Files[i].Role == role {
+			fn(&p.Files[i])
+		}
+	}
+}
+
+// Stage took each file's owner and mode from its input plan: a plan saying
+// key mode 0666 (a mode the target file may never hold) and owner nobody
+// staged the key world-writable, owned by nobody.
+func TestReviewStageRefusesOwnerAndModeNotPlanned(t *testing.T) {
+	x := newFixture(t)
+	pin := planInput(x.tg, x.s, newStamp())
+	p := mustPlan(t, pin)
+	setFile(&p, "key", func(f *PlannedFile) { f.Mode, f.UID, f.GID, f.HoldsKey = 0o666, 65534, 65534, false })
+	st, err := (&Activities{}).Stage(ctx, StageInput{PlanInput: pin, Plan: p})
+	if contract.Of(err) != contract.PlanMismatch {
+		t.Errorf("Stage with a plan's own key mode and owner: %v (staged %+v), want PlanMismatch", err, st)
+	}
+	if fi, err := os.Stat(TempPath(x.tg.Config.KeyPath, pin.Stamp)); err == nil {
+		t.Errorf("key staged with mode %v", fi.Mode().Perm())
+	}
+}
+
+// Rollback took the restored file's owner and mode from its input plan, not
+// from the backup Backup made with the original's.
+func TestReviewRollbackRestoresTheBackupsOwnerAndMode(t *testing.T) {
+	x := newFixture(t)
+	pl := prepare(t, x.tg, x.s, false)
+	mustCommit(t, pl)
+	in := pl.rollbackInput()
+	setFile(&in.Plan, "cert", func(f *PlannedFile) { f.CurrentMode, f.CurrentUID, f.CurrentGID = 0o666, 65534, 65534 })
+	if _, err := (&Activities{}).Rollback(ctx, in); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	fi, err := os.Stat(x.tg.Config.CertPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o644 || int(st.Uid) != os.Getuid() {
+		t.Errorf("cert restored with mode %v owner %d, want the original's 0644 owner %d", fi.Mode().Perm(), st.Uid, os.Getuid())
 	}
 }

@@ -200,3 +200,29 @@ func TestReviewRollbackRestoresTheBackupsOwnerAndMode(t *testing.T) {
 		t.Errorf("cert restored with mode %v owner %d, want the original's 0644 owner %d", fi.Mode().Perm(), st.Uid, os.Getuid())
 	}
 }
+
+// Commit renamed whatever regular file sat at the temp name: one put there
+// after Stage (by the directory's owner, or a hard link to another file)
+// became the live key. It must be the bytes Stage wrote, one link.
+func TestReviewCommitRefusesSwappedTemp(t *testing.T) {
+	x := newFixture(t)
+	pl := prepare(t, x.tg, x.s, false)
+	tmp := TempPath(x.tg.Config.KeyPath, pl.in.Stamp)
+	other := filepath.Join(x.dir, "other")
+	if err := os.WriteFile(other, []byte("not the key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(other, tmp); err != nil {
+		t.Fatal(err)
+	}
+	_, err := (&Activities{}).Commit(ctx, pl.commitInput())
+	if contract.Of(err) != contract.ConcurrentChange {
+		t.Errorf("Commit of a swapped temp: %v, want ConcurrentChange", err)
+	}
+	if b, _ := os.ReadFile(x.tg.Config.KeyPath); string(b) == "not the key\n" {
+		t.Errorf("the swapped temp became the live key")
+	}
+}

@@ -3,6 +3,7 @@ package activities
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -196,4 +197,29 @@ func checkPlan(req Request, plan Plan) error {
 		seen[f.Path] = true
 	}
 	return nil
+}
+
+// maxFileRead bounds what a step reads back of a file it wrote: more than
+// any layout holds (each material field is at most 64 KiB).
+const maxFileRead = 1 << 20
+
+// readRegular reads path through its directory opened without following
+// links: only a regular file (never a link, a FIFO or a device), at most
+// maxFileRead bytes.
+func readRegular(path string) ([]byte, error) {
+	d, err := safefs.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	f, _, err := d.Open(filepath.Base(path))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileRead+1))
+	if err == nil && len(b) > maxFileRead {
+		err = fmt.Errorf("%s is larger than %d bytes: not a file this deploy wrote", path, maxFileRead)
+	}
+	return b, err
 }

@@ -226,3 +226,31 @@ func TestReviewCommitRefusesSwappedTemp(t *testing.T) {
 		t.Errorf("the swapped temp became the live key")
 	}
 }
+
+// Validate's material check read the files with os.ReadFile: through a link
+// (or blocking on a FIFO) at a destination, against "reads refuse anything
+// but a regular file".
+func TestReviewValidateReadsNoLink(t *testing.T) {
+	x := newFixture(t)
+	pl := prepare(t, x.tg, x.s, false)
+	mustCommit(t, pl)
+	elsewhere := filepath.Join(t.TempDir(), "cert.pem")
+	b, err := os.ReadFile(x.tg.Config.CertPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(elsewhere, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(x.tg.Config.CertPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, x.tg.Config.CertPath); err != nil {
+		t.Fatal(err)
+	}
+	in := pl.validateInput()
+	in.Live = true
+	if _, err := (&Activities{}).Validate(ctx, in); err == nil {
+		t.Errorf("Validate read the live cert through a symbolic link")
+	}
+}

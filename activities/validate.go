@@ -2,8 +2,8 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 
 	"go.temporal.io/sdk/temporal"
@@ -12,6 +12,7 @@ import (
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/scrub"
 	"github.com/certctl/certctl/stagedview"
 	"github.com/certctl/certctl/target"
@@ -100,7 +101,10 @@ func (a *Activities) checkFiles(in ValidateInput) error {
 		if !in.Live {
 			p = in.Staged.Files[i].Temp
 		}
-		b, err := os.ReadFile(p)
+		b, err := readRegular(p)
+		if errors.Is(err, safefs.ErrSymlink) || errors.Is(err, safefs.ErrNotRegular) {
+			return concurrent("read %s: %v: someone who can write its directory replaced it", p, err)
+		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
 		}

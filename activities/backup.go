@@ -17,6 +17,9 @@ import (
 // prunes backups it made.
 func (a *Activities) Backup(ctx context.Context, in StageInput) (Backups, error) {
 	var out Backups
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return out, err
+	}
 	for _, f := range in.Plan.Files {
 		if !f.Exists {
 			continue

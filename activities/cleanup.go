@@ -23,6 +23,9 @@ import (
 func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResult, error) {
 	var res CleanupResult
 	log := logFor(ctx)
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return res, err
+	}
 	if in.DryRun {
 		if d := dryRunDir(in.Request); ownPrivateDir(d) {
 			if err := os.RemoveAll(d); err != nil {

@@ -20,6 +20,9 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, 
 	if in.Staged.PrivateDir != "" {
 		return res, mismatch("commit: a dry run's staged files (%s) are never committed", in.Staged.PrivateDir)
 	}
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return res, err
+	}
 	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
 		return res, err
 	}
@@ -55,8 +58,22 @@ func commitOne(pf PlannedFile, temp string) (renamed bool, err error) {
 		if !info.IsRegular() {
 			return false, concurrent("commit %s: staged file %s is now a %s: someone who can write %s replaced it; nothing committed", pf.Path, temp, fileType(info), d.Path())
 		}
+		// Only the file Stage wrote goes live: its bytes, one link, its
+		// owner (a file put at the temp name since, a hard link to another
+		// file included, is not).
+		sum, info, err := d.SHA256(tmp)
+		if err != nil {
+			return false, concurrent("commit %s: staged file %s: %v; nothing committed", pf.Path, temp, err)
+		}
+		if sum != pf.SHA256 || info.Nlink != 1 || info.UID != pf.UID {
+			return false, concurrent("commit %s: staged file %s is not the one staged (sha256 %s, %d links, owner uid %d): someone who can write %s replaced it; nothing committed",
+				pf.Path, temp, sum, info.Nlink, info.UID, d.Path())
+		}
 		if err := d.Rename(tmp, base); err != nil {
 			return false, fmt.Errorf("commit %s: %w", pf.Path, err)
+		}
+		if now, err := d.Lstat(base); err != nil || now.ID != info.ID {
+			return true, concurrent("commit %s: the file renamed over it is not the one checked (swapped during the rename): someone who can write %s is interfering", pf.Path, d.Path())
 		}
 		return true, d.Sync()
 	}

@@ -3,6 +3,7 @@ package activities
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -169,4 +170,56 @@ func ownPrivateDir(dir string) bool {
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	return ok && int(st.Uid) == os.Geteuid()
+}
+
+// checkPlan refuses a plan naming a file that is not one of the target's
+// destinations (or naming one twice). Every step after Plan takes the plan
+// from its input, and the host policy checks only the target: without this,
+// anyone who can schedule an activity could name any file on the host, and
+// Backup, Rollback or Commit would read, replace, chown or remove it as root.
+func checkPlan(req Request, plan Plan) error {
+	c, err := connectorOf(req.Target)
+	if err != nil {
+		return err
+	}
+	dests := map[string]bool{}
+	for _, d := range c.Destinations(req.Target.Config) {
+		dests[filepath.Clean(d.Path)] = true
+	}
+	seen := map[string]bool{}
+	for _, f := range plan.Files {
+		if !dests[f.Path] || filepath.Clean(f.Path) != f.Path {
+			return mismatch("plan file %q is not one of target %q's destinations; nothing done", f.Path, req.Target.TargetID)
+		}
+		if seen[f.Path] {
+			return mismatch("plan names %q twice; nothing done", f.Path)
+		}
+		seen[f.Path] = true
+	}
+	return nil
+}
+
+// maxFileRead bounds what a step reads back of a file it wrote: more than
+// any layout holds (each material field is at most 64 KiB).
+const maxFileRead = 1 << 20
+
+// readRegular reads path through its directory opened without following
+// links: only a regular file (never a link, a FIFO or a device), at most
+// maxFileRead bytes.
+func readRegular(path string) ([]byte, error) {
+	d, err := safefs.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	f, _, err := d.Open(filepath.Base(path))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileRead+1))
+	if err == nil && len(b) > maxFileRead {
+		err = fmt.Errorf("%s is larger than %d bytes: not a file this deploy wrote", path, maxFileRead)
+	}
+	return b, err
 }

@@ -40,6 +40,10 @@ func appendRecords[T any](stateDir, name string, recs []T) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
 	}
+	stateDir, err := secureStateDir(stateDir)
+	if err != nil {
+		return err
+	}
 	var buf []byte
 	for _, r := range recs {
 		b, err := json.Marshal(r)
@@ -65,7 +69,14 @@ func appendRecords[T any](stateDir, name string, recs []T) error {
 // readRecords reads the state dir's file name, one JSON record a line; a line
 // that does not decode (torn by a crash) is skipped.
 func readRecords[T any](stateDir, name string) ([]T, error) {
-	f, err := os.Open(filepath.Join(stateDir, name))
+	stateDir, err := secureStateDir(stateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(stateDir, name), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -88,6 +99,10 @@ func readRecords[T any](stateDir, name string) ([]T, error) {
 // rewriteRecords replaces the state dir's file name with recs (temp file,
 // fsync, rename).
 func rewriteRecords[T any](stateDir, name string, recs []T) error {
+	stateDir, err := secureStateDir(stateDir)
+	if err != nil {
+		return err
+	}
 	tmp := filepath.Join(stateDir, name+".new")
 	_ = os.Remove(tmp)
 	if err := appendRecords(stateDir, name+".new", recs); err != nil {
@@ -165,11 +180,30 @@ func newestFirst(recs []backupRecord, path string) []backupRecord {
 	return out
 }
 
-// present reports whether r's backup is still the file the worker made: a
-// regular file at its name, same device and inode, same owner, reached
+// secureStateDir is stateDir, absolute, once it is checked to be reached
+// without links and writable only by root and this worker's user (the
+// ledger it holds decides which files retention removes, and the staged
+// directories which the start-up sweep scans): a state directory others
+// can write is refused, naming the directory, its owner and mode.
+func secureStateDir(stateDir string) (string, error) {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return "", err
+	}
+	if err := safefs.CheckSecure(abs, os.Geteuid()); err != nil {
+		return "", fmt.Errorf("state directory (%s): %w", EnvStateDir, err)
+	}
+	return abs, nil
+}
+
+// present reports whether r's backup is still the file the worker made: at
+// the name derived from its path and stamp, a regular file at its name, same device and inode, same owner, reached
 // without following links.
 func present(r backupRecord) bool {
 	p := string(r.Backup)
+	if p != BackupPath(string(r.Path), r.Stamp) {
+		return false // not a name this worker makes: never counted, never removed
+	}
 	d, err := safefs.OpenDir(filepath.Dir(p))
 	if err != nil {
 		return false

@@ -23,6 +23,9 @@ import (
 // want of a backup: that is an error naming it.
 func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackResult, error) {
 	var res RollbackResult
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return res, err
+	}
 	baks := map[string]string{}
 	for _, b := range in.Backups.Files {
 		baks[b.Path] = b.Backup
@@ -101,7 +104,9 @@ func rollbackOne(f PlannedFile, stamp int64) (changed bool, err error) {
 		return true, d.Sync()
 	}
 	bak := filepath.Base(BackupPath(f.Path, stamp))
-	data, _, err := d.ReadFile(bak)
+	// Owner and mode are the backup's (Backup gave it the original's), not
+	// the plan's, which comes from the input.
+	data, binfo, err := d.ReadFile(bak)
 	if err != nil {
 		return false, fmt.Errorf("restore %s from %s: %w", f.Path, d.Join(bak), err)
 	}
@@ -112,11 +117,11 @@ func rollbackOne(f PlannedFile, stamp int64) (changed bool, err error) {
 	if err := clearName(d, tmp, "rollback's temp file"); err != nil {
 		return false, err
 	}
-	mode := f.CurrentMode.Perm()
+	mode := binfo.Perm()
 	if f.HoldsKey {
 		mode &^= 0o007
 	}
-	if _, err := createExcl(d, tmp, "rollback's temp file", data, mode, f.CurrentUID, f.CurrentGID); err != nil {
+	if _, err := createExcl(d, tmp, "rollback's temp file", data, mode, binfo.UID, binfo.GID); err != nil {
 		return false, fmt.Errorf("restore %s from %s: %w", f.Path, d.Join(bak), err)
 	}
 	// Last look before the rename: still this deploy's bytes.

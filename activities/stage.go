@@ -19,6 +19,9 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 	if err != nil {
 		return Staged{}, err
 	}
+	if err := checkPlan(in.Request, in.Plan); err != nil {
+		return Staged{}, err
+	}
 	b, err := material.Parse(in.Material)
 	if err != nil {
 		return Staged{}, invalid(err)
@@ -60,6 +63,16 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 		}
 		if material.SHA256(f.Bytes) != pf.SHA256 {
 			return out, mismatch("stage: bytes for %s differ from the plan", f.Path)
+		}
+		// The owner and mode come from the input too: they must be what
+		// this worker plans for the file now, never a plan's own.
+		want, err := planFile(f, c.Defaults().Owners, in.Target.Host)
+		if err != nil {
+			return out, err
+		}
+		if want.UID != pf.UID || want.GID != pf.GID || want.Mode != pf.Mode || want.HoldsKey != pf.HoldsKey {
+			return out, mismatch("stage: %s: the plan says owner %d:%d mode %v (holds key %t), this worker plans %d:%d mode %v (holds key %t); nothing staged",
+				f.Path, pf.UID, pf.GID, pf.Mode, pf.HoldsKey, want.UID, want.GID, want.Mode, want.HoldsKey)
 		}
 		tmp, err := stageOne(private, i, pf, f.Bytes, in.Stamp)
 		if err != nil {

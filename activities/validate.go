@@ -2,8 +2,8 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 
 	"go.temporal.io/sdk/temporal"
@@ -12,6 +12,7 @@ import (
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/scrub"
 	"github.com/certctl/certctl/stagedview"
 	"github.com/certctl/certctl/target"
@@ -33,6 +34,9 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (ValidateRe
 func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateResult, error) {
 	c, err := connectorOf(in.Target)
 	if err != nil {
+		return ValidateResult{}, err
+	}
+	if err := checkPlan(in.Request, in.Plan); err != nil {
 		return ValidateResult{}, err
 	}
 	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
@@ -97,7 +101,10 @@ func (a *Activities) checkFiles(in ValidateInput) error {
 		if !in.Live {
 			p = in.Staged.Files[i].Temp
 		}
-		b, err := os.ReadFile(p)
+		b, err := readRegular(p)
+		if errors.Is(err, safefs.ErrSymlink) || errors.Is(err, safefs.ErrNotRegular) {
+			return concurrent("read %s: %v: someone who can write its directory replaced it", p, err)
+		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
 		}

@@ -10,7 +10,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
 	"github.com/certctl/certctl/profile"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
 
@@ -216,10 +219,13 @@ func (a *Activities) InspectDeployed(_ context.Context, t target.Target) (Deploy
 		return d, nil
 	}
 	d.Path = leaf.Path
-	data, err := os.ReadFile(d.Path)
+	data, err := readLeafFile(d.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		d.Problem = "no certificate deployed yet"
+		return d, nil
+	case errors.Is(err, safefs.ErrSymlink) || errors.Is(err, safefs.ErrNotRegular) || errors.Is(err, errTooLarge):
+		d.Problem = err.Error()
 		return d, nil
 	case err != nil:
 		return d, err
@@ -243,4 +249,31 @@ func (a *Activities) InspectDeployed(_ context.Context, t target.Target) (Deploy
 		d.LeafSHA256, d.NotAfter = material.Fingerprint(c.Raw), c.NotAfter.UTC()
 		return d, nil
 	}
+}
+
+// maxLeafFile bounds what InspectDeployed reads: more than any file a
+// connector writes (each material field is at most 64 KiB).
+const maxLeafFile = 1 << 20
+
+var errTooLarge = fmt.Errorf("is larger than %d bytes: not a file certctl wrote", maxLeafFile)
+
+// readLeafFile reads path as a deploy step would: through its directory
+// opened without following links, only a regular file (never a link, a FIFO
+// or a device), at most maxLeafFile bytes. It runs as root on the host.
+func readLeafFile(path string) ([]byte, error) {
+	dir, err := safefs.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	f, _, err := dir.Open(filepath.Base(path))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxLeafFile+1))
+	if err == nil && len(data) > maxLeafFile {
+		return nil, fmt.Errorf("%s %w", path, errTooLarge)
+	}
+	return data, err
 }

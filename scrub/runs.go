@@ -1,5 +1,7 @@
 package scrub
 
+import "math/big"
+
 // A run is a stretch of text in one encoding's alphabet, made of elements
 // (base64 lines, hex tokens), with the byte strings it may decode to: one
 // per plausible alignment and splitting.
@@ -64,11 +66,19 @@ func hexVal(c byte) byte {
 	return c - 'A' + 10
 }
 
-func isHexSep(c byte) bool { return c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+func isHexSep(c byte) bool {
+	return c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '-' || c == ','
+}
+
+// hexPrefix reports a "0x" (or "0X") before a hex digit at b[i], starting a
+// token: C arrays and many tools print bytes as "0x3c, 0x5a".
+func hexPrefix(b []byte, i int) bool {
+	return b[i] == '0' && i+2 < len(b) && (b[i+1] == 'x' || b[i+1] == 'X') && isHex(b[i+2]) && (i == 0 || !isHex(b[i-1]))
+}
 
 // hexRuns finds runs of hex digits separated by nothing, colons or
 // whitespace ("3c:5a:…:\n    9f:…" as openssl prints a number, "3C5A…",
-// "3c 5a …"). Each run decodes three ways: all digits paired from the first,
+// "3c 5a …"), dashes or commas ("3C-5A", "0x3c, 0x5a"). Each run decodes three ways: all digits paired from the first,
 // all digits paired from the second (a stray digit or word before the
 // number), and only the even-length tokens (odd words around the number).
 func hexRuns(b []byte) []run {
@@ -81,6 +91,10 @@ func hexRuns(b []byte) []run {
 		var digits, even []char
 		var elems []span
 		for i < len(b) && (isHex(b[i]) || isHexSep(b[i])) {
+			if hexPrefix(b, i) {
+				i += 2
+				continue
+			}
 			if !isHex(b[i]) {
 				i++
 				continue
@@ -135,7 +149,8 @@ var b64Val = func() (t [256]int8) {
 
 // base64Runs finds runs of base64 (either alphabet, padded or not) that
 // continue over line breaks and the indentation after them, as PEM bodies
-// and wrapped output do. Each run decodes at each of the four alignments:
+// and wrapped output do, and over spaces and tabs between groups ("MIIE
+// vgIB ADAN"). Each run decodes at each of the four alignments:
 // whole, line by line, and piece by piece between padding (encodings printed
 // one after another).
 func base64Runs(b []byte) []run {
@@ -160,18 +175,23 @@ func base64Runs(b []byte) []run {
 				all = append(all, char{b[i], i})
 			}
 			r.elems = append(r.elems, span{lineStart, i})
-			// A line break (and indentation) continues the run when more
-			// base64 follows.
+			// Spaces and tabs, a line break and the indentation after it
+			// continue the run when more base64 follows.
 			j := i
+			for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+				j++
+			}
 			if j < len(b) && b[j] == '\r' {
 				j++
 			}
-			if j >= len(b) || b[j] != '\n' {
-				break
+			if j < len(b) && b[j] == '\n' {
+				j++
 			}
-			j++
 			for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
 				j++
+			}
+			if j == i {
+				break
 			}
 			if j >= len(b) || b64Val[b[j]] == -1 {
 				break
@@ -217,4 +237,40 @@ func decodeB64(s []char) candidate {
 		c.pos[k] = span{s[8*k/6].pos, s[(8*k+7)/6].pos + 1}
 	}
 	return c
+}
+
+// maxDecimalDigits bounds a decimal run decoded (an RSA-8192 private
+// exponent has about 2470 digits).
+const maxDecimalDigits = 4096
+
+// minDecimalDigits is the shortest decimal number that can hold MinSecret
+// bytes.
+const minDecimalDigits = MinSecret*8*3/10 + 1
+
+// decimalRuns finds runs of decimal digits long enough to spell MinSecret
+// bytes (a scalar printed as a number, as a big integer's String does): each
+// decodes to the number's big-endian bytes, every byte placed on the whole
+// run.
+func decimalRuns(b []byte) []run {
+	var out []run
+	for i := 0; i < len(b); {
+		if b[i] < '0' || b[i] > '9' {
+			i++
+			continue
+		}
+		j := i
+		for j < len(b) && '0' <= b[j] && b[j] <= '9' {
+			j++
+		}
+		if n := j - i; n >= minDecimalDigits && n <= maxDecimalDigits {
+			v, _ := new(big.Int).SetString(string(b[i:j]), 10)
+			c := candidate{bytes: v.Bytes()}
+			for range c.bytes {
+				c.pos = append(c.pos, span{i, j})
+			}
+			out = append(out, run{elems: []span{{i, j}}, cands: []candidate{c}, block: func(span) bool { return false }})
+		}
+		i = j
+	}
+	return out
 }

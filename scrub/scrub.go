@@ -7,9 +7,11 @@
 // of the PEM text itself), and hex of the private scalars (RSA's private
 // exponent and primes, EC's D, Ed25519's seed) in either case, with or
 // without colons, split over indented lines as `openssl pkey -text` prints
-// them. Rather than list encodings, the Scrubber decodes every run of hex
-// and every run of base64 in the text and redacts the run when the decoded
-// bytes hold MinSecret consecutive bytes of a key's secret. Pieces that are
+// them, in groups separated by spaces, dashes or commas, "0x"-prefixed, or
+// as a decimal number; base64 split into groups by spaces or tabs. Rather
+// than list encodings, the Scrubber decodes every run of hex, of base64 and
+// of decimal digits in the text and redacts the run when the decoded bytes
+// hold MinSecret consecutive bytes of a key's secret. Pieces that are
 // public (a modulus, an EC point: they are in the certificate too) never
 // count, so a certificate, its PEM or its fingerprint is kept.
 package scrub
@@ -191,7 +193,7 @@ func (s *Scrubber) secretSpans(b []byte, depth int) []span {
 	if depth == 0 {
 		return spans
 	}
-	for _, r := range append(hexRuns(b), base64Runs(b)...) {
+	for _, r := range append(append(hexRuns(b), base64Runs(b)...), decimalRuns(b)...) {
 		for _, c := range r.cands {
 			inner := s.secretSpans(c.bytes, depth-1)
 			if len(inner) == 0 {

@@ -364,3 +364,23 @@ func TestReloadHTTPScrubbed(t *testing.T) {
 		t.Errorf("the error lost caddy's words: %v", err)
 	}
 }
+
+// A command never sees the worker's credentials: a reload that prints its
+// environment prints no codec key and no Temporal API key.
+func TestCommandEnvironmentHoldsNoWorkerSecrets(t *testing.T) {
+	t.Setenv("CERTCTL_CODEC_KEYS", "k1:c2VjcmV0LWNvZGVjLWtleQ==")
+	t.Setenv("TEMPORAL_API_KEY", "secret-api-key")
+	t.Setenv("TEMPORAL_TLS_CLIENT_KEY_DATA", "secret-tls-key")
+	out, err := runCommand(ctx, exec.Command("env"), time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"c2VjcmV0LWNvZGVjLWtleQ", "secret-api-key", "secret-tls-key"} {
+		if strings.Contains(out, s) {
+			t.Errorf("the command saw the worker's secret %q in its environment:\n%s", s, out)
+		}
+	}
+	if !strings.Contains(out, "PATH=") {
+		t.Errorf("the command lost its PATH:\n%s", out)
+	}
+}

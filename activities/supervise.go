@@ -82,6 +82,7 @@ func supervise(specIn io.Reader) int {
 	if cmd.Env == nil {
 		cmd.Env = withoutEnv(os.Environ(), envSupervise)
 	}
+	cmd.Env = withoutSecrets(cmd.Env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if sp.NewMountNS {
 		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
@@ -103,6 +104,29 @@ func supervise(specIn io.Reader) int {
 		st.Signal = int(ws.Signal())
 	}
 	return report(st)
+}
+
+// secretEnv are the prefixes of the worker's own credentials: the codec's
+// keys and token and the Temporal connection's (TEMPORAL_API_KEY,
+// TEMPORAL_TLS_*). A validate or reload command never needs them, and a
+// command that prints its environment must not print them.
+var secretEnv = []string{"CERTCTL_CODEC_", "TEMPORAL_"}
+
+// withoutSecrets is env less the variables secretEnv names.
+func withoutSecrets(env []string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		secret := false
+		for _, p := range secretEnv {
+			if strings.HasPrefix(e, p) {
+				secret = true
+			}
+		}
+		if !secret {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func withoutEnv(env []string, name string) []string {

@@ -45,28 +45,7 @@ func holdsKey(b []byte, keyPEM string) []string {
 		}
 	}
 	look("text", b)
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			for k, e := range x {
-				if s, ok := e.(string); ok && k == "data" {
-					if raw, err := base64.StdEncoding.DecodeString(s); err == nil {
-						look("payload data", raw)
-					}
-				}
-				walk(e)
-			}
-		case []any:
-			for _, e := range x {
-				walk(e)
-			}
-		}
-	}
-	var doc any
-	if json.Unmarshal(b, &doc) == nil {
-		walk(doc)
-	}
+	eachPayloadData(b, func(raw []byte) { look("payload data", raw) })
 	return found
 }
 

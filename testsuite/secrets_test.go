@@ -58,6 +58,13 @@ func secretsIn(export []byte, keyPEM string) []string {
 		}
 	}
 	look("export", export)
+	eachPayloadData(export, func(raw []byte) { look("payload data", raw) })
+	return found
+}
+
+// eachPayloadData calls fn with the decoded bytes of every payload's "data"
+// in an exported history: one JSON document, or one JSON event per line.
+func eachPayloadData(export []byte, fn func(raw []byte)) {
 	var walk func(v any)
 	walk = func(v any) {
 		switch x := v.(type) {
@@ -65,7 +72,7 @@ func secretsIn(export []byte, keyPEM string) []string {
 			for k, e := range x {
 				if s, ok := e.(string); ok && k == "data" {
 					if raw, err := base64.StdEncoding.DecodeString(s); err == nil {
-						look("payload data", raw)
+						fn(raw)
 					}
 				}
 				walk(e)
@@ -79,14 +86,13 @@ func secretsIn(export []byte, keyPEM string) []string {
 	var doc any
 	if json.Unmarshal(export, &doc) == nil {
 		walk(doc)
-	} else {
-		for _, line := range bytes.Split(export, []byte("\n")) {
-			if json.Unmarshal(line, &doc) == nil {
-				walk(doc)
-			}
+		return
+	}
+	for _, line := range bytes.Split(export, []byte("\n")) {
+		if json.Unmarshal(line, &doc) == nil {
+			walk(doc)
 		}
 	}
-	return found
 }
 
 // reloadFailsOnce is a reload command that fails the first time, then is

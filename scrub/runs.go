@@ -234,7 +234,16 @@ func decodeB64(s []char) candidate {
 			v = v<<1 | uint32(b64Val[s[bit/6].c])>>(5-bit%6)&1
 		}
 		c.bytes[k] = byte(v)
-		c.pos[k] = span{s[8*k/6].pos, s[(8*k+7)/6].pos + 1}
+		first, last := s[8*k/6], s[(8*k+7)/6]
+		start := first.pos
+		if last.pos-first.pos > (8*k+7)/6-8*k/6 {
+			// The byte straddles a gap (a line break, a space between
+			// groups): its first char is the end of the text before, which
+			// holds at most 6 of its bits. The span starts after the gap, so
+			// a word just before the secret ("line 3") is not redacted.
+			start = last.pos
+		}
+		c.pos[k] = span{start, last.pos + 1}
 	}
 	return c
 }

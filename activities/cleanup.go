@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -59,6 +60,12 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 				res.Backups = append(res.Backups, string(r.Backup))
 			}
 		}
+	}
+	if in.Release {
+		if err := a.leases().Release(ownerOf(ctx)); err != nil {
+			return res, fmt.Errorf("release the lease: %w", err)
+		}
+		res.Released = true
 	}
 	return res, nil
 }

@@ -208,6 +208,9 @@ type CleanupInput struct {
 	// Succeeded prunes old backups down to the retention; otherwise this
 	// deploy's own backups of unchanged files are removed.
 	Succeeded bool `json:"succeeded"`
+	// Release releases the deploy's lease on the host (Lock) once the rest
+	// is done: the host run's last step.
+	Release bool `json:"release,omitempty"`
 }
 
 // CleanupResult lists the backups that remain for the target's files. What
@@ -215,6 +218,8 @@ type CleanupInput struct {
 // same result.
 type CleanupResult struct {
 	Backups []string `json:"backups,omitempty"`
+	// Released: the lease is released (Release).
+	Released bool `json:"released,omitempty"`
 }
 
 // PolicyTarget is the target a host worker's policy checks before any step

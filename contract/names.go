@@ -48,8 +48,9 @@ const (
 	VerifyMismatch = "VerifyMismatch"
 )
 
-// Step is the name of one deploy step: the activity ID of its activity (the
-// Web UI's row) and the name `certctl deploy` prints.
+// Step is the name of one deploy step: the activity ID of its activity, or
+// the Summary of its local activity (the Web UI's row), and the name
+// `certctl deploy` prints.
 type Step string
 
 // The deploy's steps, in the order they may run.
@@ -67,7 +68,15 @@ const (
 	StepRollbackReload Step = "rollback-reload"
 	StepRollbackVerify Step = "rollback-verify"
 	StepCleanup        Step = "cleanup"
+	// StepUnlock releases the host's lease where no cleanup did (a skip,
+	// a rollback): version 3 of "target-lock".
+	StepUnlock Step = "unlock"
 )
+
+// HostRunSuffix ends the workflow ID of the run a DeployWorkflow started on
+// the "certctl" queue delegates to its target's host queue:
+// "<deploy id>/host".
+const HostRunSuffix = "/host"
 
 // The per-host (and, for version 1, per-target) lock's signals: a deploy
 // asks with acquire (SignalWithStart), is told granted, and releases; the

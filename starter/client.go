@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/certctl/certctl/clientenv"
 )
@@ -20,6 +21,9 @@ func dial() (client.Client, error) {
 	o, err := clientenv.Options(quiet)
 	if err != nil {
 		return nil, err
+	}
+	if o.DataConverter != nil {
+		dialedConverter = o.DataConverter
 	}
 	c, err := client.Dial(o)
 	if err != nil {
@@ -45,4 +49,15 @@ func following(cmd *cobra.Command, fn func(context.Context, client.Client) error
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 	defer stop()
 	return withClient(ctx, fn)
+}
+
+// dialedConverter is the data converter of the client dial made (the
+// codec's): what followSteps decodes step names with.
+var dialedConverter converter.DataConverter
+
+func dataConverter() converter.DataConverter {
+	if dialedConverter == nil {
+		return converter.GetDefaultDataConverter()
+	}
+	return dialedConverter
 }

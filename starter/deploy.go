@@ -15,6 +15,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/activities"
@@ -170,10 +171,7 @@ type deployOutput struct {
 // runDeploy starts the workflow and follows it. uiBase, when set, is the Web
 // UI's namespace URL: a link to the workflow is printed.
 func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest, detach bool, output string, w io.Writer, uiBase string) error {
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        workflowID(req.Target),
-		TaskQueue: contract.TaskQueue,
-	}, contract.DeployWorkflow, req)
+	run, onHost, err := startDeploy(ctx, c, req)
 	if err != nil {
 		return &exitError{code: 1, msg: "start DeployWorkflow: " + err.Error()}
 	}
@@ -190,13 +188,19 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		}
 		return nil
 	}
+	givenUp := func() string { return "" }
+	if onHost {
+		givenUp = watchHostRun(ctx, c, run, req)
+	}
 	printed := map[string]bool{}
 	if text {
 		printed = followSteps(ctx, c, run.GetID(), run.GetRunID(), w)
 	}
 	var res workflows.DeployResult
 	err = run.Get(ctx, &res)
-	if err != nil {
+	if msg := givenUp(); msg != "" {
+		res = workflows.DeployResult{Outcome: contract.HostUnavailable, TargetID: req.Target.TargetID, Error: msg}
+	} else if err != nil {
 		var ae *temporal.ApplicationError
 		if !errors.As(err, &ae) || ae.Details(&res) != nil || res.Outcome == "" {
 			return &exitError{code: 1, msg: fmt.Sprintf("deploy %s: %v", run.GetID(), err)}
@@ -236,19 +240,28 @@ func uiLink(nsURL string, run client.WorkflowRun) string {
 
 func escapeID(id string) string { return strings.ReplaceAll(id, "/", "%2F") }
 
-// followSteps prints each step as its activity finishes, reading the history
-// with long polls until the workflow closes.
+// followSteps prints each step as it finishes, reading the history with
+// long polls until the workflow closes; a host run the deploy delegates to
+// (a child "<id>/host") is followed in turn. A step that is an activity is
+// printed when it completes; steps that are local activities (the host
+// run's) when the workflow task that ran them completes, named by their
+// Summary, timed by their marker.
 func followSteps(ctx context.Context, c client.Client, id, runID string, w io.Writer) map[string]bool {
 	printed := map[string]bool{}
-	names := map[int64]string{}
-	scheduled := map[int64]time.Time{}
+	f := follower{names: map[int64]string{}, scheduled: map[int64]time.Time{}, dc: dataConverter()}
 	it := c.GetWorkflowHistory(ctx, id, runID, true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
 			return printed
 		}
-		if name, line := stepLine(ev, names, scheduled); line != "" {
+		if we := ev.GetChildWorkflowExecutionStartedEventAttributes().GetWorkflowExecution(); we != nil && strings.HasSuffix(we.GetWorkflowId(), contract.HostRunSuffix) {
+			for name := range followSteps(ctx, c, we.GetWorkflowId(), we.GetRunId(), w) {
+				printed[name] = true
+			}
+			continue
+		}
+		if name, line := f.stepLine(ev); line != "" {
 			printed[name] = true
 			fmt.Fprintln(w, line)
 		}
@@ -256,31 +269,78 @@ func followSteps(ctx context.Context, c client.Client, id, runID string, w io.Wr
 	return printed
 }
 
-func stepLine(ev *historypb.HistoryEvent, names map[int64]string, scheduled map[int64]time.Time) (string, string) {
+// follower turns history events into step lines.
+type follower struct {
+	names     map[int64]string
+	scheduled map[int64]time.Time
+	// last is when the previous local activity ended (or the workflow task
+	// that ran it started).
+	last time.Time
+	dc   converter.DataConverter
+}
+
+func (f *follower) stepLine(ev *historypb.HistoryEvent) (string, string) {
 	at := ev.GetEventTime().AsTime()
-	took := func(id int64) string { return fmt.Sprintf("%6d ms", at.Sub(scheduled[id]).Milliseconds()) }
+	took := func(id int64) string { return fmt.Sprintf("%6d ms", at.Sub(f.scheduled[id]).Milliseconds()) }
 	switch ev.GetEventType() {
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-		scheduled[0] = at
+		f.scheduled[0] = at
+	case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+		f.last = at
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 		if ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == contract.LockGrantedSignal {
 			return "lock", fmt.Sprintf("  %-16s ok     %s", "lock", took(0))
 		}
+	case enumspb.EVENT_TYPE_MARKER_RECORDED:
+		return f.markerLine(ev)
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-		names[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityId()
-		scheduled[ev.GetEventId()] = at
+		f.names[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityId()
+		f.scheduled[ev.GetEventId()] = at
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
 		id := ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
-		return names[id], fmt.Sprintf("  %-16s ok     %s", names[id], took(id))
+		return f.names[id], fmt.Sprintf("  %-16s ok     %s", f.names[id], took(id))
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
 		a := ev.GetActivityTaskFailedEventAttributes()
 		id := a.GetScheduledEventId()
-		return names[id], fmt.Sprintf("  %-16s FAILED %s  %s", names[id], took(id), oneLine(a.GetFailure().GetMessage()))
+		return f.names[id], fmt.Sprintf("  %-16s FAILED %s  %s", f.names[id], took(id), oneLine(a.GetFailure().GetMessage()))
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		id := ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()
-		return names[id], fmt.Sprintf("  %-16s TIMED OUT %s", names[id], took(id))
+		return f.names[id], fmt.Sprintf("  %-16s TIMED OUT %s", f.names[id], took(id))
 	}
 	return "", ""
+}
+
+// markerLine is a local activity's step line: its name is the Summary, its
+// end the marker's replay time. A lock still waiting, and markers that are
+// not steps, print nothing.
+func (f *follower) markerLine(ev *historypb.HistoryEvent) (string, string) {
+	m := ev.GetMarkerRecordedEventAttributes()
+	if m.GetMarkerName() != "LocalActivity" {
+		return "", ""
+	}
+	var name string
+	if p := ev.GetUserMetadata().GetSummary(); p == nil || f.dc.FromPayload(p, &name) != nil || name == "" {
+		return "", ""
+	}
+	var data struct {
+		ReplayTime time.Time
+	}
+	end := ev.GetEventTime().AsTime()
+	if p := m.GetDetails()["data"]; p != nil && f.dc.FromPayloads(p, &data) == nil && !data.ReplayTime.IsZero() {
+		end = data.ReplayTime
+	}
+	took := fmt.Sprintf("%6d ms", end.Sub(f.last).Milliseconds())
+	f.last = end
+	if fl := m.GetFailure(); fl != nil {
+		return name, fmt.Sprintf("  %-16s FAILED %s  %s", name, took, oneLine(fl.GetMessage()))
+	}
+	if name == string(contract.StepLock) {
+		var r activities.LockResult
+		if p := m.GetDetails()["result"]; p == nil || f.dc.FromPayloads(p, &r) != nil || !r.Granted {
+			return "", ""
+		}
+	}
+	return name, fmt.Sprintf("  %-16s ok     %s", name, took)
 }
 
 func oneLine(s string) string {

@@ -211,11 +211,17 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	copts := client.Options{HostPort: address, Namespace: cfg.Namespace,
 		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	clientenv.WithCodec(&copts, cdc)
+	dialedConverter = copts.DataConverter
 	c, err := client.Dial(copts)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer c.Close()
+	// The deploy runs on the host's worker when it polls (startDeploy): give
+	// the worker just started a moment to poll.
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && !polled(ctx, c, workflows.HostQueue(host)); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	fmt.Fprintf(w, "deploying:      a fresh leaf %s to %s\n\n", fresh.LeafSHA256, tgt.TargetID)
 	uiBase := fmt.Sprintf("http://%s:%d", cfg.IP, cfg.UIPort)
 	req := workflows.DeployRequest{Target: tgt, Material: fresh.Material}

@@ -140,12 +140,15 @@ func run(cfg config, logger *slog.Logger) error {
 	return ctx.Err()
 }
 
-// hostWorker polls "certctl-host-HOST": the file steps of targets on this
-// machine, each checked against the host policy (policy.Interceptor); it
-// runs nothing else.
+// hostWorker polls "certctl-host-HOST": the host runs of DeployWorkflow
+// (their steps are local activities on this worker) and the file steps of
+// targets on this machine, each checked against the host policy
+// (policy.Interceptor, which sees local activities too); it runs nothing
+// else.
 func hostWorker(c client.Client, host string, pol *policy.Policy, auditLog string, logger *slog.Logger) worker.Worker {
 	queue := workflows.HostQueue(host)
 	w := worker.New(c, queue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{policy.Interceptor(pol)}})
+	workflows.RegisterHost(w)
 	w.RegisterActivity(&activities.Activities{Client: c})
 	w.RegisterActivity(renewal.New(auditLog)) // InspectDeployed
 	logger.Info("certctl-worker polling", "task_queue", queue)

@@ -152,7 +152,11 @@ func (d *deploy) dryRun(ctx workflow.Context, m material.Material, plan activiti
 // the outcome, but it is shown in the step.
 func (d *deploy) cleanup(ctx workflow.Context, plan activities.Plan, staged activities.Staged, backups activities.Backups, succeeded bool) {
 	var r activities.CleanupResult
-	_ = d.step(ctx, contract.StepCleanup, d.opts, a.Cleanup, activities.CleanupInput{Request: d.req, Plan: plan, Staged: staged, Backups: backups, Succeeded: succeeded}, &r)
+	// In the host run the last step of a deploy releases the host's lease
+	// too: one step less.
+	release := d.local && !d.req.DryRun
+	err := d.step(ctx, contract.StepCleanup, d.opts, a.Cleanup, activities.CleanupInput{Request: d.req, Plan: plan, Staged: staged, Backups: backups, Succeeded: succeeded, Release: release}, &r)
+	d.released = d.released || (release && err == nil && r.Released)
 	if succeeded {
 		d.note(fmt.Sprintf("%d backup(s) kept", len(r.Backups)))
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -54,6 +55,22 @@ type harness struct {
 	called   []string
 	expects  []string // Verify's expected fingerprints, in call order
 	cleanups []bool
+	// busy is how many times Lock answers "not yet" (-1: always).
+	busy int
+	// pickedUp is what PickedUp answers.
+	pickedUp bool
+	// local records, per step the workflow ran, whether it ran as a local
+	// activity.
+	local map[string]bool
+}
+
+// step records a step and how it ran.
+func (h *harness) step(ctx context.Context, name string) {
+	h.rec(name)
+	if h.local == nil {
+		h.local = map[string]bool{}
+	}
+	h.local[name] = activity.GetInfo(ctx).IsLocalActivity
 }
 
 func newHarness(t *testing.T, action activities.Action) *harness {
@@ -67,23 +84,23 @@ func (h *harness) rec(name string) { h.called = append(h.called, name) }
 
 func (h *harness) run(req DeployRequest) (DeployResult, error) {
 	env := h.env
-	env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(func(context.Context, activities.PlanInput) (activities.Plan, error) {
-		h.rec("Plan")
+	env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.PlanInput) (activities.Plan, error) {
+		h.step(ctx, "Plan")
 		return h.plan, nil
 	}).Maybe()
-	env.OnActivity(a.Backup, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StageInput) (activities.Backups, error) {
-		h.rec("Backup")
+	env.OnActivity(a.Backup, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.StageInput) (activities.Backups, error) {
+		h.step(ctx, "Backup")
 		return activities.Backups{Files: []activities.Backup{{Path: in.Plan.Files[0].Path, Backup: in.Plan.Files[0].Path + ".certctl-bak.1"}}}, nil
 	}).Maybe()
-	env.OnActivity(a.Stage, mock.Anything, mock.Anything).Return(func(context.Context, activities.StageInput) (activities.Staged, error) {
-		h.rec("Stage")
+	env.OnActivity(a.Stage, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.StageInput) (activities.Staged, error) {
+		h.step(ctx, "Stage")
 		return activities.Staged{}, nil
 	}).Maybe()
-	env.OnActivity(a.Validate, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ValidateInput) (activities.ValidateResult, error) {
+	env.OnActivity(a.Validate, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ValidateInput) (activities.ValidateResult, error) {
 		if in.Live {
-			h.rec("ValidateLive")
+			h.step(ctx, "ValidateLive")
 		} else {
-			h.rec("Validate")
+			h.step(ctx, "Validate")
 		}
 		if len(h.validate) == 0 {
 			return activities.ValidateResult{ServerCheck: activities.CheckStaged}, nil
@@ -95,12 +112,12 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 		}
 		return r, nil
 	}).Maybe()
-	env.OnActivity(a.Commit, mock.Anything, mock.Anything).Return(func(context.Context, activities.CommitInput) (activities.CommitResult, error) {
-		h.rec("Commit")
+	env.OnActivity(a.Commit, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.CommitInput) (activities.CommitResult, error) {
+		h.step(ctx, "Commit")
 		return activities.CommitResult{Committed: []string{"/etc/nginx/certs/cert.pem", "/etc/nginx/certs/key.pem"}}, nil
 	}).Maybe()
-	env.OnActivity(a.Reload, mock.Anything, mock.Anything).Return(func(context.Context, activities.Request) (activities.CommandResult, error) {
-		h.rec("Reload")
+	env.OnActivity(a.Reload, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.Request) (activities.CommandResult, error) {
+		h.step(ctx, "Reload")
 		if len(h.reload) > 0 {
 			err := h.reload[0]
 			h.reload = h.reload[1:]
@@ -109,8 +126,8 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 		return activities.CommandResult{}, nil
 	}).Maybe()
 	attempts := 0
-	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.VerifyInput) (activities.VerifyResult, error) {
-		h.rec("Verify")
+	env.OnActivity(a.Verify, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.VerifyInput) (activities.VerifyResult, error) {
+		h.step(ctx, "Verify")
 		h.expects = append(h.expects, in.Expected)
 		attempts++
 		if h.verify != nil {
@@ -120,14 +137,33 @@ func (h *harness) run(req DeployRequest) (DeployResult, error) {
 		}
 		return activities.VerifyResult{Served: in.Expected}, nil
 	}).Maybe()
-	env.OnActivity(a.Rollback, mock.Anything, mock.Anything).Return(func(context.Context, activities.RollbackInput) (activities.RollbackResult, error) {
-		h.rec("Rollback")
+	env.OnActivity(a.Rollback, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.RollbackInput) (activities.RollbackResult, error) {
+		h.step(ctx, "Rollback")
 		return activities.RollbackResult{}, h.rollback
 	}).Maybe()
-	env.OnActivity(a.Cleanup, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CleanupInput) (activities.CleanupResult, error) {
-		h.rec("Cleanup")
+	env.OnActivity(a.Cleanup, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.CleanupInput) (activities.CleanupResult, error) {
+		h.step(ctx, "Cleanup")
 		h.cleanups = append(h.cleanups, in.Succeeded)
-		return activities.CleanupResult{}, nil
+		if in.Release {
+			h.rec("Release")
+		}
+		return activities.CleanupResult{Released: in.Release}, nil
+	}).Maybe()
+	env.OnActivity(a.Lock, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.LockInput) (activities.LockResult, error) {
+		if h.busy != 0 {
+			h.busy--
+			return activities.LockResult{Keys: lock.Keys(in.Target), WaitingFor: []string{"deploy/web-1/earlier"}}, nil
+		}
+		h.step(ctx, "Lock")
+		return activities.LockResult{Granted: true, Keys: lock.Keys(in.Target)}, nil
+	}).Maybe()
+	env.OnActivity(a.Unlock, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.LockInput) error {
+		h.step(ctx, "Release")
+		return nil
+	}).Maybe()
+	env.OnActivity(a.PickedUp, mock.Anything, mock.Anything).Return(func(context.Context, activities.PickupInput) (bool, error) {
+		h.rec("PickedUp")
+		return h.pickedUp, nil
 	}).Maybe()
 	env.OnActivity((*lock.Activities)(nil).RequestFileLock, mock.Anything, mock.Anything).Return(func(_ context.Context, _ lock.FileStart) error {
 		h.rec("Lock")

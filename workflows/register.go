@@ -16,3 +16,9 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(RenewWorkflow, workflow.RegisterOptions{Name: contract.RenewWorkflow})
 	lock.Register(r)
 }
+
+// RegisterHost registers what a host's worker runs besides its activities:
+// DeployWorkflow's host run (deploy_host.go) on its own queue.
+func RegisterHost(r Registry) {
+	r.RegisterWorkflowWithOptions(DeployWorkflow, workflow.RegisterOptions{Name: contract.DeployWorkflow})
+}

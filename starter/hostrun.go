@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/workflows"
+)
+
+// pollerFresh is how recently a worker must have polled a queue to count
+// as there: a live worker's long poll returns and polls again within a
+// minute or so.
+const pollerFresh = 90 * time.Second
+
+// startDeploy starts DeployWorkflow. When the target's host has a worker
+// polling its queue for workflow tasks, certctl starts the deploy there:
+// the host run, a single workflow whose steps run on that worker (one
+// workflow, a few workflow tasks). Otherwise (no host, or no worker seen)
+// on the "certctl" queue, the temporal CLI's line: that deploy delegates
+// to a host run and ends HostUnavailable when no worker picks it up within
+// host_wait. Either way certctl sets CertctlTarget at the start.
+func startDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest) (client.WorkflowRun, bool, error) {
+	opts := client.StartWorkflowOptions{
+		ID:                    workflowID(req.Target),
+		TaskQueue:             contract.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.TargetKey.ValueSet(req.Target.TargetID)),
+	}
+	host := false
+	if req.Target.Host != "" && polled(ctx, c, workflows.HostQueue(req.Target.Host)) {
+		opts.TaskQueue, host = workflows.HostQueue(req.Target.Host), true
+	}
+	run, err := c.ExecuteWorkflow(ctx, opts, contract.DeployWorkflow, req)
+	return run, host, err
+}
+
+// polled says whether a worker polled queue for workflow tasks lately.
+func polled(ctx context.Context, c client.Client, queue string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := c.DescribeTaskQueue(ctx, queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		return false
+	}
+	for _, p := range resp.GetPollers() {
+		if time.Since(p.GetLastAccessTime().AsTime()) < pollerFresh {
+			return true
+		}
+	}
+	return false
+}
+
+// errGivenUp is the watchdog's reason, and how certctl knows it ended the
+// run itself.
+var errGivenUp = errors.New("HostUnavailable")
+
+// watchHostRun gives a host run certctl started up when no worker picked
+// it up within host_wait (the worker seen polling died since): it
+// terminates the run, which never touched anything, and reports the
+// message for the outcome. It returns a stop function; the message is ""
+// when the run was not given up.
+func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, req workflows.DeployRequest) (stop func() string) {
+	wait := req.HostWait.D()
+	if wait <= 0 {
+		wait = workflows.DefaultHostWait
+	}
+	done := make(chan struct{})
+	result := make(chan string, 1)
+	go func() {
+		select {
+		case <-done:
+			result <- ""
+			return
+		case <-time.After(wait):
+		}
+		if pickedUp(ctx, c, run.GetID(), run.GetRunID()) {
+			result <- ""
+			return
+		}
+		msg := fmt.Sprintf("no worker of host %q picked the deploy up within host_wait %s (queue %s): is `certctl-worker --host %s` running? nothing was touched",
+			req.Target.Host, wait, workflows.HostQueue(req.Target.Host), req.Target.Host)
+		if err := c.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), errGivenUp.Error()+": "+msg); err != nil {
+			result <- ""
+			return
+		}
+		result <- msg
+	}()
+	return func() string { close(done); return <-result }
+}
+
+func pickedUp(ctx context.Context, c client.Client, id, runID string) bool {
+	it := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return true // unknown is not absent
+		}
+		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED {
+			return true
+		}
+	}
+	return false
+}

@@ -13,5 +13,7 @@
 // helpers of the writing steps), exec.go and supervise.go (the bounded
 // command runner), scrub.go (what command output is scrubbed of), ledger.go
 // (the backup ledger) and leftovers.go (staged directories, SweepTemps).
-// Package probe reads what an endpoint serves.
+// Package probe reads what an endpoint serves; verify.go reads the leaf
+// file back instead for a connector whose files nothing serves
+// (connectors.ReadBackVerifier).
 package activities

@@ -25,7 +25,8 @@ import (
 
 // Plan decides what a deploy has to do (DESIGN promise 1). It checks the
 // material, hashes every destination against the new bytes, resolves each
-// file's owner and mode, and reads the leaf the endpoint serves now.
+// file's owner and mode, and reads the leaf the endpoint serves now (for a
+// connector that verifies by reading back, the leaf its leaf file holds).
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	c, bundle, err := Preflight(in.Target, in.Material, in.clock(a.now()))
 	if err != nil {
@@ -49,7 +50,7 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	cfg := in.Target.Config
 	if cfg.VerifyEnabled() {
 		_, _, _, timeout := cfg.VerifyPolicy()
-		if served, err := probeTarget(ctx, c, in.Target, timeout); err == nil {
+		if served, err := currentLeaf(ctx, c, in.Target, timeout); err == nil {
 			p.ServedSHA256 = served
 		}
 	}

@@ -49,6 +49,8 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 	}
 	argv := r.Command
 	if len(argv) == 0 {
+		// Neither the connector nor the target has a reload: nothing runs.
+		res.Note = req.Target.TargetType + ": no reload"
 		return res, nil
 	}
 	res.Output, err = runCommand(ctx, exec.Command(argv[0], argv[1:]...), limit, sc)

@@ -169,6 +169,8 @@ type CommitResult struct {
 type CommandResult struct {
 	Command string `json:"command"`
 	Output  string `json:"output,omitempty"`
+	// Note says why nothing ran, when nothing did ("files: no reload").
+	Note string `json:"note,omitempty"`
 }
 
 // VerifyInput is Verify's input.
@@ -180,6 +182,8 @@ type VerifyInput struct {
 
 // VerifyResult is what the endpoint served.
 type VerifyResult struct {
+	// Endpoint is the endpoint probed or, for a connector that verifies by
+	// reading its files back, the file read.
 	Endpoint string `json:"endpoint"`
 	Served   string `json:"served_sha256"`
 	Attempt  int32  `json:"attempt"`

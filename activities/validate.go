@@ -56,7 +56,8 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 	argv := connectors.ValidateCommand(c, in.Target.Config)
 	res := ValidateResult{Command: argv.String()}
 	if len(argv) == 0 {
-		res.ServerCheck = CheckNone
+		// Neither the connector nor the target has a check: nothing runs.
+		res.ServerCheck, res.Note = CheckNone, in.Target.TargetType+": no server check"
 		return res, nil
 	}
 	limit, sc := in.Target.Config.CommandLimit(), scrubberFor(in.Request, nil)

@@ -2,7 +2,9 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -11,8 +13,10 @@ import (
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/failpoint"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/metrics"
 	"github.com/certctl/certctl/probe"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
 
@@ -22,10 +26,15 @@ var settlePauses = []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisec
 // Verify dials the endpoint and compares the served leaf's SHA-256 with the
 // expected one. A mismatch or a failed handshake is retryable: the workflow's
 // retry policy gives the server time (1s, 2s, 4s … capped) to pick it up.
+// A connector that verifies by reading back (connectors.ReadBackVerifier)
+// has nothing to dial: its leaf file is read instead (verifyReadBack).
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
 	c, err := connectorOf(in.Target)
 	if err != nil {
 		return VerifyResult{}, err
+	}
+	if connectors.VerifiesByReadBack(c) {
+		return verifyReadBack(ctx, c, in)
 	}
 	cfg := in.Target.Config
 	_, _, _, timeout := cfg.VerifyPolicy()
@@ -85,4 +94,65 @@ func short(fp string) string {
 func probeTarget(ctx context.Context, c connectors.Connector, t target.Target, timeout time.Duration) (string, error) {
 	v := t.Config.PostDeployVerify
 	return probe.Leaf(ctx, v.Endpoint, probe.Host(v), connectors.VerifyProtocol(c, t.Config), timeout)
+}
+
+// verifyReadBack reads the target's leaf file back and compares the SHA-256
+// of its first certificate with the expected leaf: the deploy's after a
+// commit, the one it replaced after a rollback. One read per attempt (files
+// do not settle); a file that is missing, a link, not a regular file or
+// without a certificate fails like a served mismatch, naming the file.
+func verifyReadBack(ctx context.Context, c connectors.Connector, in VerifyInput) (VerifyResult, error) {
+	var res VerifyResult
+	if activity.IsActivity(ctx) {
+		res.Attempt = activity.GetInfo(ctx).Attempt
+	}
+	failpoint.Hit("verify:probe")
+	path, leaf, err := readBackLeaf(c, in.Target)
+	metrics.VerifyAttemptsTotal.Inc()
+	res.Endpoint = path
+	if err != nil {
+		return res, temporal.NewApplicationError(fmt.Sprintf("verify by reading back: %v", err), contract.VerifyMismatch, res)
+	}
+	res.Served = leaf
+	if leaf != in.Expected {
+		return res, temporal.NewApplicationError(
+			fmt.Sprintf("verify by reading back: %s holds leaf %s, want %s", path, short(leaf), short(in.Expected)), contract.VerifyMismatch, res)
+	}
+	return res, nil
+}
+
+// readBackLeaf is the path of the target's leaf file (connectors.LeafFile)
+// and the SHA-256 of the first certificate it holds, read through package
+// safefs: no link is followed, on the way or at the file, and only a regular
+// file is read. Errors name the file and its field.
+func readBackLeaf(c connectors.Connector, t target.Target) (path, leaf string, err error) {
+	d, ok := connectors.LeafFile(c, t.Config)
+	if !ok {
+		return "", "", errors.New("the target names no file for the certificate")
+	}
+	b, err := readRegular(d.Path)
+	switch {
+	case errors.Is(err, safefs.ErrSymlink):
+		return d.Path, "", fmt.Errorf("%s: %w: not followed, so not read (the file certctl wrote was replaced by a link)", d.Field, err)
+	case errors.Is(err, fs.ErrNotExist):
+		return d.Path, "", fmt.Errorf("%s: %s does not exist", d.Field, d.Path)
+	case err != nil:
+		return d.Path, "", fmt.Errorf("%s: %w", d.Field, err)
+	}
+	cert, err := material.FirstCertificate(b)
+	if err != nil {
+		return d.Path, "", fmt.Errorf("%s: %s %w", d.Field, d.Path, err)
+	}
+	return d.Path, material.Fingerprint(cert.Raw), nil
+}
+
+// currentLeaf is the leaf a target delivers now, before a deploy: the one
+// its endpoint serves, or, for a connector that verifies by reading back,
+// the one its leaf file holds.
+func currentLeaf(ctx context.Context, c connectors.Connector, t target.Target, timeout time.Duration) (string, error) {
+	if connectors.VerifiesByReadBack(c) {
+		_, leaf, err := readBackLeaf(c, t)
+		return leaf, err
+	}
+	return probeTarget(ctx, c, t, timeout)
 }

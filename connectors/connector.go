@@ -98,6 +98,24 @@ type Connector interface {
 	Defaults() Defaults
 }
 
+// ReadBackVerifier is implemented by a connector whose files are the whole
+// deploy: nothing serves them over the network (an app that watches a
+// directory for its certificate), so no handshake can show what was
+// deployed. When VerifiesByReadBack is true, Plan and Verify read the leaf
+// from the destination marked Leaf on disk, through package safefs (no link
+// followed), instead of probing post_deploy_verify.endpoint, which such a
+// target does not need: Register tells package target so.
+type ReadBackVerifier interface {
+	VerifiesByReadBack() bool
+}
+
+// VerifiesByReadBack reports whether c verifies a deploy by reading its
+// files back (ReadBackVerifier).
+func VerifiesByReadBack(c Connector) bool {
+	rb, ok := c.(ReadBackVerifier)
+	return ok && rb.VerifiesByReadBack()
+}
+
 // Owner is implemented by a connector with fields of its own in
 // target_config: Own returns its typed config's zero value (a struct whose
 // json and yaml tags name them). Register records it with target.RegisterOwn,
@@ -111,14 +129,16 @@ var (
 	registry = map[string]Connector{}
 )
 
-// Register makes a connector available under name. Connector packages call it
-// from init.
+// Register makes a connector available under name, with its own fields
+// (Owner) and whether it verifies by reading back (ReadBackVerifier)
+// recorded in package target. Connector packages call it from init.
 func Register(name string, c Connector) {
 	var own any
 	if o, ok := c.(Owner); ok {
 		own = o.Own()
 	}
 	target.RegisterOwn(name, own)
+	target.RegisterReadBack(name, VerifiesByReadBack(c))
 	mu.Lock()
 	defer mu.Unlock()
 	registry[name] = c

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -84,16 +85,22 @@ func Parse(m Material) (*Bundle, error) {
 
 // ParseConcatenated reads certificates and one key from a single PEM stream in
 // any order of blocks, as the files of a deploy hold them once staged: the
-// first certificate is the leaf.
+// first certificate is the leaf. A certificate that comes again, byte for
+// byte, counts once: a fullchain file beside the cert and chain files holds
+// the same leaf and chain a second time.
 func ParseConcatenated(field string, data []byte) (*Bundle, error) {
 	var certs, keys bytes.Buffer
 	blocks, err := decodeBlocks(field, data)
 	if err != nil {
 		return nil, err
 	}
+	seen := map[string]bool{}
 	for _, b := range blocks {
 		if b.Type == "CERTIFICATE" {
-			_ = pem.Encode(&certs, b)
+			if !seen[string(b.Bytes)] {
+				seen[string(b.Bytes)] = true
+				_ = pem.Encode(&certs, b)
+			}
 		} else if strings.HasSuffix(b.Type, "PRIVATE KEY") {
 			_ = pem.Encode(&keys, b)
 		} else {
@@ -101,6 +108,31 @@ func ParseConcatenated(field string, data []byte) (*Bundle, error) {
 		}
 	}
 	return Parse(Material{CertPEM: certs.String(), KeyPEM: keys.String()})
+}
+
+// ErrNoCertificate is FirstCertificate's error for data without a
+// CERTIFICATE block.
+var ErrNoCertificate = errors.New("holds no PEM certificate")
+
+// FirstCertificate is the first CERTIFICATE block of a PEM file, parsed: the
+// leaf of a cert (or fullchain, or combined) file as a server reads it. Text
+// and blocks of other types before it are skipped.
+func FirstCertificate(data []byte) (*x509.Certificate, error) {
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return nil, ErrNoCertificate
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("holds a first certificate that does not parse: %w", err)
+		}
+		return c, nil
+	}
 }
 
 var (

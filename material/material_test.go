@@ -577,6 +577,9 @@ func TestParseConcatenated(t *testing.T) {
 		{"sec1 key", leaf + inter2 + sec1(t, p.leafKey), 1},
 		{"rsa", certs(p.rsaLeaf) + inter2 + pkcs1(p.rsaKey), 1},
 		{"text between blocks", "leaf:\n" + leaf + "chain:\n" + inter2 + inter1 + "key:\n" + key, 2},
+		// A fullchain file beside the others repeats the leaf and chain.
+		{"cert, chain, key, fullchain", leaf + inter2 + inter1 + key + leaf + inter2 + inter1, 2},
+		{"cert, key, fullchain", leaf + key + leaf + inter2 + inter1, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := material.ParseConcatenated("staged files", []byte(tc.data))
@@ -617,6 +620,37 @@ func TestParseConcatenated(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkErr(t, b.Check(p.now, ""), "key_pem", "does not match", p.keyPEMs...)
+}
+
+func TestFirstCertificate(t *testing.T) {
+	p := getPKI(t)
+	leaf, inter2 := certs(p.leaf), certs(p.inter2)
+	key := pkcs8(t, p.leafKey)
+	for _, tc := range []struct {
+		name, data string
+		want       *x509.Certificate
+		err        string
+	}{
+		{"leaf then chain", leaf + inter2, p.leaf, ""},
+		{"chain first", inter2 + leaf, p.inter2, ""},
+		{"key and text before it", "# site\n" + key + leaf, p.leaf, ""},
+		{"no certificate", key, nil, "holds no PEM certificate"},
+		{"empty", "", nil, "holds no PEM certificate"},
+		{"junk certificate", pemText("CERTIFICATE", []byte{0x30, 0x03, 1, 2, 3}) + leaf, nil, "does not parse"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := material.FirstCertificate([]byte(tc.data))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || !c.Equal(tc.want) {
+				t.Fatalf("got %v (%v), want %s", c, err, tc.want.Subject)
+			}
+		})
+	}
 }
 
 func TestFingerprints(t *testing.T) {

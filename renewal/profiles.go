@@ -76,7 +76,8 @@ func CheckTargets(p *profile.Profile) error {
 		if err := c.Check(t.Config); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
-		if !t.Config.VerifyEnabled() {
+		if !t.Config.VerifyEnabled() || connectors.VerifiesByReadBack(c) {
+			// No verify host: nothing is probed, the files are read back.
 			continue
 		}
 		host := probe.Host(t.Config.PostDeployVerify)

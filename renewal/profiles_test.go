@@ -7,8 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	_ "github.com/certctl/certctl/connectors/files"
 	_ "github.com/certctl/certctl/connectors/nginx"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/profile"
+	"github.com/certctl/certctl/target"
 )
 
 // The profile and the bypass are the workflow worker's: read from its
@@ -34,5 +37,28 @@ func TestLoadProfileFromTheWorker(t *testing.T) {
 	_, err = a.LoadProfile(context.Background(), ProfileInput{ProfileID: "p-nope"})
 	if contract.Of(err) != contract.InvalidInput || !strings.Contains(err.Error(), filepath.Join(dir, "p-nope.yaml")) {
 		t.Fatalf("an uninstalled profile: %v", err)
+	}
+}
+
+// Every target's verify host must be covered by the profile's SANs, except
+// a target whose connector verifies by reading its files back: it has no
+// verify host.
+func TestCheckTargetsVerifyHost(t *testing.T) {
+	tg := func(kind, endpoint string) target.Target {
+		return target.Target{TargetID: kind, TargetType: kind, Host: "h", Config: target.Config{CertPath: "/a/c.pem", KeyPath: "/a/k.pem",
+			PostDeployVerify: target.Verify{Endpoint: endpoint}}}
+	}
+	for _, tc := range []struct {
+		target  target.Target
+		refused bool
+	}{
+		{tg("files", ""), false},
+		{tg("nginx", "a.example:443"), false},
+		{tg("nginx", "b.example:443"), true},
+	} {
+		err := CheckTargets(&profile.Profile{SANs: []string{"a.example"}, Targets: []target.Target{tc.target}})
+		if refused := err != nil && strings.Contains(err.Error(), "not covered by the profile's sans"); refused != tc.refused || (!tc.refused && err != nil) {
+			t.Errorf("%s %q: %v, want refused %v", tc.target.TargetType, tc.target.Config.PostDeployVerify.Endpoint, err, tc.refused)
+		}
 	}
 }

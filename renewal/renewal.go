@@ -6,8 +6,6 @@ package renewal
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -231,24 +229,13 @@ func (a *Activities) InspectDeployed(_ context.Context, t target.Target) (Deploy
 		return d, err
 	}
 	d.Exists = true
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			d.Problem = "holds no PEM certificate"
-			return d, nil
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			d.Problem = "the first certificate does not parse"
-			return d, nil
-		}
-		d.LeafSHA256, d.NotAfter = material.Fingerprint(c.Raw), c.NotAfter.UTC()
+	cert, err := material.FirstCertificate(data)
+	if err != nil {
+		d.Problem = err.Error()
 		return d, nil
 	}
+	d.LeafSHA256, d.NotAfter = material.Fingerprint(cert.Raw), cert.NotAfter.UTC()
+	return d, nil
 }
 
 // maxLeafFile bounds what InspectDeployed reads: more than any file a

@@ -82,7 +82,7 @@ func (t *Target) Validate() error {
 	if c.BackupRetention != nil && *c.BackupRetention < 0 {
 		return fieldErr("target_config.backup_retention", "must not be negative")
 	}
-	if c.VerifyEnabled() && c.PostDeployVerify.Endpoint == "" {
+	if c.VerifyEnabled() && c.PostDeployVerify.Endpoint == "" && !ReadsBack(t.TargetType) {
 		return fieldErr("target_config.post_deploy_verify.endpoint",
 			"is required while verify is enabled (set post_deploy_verify.enabled: false to deploy without checking what is served)")
 	}

@@ -52,6 +52,8 @@ func TestLayouts(t *testing.T) {
 		{"postfix", sep, separate(0o600)},
 		{"dovecot", joined, chainInCert(0o600)},
 		{"caddy", joined, chainInCert(0o600)},
+		{"files", joined, chainInCert(0o600)},
+		{"files", sep, separate(0o600)},
 		{"haproxy", target.Config{Own: &haproxy.Config{PEMPath: "/d/site.pem"}}, []file{{"pem", "/d/site.pem", s.CertPEM + s.ChainPEM + s.KeyPEM, true, 0o600}}},
 	} {
 		c, err := connectors.Get(tc.kind)
@@ -112,6 +114,8 @@ func TestChecks(t *testing.T) {
 		{"postfix", target.Config{CertPath: "/d/c.pem"}, "target_config.key_path"},
 		{"dovecot", target.Config{KeyPath: "/d/k.pem"}, "target_config.cert_path"},
 		{"caddy", target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", Own: &haproxy.Config{PEMOwner: "root"}}, "target_config.pem_owner"},
+		{"files", target.Config{CertPath: "/d/c.pem"}, "target_config.key_path"},
+		{"files", target.Config{CertPath: "/d/c.pem", KeyPath: "/d/k.pem", Own: &haproxy.Config{PEMPath: "/d/p.pem"}}, "target_config.pem_path"},
 	} {
 		c, _ := connectors.Get(tc.kind)
 		err := c.Check(tc.cfg)

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 )
@@ -101,6 +102,7 @@ func (d *deploy) reloadAndVerify(ctx workflow.Context, plan activities.Plan, bac
 		fail(contract.ReloadFailed, err)
 		return err
 	}
+	d.note(reload.Note)
 	if !d.req.Target.Config.VerifyEnabled() {
 		d.res.Steps = append(d.res.Steps, Step{Name: string(contract.StepVerify), Detail: "skipped: post_deploy_verify.enabled is false"})
 		return nil
@@ -119,6 +121,12 @@ func (d *deploy) verifyOpts() workflow.ActivityOptions {
 	o := d.opts
 	o.StartToCloseTimeout = timeout + 5*time.Second
 	o.HeartbeatTimeout = 0
+	if d.local {
+		// Files read back do not change by waiting: one read says it.
+		if c, err := connectors.Get(d.req.Target.TargetType); err == nil && connectors.VerifiesByReadBack(c) {
+			attempts = 1
+		}
+	}
 	o.RetryPolicy = &temporal.RetryPolicy{
 		InitialInterval:    backoff,
 		BackoffCoefficient: 2,

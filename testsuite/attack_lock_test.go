@@ -10,39 +10,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	historypb "go.temporal.io/api/history/v1"
-
-	"github.com/certctl/certctl/contract"
-	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
-
-// lockHistory is a lock workflow's history across its continue-as-new runs,
-// oldest first (the latest run's start names the run it continues, and so
-// on back).
-func lockHistory(t *testing.T, lockID string) []*historypb.HistoryEvent {
-	t.Helper()
-	var runs [][]*historypb.HistoryEvent
-	for runID := ""; ; {
-		evs := history(t, lockID, runID)
-		runs = append([][]*historypb.HistoryEvent{evs}, runs...)
-		if len(evs) == 0 {
-			break
-		}
-		runID = evs[0].GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId()
-		if runID == "" {
-			break
-		}
-	}
-	var all []*historypb.HistoryEvent
-	for _, r := range runs {
-		all = append(all, r...)
-	}
-	return all
-}
 
 // The attack of issue 10: two targets with different target_ids name the
 // same cert, chain and key files. Deploys to both, started at once, some of
@@ -93,62 +64,50 @@ func TestIntegrationSharedFilesNeverInterleave(t *testing.T) {
 	wg.Wait()
 
 	type span struct {
-		id           string
-		granted, end time.Time
-		res          struct{ outcome, leaf string }
-		files        map[string][2]string // path -> found, planned
+		leaseSpan
+		outcome string
+		files   map[string][2]string // path -> found, planned
 	}
-	byID := map[string]*span{}
 	var spans []*span
 	for _, j := range jobs {
 		res := j.run.result(t)
 		if res.Outcome != j.want {
 			t.Fatalf("%s: %s (%s), want %s", j.tg.TargetID, res.Outcome, res.Error, j.want)
 		}
-		s := &span{id: j.run.workflowID(), files: map[string][2]string{}}
-		s.res.outcome, s.res.leaf = res.Outcome, res.LeafSHA256
+		s := &span{leaseSpan: spanOf(t, j.run.workflowID(), res, res.LeafSHA256), outcome: res.Outcome, files: map[string][2]string{}}
 		for _, f := range res.Files {
 			s.files[f.Path] = [2]string{f.CurrentSHA256, f.SHA256}
-		}
-		for _, ev := range history(t, s.id, "") {
-			if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == contract.LockGrantedSignal {
-				s.granted = ev.GetEventTime().AsTime()
-			}
-			if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == contract.LockReleaseSignal {
-				s.end = ev.GetEventTime().AsTime()
-			}
-		}
-		if s.granted.IsZero() || s.end.IsZero() {
-			t.Fatalf("%s was never granted the lock, or never released it", s.id)
 		}
 		if len(s.files) != 3 {
 			t.Fatalf("%s planned %d files, want cert, chain and key", s.id, len(s.files))
 		}
-		byID[s.id] = s
+		// Both targets' deploys asked for the three files among their keys.
+		for _, p := range []string{n.CertPath, n.ChainPath, n.KeyPath} {
+			if !strings.Contains(s.keys+",", "file:"+p+",") {
+				t.Fatalf("%s held keys %s: %s missing", s.id, s.keys, p)
+			}
+		}
 		spans = append(spans, s)
 	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].granted.Before(spans[j].granted) })
-
-	// Never interleaved, and each found what the one before it left: the
-	// new files if it deployed, the files it found if it rolled back.
+	// In the order the host's lease table granted them (tickets): never
+	// interleaved, each found what the one before it left: the new files if
+	// it deployed, the files it found if it rolled back.
+	sort.Slice(spans, func(i, j int) bool { return spans[i].ticket < spans[j].ticket })
 	var last *span
 	for i, s := range spans {
 		if i > 0 {
 			prev := spans[i-1]
-			if s.granted.Before(prev.end) {
-				t.Fatalf("%s was granted at %v, before %s ended at %v: interleaved", s.id, s.granted, prev.id, prev.end)
-			}
 			for p, f := range s.files {
 				left := prev.files[p][0]
-				if prev.res.outcome == "Deployed" {
+				if prev.outcome == "Deployed" {
 					left = prev.files[p][1]
 				}
 				if f[0] != left {
-					t.Fatalf("%s found %s = %s, but %s (%s) left %s", s.id, p, f[0], prev.id, prev.res.outcome, left)
+					t.Fatalf("%s (ticket %d) found %s = %s, but %s (ticket %d, %s) left %s", s.id, s.ticket, p, f[0], prev.id, prev.ticket, prev.outcome, left)
 				}
 			}
 		}
-		if s.res.outcome == "Deployed" {
+		if s.outcome == "Deployed" {
 			last = s
 		}
 	}
@@ -161,44 +120,13 @@ func TestIntegrationSharedFilesNeverInterleave(t *testing.T) {
 			t.Fatalf("%s is not what %s, the last deploy that reported Deployed, wrote", p, last.id)
 		}
 	}
-	wantServed(t, n, last.res.leaf)
+	wantServed(t, n, last.leaf)
 	wantNoLeftovers(t, n.CertDir, -1)
-	// The lock's own history: every request went to the host's lock with
-	// the three files among its keys, and it granted them in the order seen.
-	var grantOrder []string
-	for _, ev := range lockHistory(t, lock.FileLockID(good)) {
-		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == contract.LockAcquireSignal {
-			var r lock.Request
-			if err := env.codec.DataConverter().FromPayloads(a.GetInput(), &r); err != nil {
-				t.Fatal(err)
-			}
-			if byID[r.WorkflowID] == nil {
-				continue
-			}
-			for _, p := range []string{n.CertPath, n.ChainPath, n.KeyPath} {
-				if !strings.Contains(strings.Join(r.Keys, "\n")+"\n", "file:"+p+"\n") {
-					t.Fatalf("%s asked for keys %v: %s missing", r.WorkflowID, r.Keys, p)
-				}
-			}
-		}
-		if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == contract.LockGrantedSignal {
-			if id := a.GetWorkflowExecution().GetWorkflowId(); byID[id] != nil {
-				grantOrder = append(grantOrder, id)
-			}
-		}
-	}
-	var spanOrder []string
-	for _, s := range spans {
-		spanOrder = append(spanOrder, s.id)
-	}
-	if strings.Join(grantOrder, ",") != strings.Join(spanOrder, ",") {
-		t.Fatalf("the lock granted\n %v\nthe deploys saw their grants in the order\n %v", grantOrder, spanOrder)
-	}
 
-	record(t, last.id, "deploy-file-lock-deployed")
+	record(t, last.id, "deploy-host-shared-deployed")
 	for _, s := range spans {
-		if s.res.outcome == "VerifyFailed" {
-			record(t, s.id, "deploy-file-lock-verify-failed")
+		if s.outcome == "VerifyFailed" {
+			record(t, s.id, "deploy-host-shared-verify-failed")
 			break
 		}
 	}

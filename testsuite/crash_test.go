@@ -90,28 +90,42 @@ func intact(n *testsuite.Nginx) error {
 // old or the new leaf and never a cert with the other's key, every file is
 // whole, no temp file is left, backups are as promised.
 func TestIntegrationCrashMatrix(t *testing.T) {
+	// The steps that run as local activities of the host run (all but
+	// commit and rollback) have no heartbeat: a worker's death is noticed
+	// when its workflow task times out (10 s, the production default), so
+	// their rows run with production settings. Commit and rollback are
+	// activities: their rows run with a 2 s heartbeat, and once more with
+	// the production 30 s (production: true).
 	cases := []struct {
 		point      string
 		want       string
 		failReload bool // the deploy's own reload fails: the crash is in its rollback
+		production bool // the default heartbeat timeout (30 s)
 	}{
-		{"plan:done", "Deployed", false},
-		{"backup:after-file-1", "Deployed", false},
-		{"backup:done", "Deployed", false},
-		{"stage:after-file-1", "Deployed", false},
-		{"stage:after-file-2", "Deployed", false},
-		{"stage:done", "Deployed", false},
-		{"validate:done", "Deployed", false},
-		{"commit:after-rename-1", "Deployed", false},
-		{"commit:after-rename-2", "Deployed", false},
-		{"commit:done", "Deployed", false},
-		{"reload:done", "Deployed", false},
-		{"verify:probe", "Deployed", false},
-		{"rollback:after-file-1", "ReloadFailed", true},
+		{"plan:done", "Deployed", false, false},
+		{"backup:after-file-1", "Deployed", false, false},
+		{"backup:done", "Deployed", false, false},
+		{"stage:after-file-1", "Deployed", false, false},
+		{"stage:after-file-2", "Deployed", false, false},
+		{"stage:done", "Deployed", false, false},
+		{"validate:done", "Deployed", false, false},
+		{"commit:after-rename-1", "Deployed", false, false},
+		{"commit:after-rename-2", "Deployed", false, false},
+		{"commit:done", "Deployed", false, false},
+		{"reload:done", "Deployed", false, false},
+		{"verify:probe", "Deployed", false, false},
+		{"rollback:after-file-1", "ReloadFailed", true, false},
+		{"commit:after-rename-1", "Deployed", false, true},
+		{"rollback:after-file-1", "ReloadFailed", true, true},
 	}
 	var table []string
 	for i, c := range cases {
-		t.Run(strings.ReplaceAll(c.point, ":", "_"), func(t *testing.T) {
+		name := strings.ReplaceAll(c.point, ":", "_")
+		heartbeat := 2 * time.Second
+		if c.production {
+			name, heartbeat = name+"_production", 0
+		}
+		t.Run(name, func(t *testing.T) {
 			n, initial := startNginx(t)
 			host := fmt.Sprintf("crash-%d", i)
 			tg := n.Target("crash-"+strings.ReplaceAll(c.point, ":", "-"), host)
@@ -120,7 +134,7 @@ func TestIntegrationCrashMatrix(t *testing.T) {
 			}
 			fresh := issue(t)
 			doomed := hostWorker(t, host, failpoint.Env+"="+c.point+"=kill")
-			run := crashDeploy(t, tg, fresh, 2*time.Second)
+			run := crashDeploy(t, tg, fresh, heartbeat)
 			select {
 			case <-doomed.Exited():
 			case <-time.After(30 * time.Second):
@@ -151,10 +165,10 @@ func TestIntegrationCrashMatrix(t *testing.T) {
 			if want == initial.LeafSHA256 {
 				servedName = "old"
 			}
-			table = append(table, fmt.Sprintf("| %s | %s | %s leaf | %s |", c.point, res.Outcome, servedName, whole))
+			table = append(table, fmt.Sprintf("| %s | %s | %s | %s leaf | %s |", c.point, heartbeatOf(heartbeat), res.Outcome, servedName, whole))
 		})
 	}
-	t.Logf("crash point | outcome | nginx serves | files intact\n%s", strings.Join(table, "\n"))
+	t.Logf("crash point | heartbeat | outcome | nginx serves | files intact\n%s", strings.Join(table, "\n"))
 }
 
 // The workflow worker dies while a step runs on the host: a fresh one
@@ -239,4 +253,11 @@ func TestIntegrationWorkerSweepsLeftovers(t *testing.T) {
 		t.Fatal("a temp file newer than every running deploy was removed")
 	}
 	_ = os.Remove(future)
+}
+
+func heartbeatOf(d time.Duration) string {
+	if d == 0 {
+		return "30s (production)"
+	}
+	return d.String()
 }

@@ -25,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/api/workflowservice/v1"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/certctl/certctl/clientenv"
 	"github.com/certctl/certctl/codec"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
@@ -316,31 +316,29 @@ func wantNoLeftovers(t *testing.T, dir string, backups int) {
 
 // record keeps a finished workflow's history for the replay test when
 // CERTCTL_RECORD_HISTORIES=1 (make record-histories): re-recorded only on
-// purpose, never by an ordinary test run.
+// purpose, never by an ordinary test run. A deploy that delegated to a host
+// run ("<id>/host") has the run's kept too, as <name>-host.
 func record(t *testing.T, workflowID, name string) {
 	t.Helper()
 	if os.Getenv("CERTCTL_RECORD_HISTORIES") != "1" {
 		return
 	}
-	it := env.client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	h := &historypb.History{}
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Events = append(h.Events, ev)
-	}
-	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, err := testsuite.RepoFile("testsuite/histories")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(p, name+".json"), b, 0o644); err != nil {
-		t.Fatal(err)
+	for _, w := range []struct{ id, name string }{{workflowID, name}, {workflowID + contract.HostRunSuffix, name + "-host"}} {
+		h := &historypb.History{Events: history(t, w.id, "")}
+		if len(h.Events) == 0 {
+			continue
+		}
+		b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p, w.name+".json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package testsuite_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,21 +14,26 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/certctl/certctl/contract"
-	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 	"github.com/certctl/certctl/workflows"
 )
 
+// history is a workflow's events; none when there is no such workflow.
 func history(t *testing.T, id, runID string) []*historypb.HistoryEvent {
 	t.Helper()
 	it := env.client.GetWorkflowHistory(context.Background(), id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var evs []*historypb.HistoryEvent
 	for it.HasNext() {
 		ev, err := it.Next()
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return nil
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,9 +53,13 @@ func startDeploy(t *testing.T, tg target.Target, set testsuite.Set) client.Workf
 	return run
 }
 
-// Promise 6: ten deploys of different certs to one target, started at once,
-// run one after another in the order their requests reached the target's
-// lock; each sees the previous one's files; the last one's leaf is served.
+// Promise 6: ten deploys of different certs to one target, started at once
+// on the "certctl" queue (each delegating to a host run), run one after
+// another in the order they reached the host's lease table (their tickets):
+// each finds the files the one before it left, and the last one's leaf is
+// served. The order is read from the deploys' own results, not from
+// timestamps: a deploy that slipped in beside another would find files
+// that are not its predecessor's.
 func TestIntegrationOneDeployPerTargetAtATime(t *testing.T) {
 	n, _ := startNginx(t)
 	tg := n.Target("serial", testHost)
@@ -66,71 +76,53 @@ func TestIntegrationOneDeployPerTargetAtATime(t *testing.T) {
 	}
 	wg.Wait()
 
-	type span struct {
-		id           string
-		granted, end time.Time
-		res          workflows.DeployResult
-		leaf         string
-	}
-	var spans []span
+	var spans []leaseSpan
 	for i, run := range runs {
 		res := resultOf(t, run)
 		if res.Outcome != "Deployed" {
 			t.Fatalf("%s: %s (%s)", run.GetID(), res.Outcome, res.Error)
 		}
-		s := span{id: run.GetID(), res: res, leaf: sets[i].LeafSHA256}
-		for _, ev := range history(t, run.GetID(), run.GetRunID()) {
-			if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == contract.LockGrantedSignal {
-				s.granted = ev.GetEventTime().AsTime()
-			}
-			// The deploy's last step is over when it sends its release.
-			if a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes(); a != nil && a.GetSignalName() == contract.LockReleaseSignal {
-				s.end = ev.GetEventTime().AsTime()
-			}
-		}
-		if s.granted.IsZero() || s.end.IsZero() {
-			t.Fatalf("%s was never granted the lock, or never released it", s.id)
-		}
-		spans = append(spans, s)
+		spans = append(spans, spanOf(t, run.GetID(), res, sets[i].LeafSHA256))
 	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].granted.Before(spans[j].granted) })
-
-	// The order requests reached the lock, from its own history.
-	var requested []string
-	for _, ev := range lockHistory(t, lock.FileLockID(tg)) {
-		a := ev.GetWorkflowExecutionSignaledEventAttributes()
-		if a == nil || a.GetSignalName() != contract.LockAcquireSignal {
-			continue
-		}
-		var r lock.Request
-		if err := env.codec.DataConverter().FromPayloads(a.GetInput(), &r); err != nil {
-			t.Fatal(err)
-		}
-		if r.TargetID != tg.TargetID {
-			continue // the host's lock serves its other targets too
-		}
-		requested = append(requested, r.WorkflowID)
-	}
-	var granted []string
-	for i, s := range spans {
-		granted = append(granted, s.id)
-		if i == 0 {
-			continue
-		}
-		prev := spans[i-1]
-		if !s.granted.After(prev.end) && !s.granted.Equal(prev.end) {
-			t.Fatalf("%s was granted at %v, before %s ended at %v: interleaved", s.id, s.granted, prev.id, prev.end)
-		}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].ticket < spans[j].ticket })
+	for i, s := range spans[1:] {
 		for f := range s.res.Files {
-			if s.res.Files[f].CurrentSHA256 != prev.res.Files[f].SHA256 {
-				t.Fatalf("%s did not find %s's %s", s.id, prev.id, s.res.Files[f].Path)
+			if got, want := s.res.Files[f].CurrentSHA256, spans[i].res.Files[f].SHA256; got != want {
+				t.Fatalf("%s (ticket %d) found %s = %s, not what %s (ticket %d) left: interleaved", s.id, s.ticket, s.res.Files[f].Path, got, spans[i].id, spans[i].ticket)
 			}
 		}
-	}
-	if strings.Join(requested, ",") != strings.Join(granted, ",") {
-		t.Fatalf("granted out of request order:\n requested %v\n granted   %v", requested, granted)
 	}
 	wantServed(t, n, spans[len(spans)-1].leaf)
+	record(t, spans[len(spans)-1].id, "deploy-delegated-deployed")
+}
+
+// leaseSpan is one deploy as the host's lease table ordered it.
+type leaseSpan struct {
+	id     string
+	ticket uint64
+	keys   string
+	res    workflows.DeployResult
+	leaf   string
+}
+
+// spanOf reads a deploy's ticket and keys from its lock step ("ticket N,
+// holds K1, K2 …").
+func spanOf(t *testing.T, id string, res workflows.DeployResult, leaf string) leaseSpan {
+	t.Helper()
+	for _, st := range res.Steps {
+		if st.Name != string(contract.StepLock) {
+			continue
+		}
+		var s leaseSpan
+		if _, err := fmt.Sscanf(st.Detail, "ticket %d, holds ", &s.ticket); err != nil {
+			t.Fatalf("%s: lock step %q: %v", id, st.Detail, err)
+		}
+		s.id, s.res, s.leaf = id, res, leaf
+		s.keys = st.Detail[strings.Index(st.Detail, "holds ")+len("holds "):]
+		return s
+	}
+	t.Fatalf("%s has no lock step: %+v", id, res.Steps)
+	return leaseSpan{}
 }
 
 // Two targets on the same host do not wait for each other.
@@ -174,7 +166,8 @@ func TestIntegrationHostDown(t *testing.T) {
 		done <- deployTextEnv(t, b, issue(t), []string{"CERTCTL_HOST_WAIT=4s"})
 	}()
 	// While it waits, the Web UI (and DescribeWorkflowExecution) shows the
-	// pending step.
+	// host run pending, on the host's queue.
+	var hostRun string
 	seen, _ := testsuite.Poll(3*time.Second, func() (bool, string) {
 		resp, err := env.client.ListWorkflow(context.Background(), listByTarget("hostdown"))
 		if err != nil || len(resp.Executions) == 0 {
@@ -182,11 +175,20 @@ func TestIntegrationHostDown(t *testing.T) {
 		}
 		ex := resp.Executions[0].GetExecution()
 		d, err := env.client.DescribeWorkflowExecution(context.Background(), ex.GetWorkflowId(), ex.GetRunId())
-		return err == nil && len(d.GetPendingActivities()) > 0 && d.GetPendingActivities()[0].GetActivityType().GetName() == "Plan", ""
+		if err != nil || len(d.GetPendingChildren()) == 0 {
+			return false, ""
+		}
+		hostRun = d.GetPendingChildren()[0].GetWorkflowId()
+		return hostRun == ex.GetWorkflowId()+contract.HostRunSuffix, ""
 	})
 	r := <-done
 	if !seen {
-		t.Error("the waiting step was never visible as a pending activity")
+		t.Error("the waiting host run was never visible as a pending child")
+	}
+	// The run given up never runs later: it is closed with the deploy.
+	if d, err := env.client.DescribeWorkflowExecution(context.Background(), hostRun, ""); err != nil ||
+		d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Errorf("host run %s after HostUnavailable: %v %v", hostRun, d.GetWorkflowExecutionInfo().GetStatus(), err)
 	}
 	if r.code != 1 || r.lastLine() != "outcome: HostUnavailable" {
 		t.Fatalf("exit %d, last line %q", r.code, r.lastLine())

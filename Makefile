@@ -9,7 +9,7 @@ TRAEFIK_VERSION := v3.6.12
 TRAEFIK_BIN := $(CERTCTL_TOOLS)/traefik-$(TRAEFIK_VERSION)/traefik
 export CERTCTL_TOOLS
 
-.PHONY: build dev test unit bench deps temporal traefik apt-deps lint fmt record-histories clean
+.PHONY: build dev test unit bench bench-compare deps temporal traefik apt-deps lint fmt record-histories clean
 
 build:
 	go build -o bin/certctl ./starter
@@ -82,6 +82,18 @@ unit:
 
 bench: deps
 	go test -run '^$$' -bench . -benchtime 1x ./testsuite/
+
+# Before and after on this machine in one run: the benchmark of BASE (a git
+# revision, checked out in a temporary worktree) and then of this tree,
+# one after the other, each with its own dev server, workers and nginx.
+BASE ?= be059f6
+bench-compare: deps
+	@set -euo pipefail; w=$$(mktemp -d); git worktree add -q --detach "$$w" $(BASE); \
+	trap 'git worktree remove --force "$$w"' EXIT; \
+	echo "== before: $(BASE) ($$(git log -1 --format=%s $(BASE) | cut -c1-60))"; \
+	(cd "$$w" && go test -run '^$$' -bench . -benchtime 1x ./testsuite/ | sed -n '/^certctl bench/,/^a group alone/p'); \
+	echo "== after: $$(git rev-parse --short HEAD) and the working tree"; \
+	go test -run '^$$' -bench . -benchtime 1x ./testsuite/ | sed -n '/^certctl bench/,/^a group alone/p'
 
 record-histories: deps
 	CERTCTL_RECORD_HISTORIES=1 go test -count=1 -run 'TestIntegration' ./testsuite/

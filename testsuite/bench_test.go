@@ -19,9 +19,12 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"gopkg.in/yaml.v3"
 
 	"github.com/certctl/certctl/codec"
+	"github.com/certctl/certctl/connectors/files"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/target"
@@ -226,7 +229,89 @@ func BenchmarkDeploy(b *testing.B) {
 		b.ReportMetric(0, "ns/op")
 	})
 
+	b.Run("files", func(b *testing.B) {
+		for _, workers := range []int{1, 4} {
+			var rate, evs []float64
+			for i := 0; i < reps; i++ {
+				r, ev := benchFiles(b, fmt.Sprintf("bench-files-%d-%d", workers, i), workers, filesTargets, newSet(b))
+				rate, evs = append(rate, r), append(evs, ev)
+			}
+			tbl.add("files", fmt.Sprintf("deploys/s, %d targets of `files`, %d host worker(s) (target ≥ 20)", filesTargets, workers), "/s", rate,
+				fmt.Sprintf("%d `certctl-worker --host H` sharing one state dir; %d DeployWorkflow started at once on certctl-host-H, as certctl deploy does; all %d results", workers, filesTargets, filesTargets))
+			tbl.add("files", fmt.Sprintf("  history events per deploy, %d worker(s) (median of the %d)", workers, filesTargets), "ev", evs, "temporal workflow describe --workflow-id <id>  (historyLength)")
+		}
+		b.ReportMetric(0, "ns/op")
+	})
+
 	tbl.print(os.Stdout)
+}
+
+// filesTargets is the files group's fleet on one host.
+const filesTargets = 200
+
+// benchFiles deploys set to n targets of the files connector on a fresh
+// host served by workers host workers, all at once, and returns deploys per
+// second (n over the wall time from the first start to the last result)
+// and the median history length.
+func benchFiles(b *testing.B, host string, workers, n int, set testsuite.Set) (float64, float64) {
+	b.Helper()
+	dir := b.TempDir()
+	state := filepath.Join(dir, "state")
+	for i := 0; i < workers; i++ {
+		name := fmt.Sprintf("worker-%s-%d", host, i)
+		p, err := testsuite.StartProcess(name, filepath.Join(dir, name+".log"),
+			[]string{"TEMPORAL_ADDRESS=" + env.address, "CERTCTL_STATE_DIR=" + state}, env.worker, "--host", host)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Stop()
+	}
+	queue := workflows.HostQueue(host)
+	testsuite.WaitFor(b, 30*time.Second, func() (bool, string) {
+		resp, err := env.client.DescribeTaskQueue(context.Background(), queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		return err == nil && len(resp.GetPollers()) >= workers, "the host workers never polled " + queue
+	})
+	targets := make([]target.Target, n)
+	for i := range targets {
+		d := filepath.Join(dir, fmt.Sprintf("app-%03d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		targets[i] = target.Target{TargetID: fmt.Sprintf("%s-app-%03d", host, i), TargetType: files.Name, Host: host, Config: target.Config{
+			CertPath: filepath.Join(d, "cert.pem"), ChainPath: filepath.Join(d, "chain.pem"), KeyPath: filepath.Join(d, "key.pem")}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	runs := make([]client.WorkflowRun, n)
+	errs := make(chan error, n)
+	for i, tg := range targets {
+		go func() {
+			run, err := env.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				ID: fmt.Sprintf("deploy/%s/bench", tg.TargetID), TaskQueue: queue,
+				TypedSearchAttributes: temporal.NewSearchAttributes(workflows.TargetKey.ValueSet(tg.TargetID)),
+			}, contract.DeployWorkflow, workflows.DeployRequest{Target: tg, Material: set.Material})
+			if err == nil {
+				runs[i] = run
+				var res workflows.DeployResult
+				if err = run.Get(ctx, &res); err == nil && res.Outcome != contract.Deployed {
+					err = fmt.Errorf("%s: %s %s", tg.TargetID, res.Outcome, res.Error)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range targets {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	wall := time.Since(start)
+	var lengths []float64
+	for _, run := range runs {
+		lengths = append(lengths, float64(historyLength(b, run.GetID())))
+	}
+	return float64(n) / wall.Seconds(), median(lengths)
 }
 
 // startBenchNginx starts a private nginx for a benchmark, stopped at its end.
@@ -484,6 +569,8 @@ func (t *benchTable) print(w *os.File) {
 				return fmt.Sprintf("%.2f×", v)
 			case "ev":
 				return fmt.Sprintf("%.0f", v)
+			case "/s":
+				return fmt.Sprintf("%.1f/s", v)
 			}
 			return fmt.Sprintf("%.0f ms", v)
 		}
@@ -495,5 +582,4 @@ func (t *benchTable) print(w *os.File) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "a group alone: go test -run '^$' -bench 'BenchmarkDeploy/<group>' -benchtime 1x ./testsuite/  (make bench runs them all)")
-	fmt.Fprintln(w, "not measured yet: deploys/s to 200 targets of a `files` connector (no such connector yet; issue 12)")
 }

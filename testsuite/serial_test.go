@@ -118,7 +118,7 @@ func spanOf(t *testing.T, id string, res workflows.DeployResult, leaf string) le
 			t.Fatalf("%s: lock step %q: %v", id, st.Detail, err)
 		}
 		s.id, s.res, s.leaf = id, res, leaf
-		s.keys = st.Detail[strings.Index(st.Detail, "holds ")+len("holds "):]
+		s.keys, _, _ = strings.Cut(st.Detail[strings.Index(st.Detail, "holds ")+len("holds "):], "; ")
 		return s
 	}
 	t.Fatalf("%s has no lock step: %+v", id, res.Steps)

@@ -37,8 +37,10 @@ func deployCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy --target TARGET.yaml --cert CERT.pem --key KEY.pem [--chain CHAIN.pem]",
 		Short: "Land a certificate on one target and follow the deploy to its outcome",
-		Long: `Starts DeployWorkflow on the task queue "certctl", prints its ID, each step as it
-finishes, then the outcome on its own last line.
+		Long: `Starts DeployWorkflow, prints its ID, each step as it finishes, then the outcome on its
+own last line. The workflow starts on the target host's queue "certctl-host-<host>" when a
+worker polls it (its steps then run on that worker), and otherwise on "certctl", which waits
+up to CERTCTL_HOST_WAIT for the host's worker before HostUnavailable.
 
 Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
 2 input refused before anything started (the message names the field).`,

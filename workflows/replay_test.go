@@ -1,15 +1,19 @@
 package workflows
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/clientenv"
 	"github.com/certctl/certctl/codec"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/testsuite"
 )
 
@@ -39,7 +43,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 				t.Fatal(err)
 			}
 			Register(r)
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+			if err := replayFile(t, r, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}
 		})
@@ -81,7 +85,7 @@ func TestReplayAfterKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		Register(r)
-		if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+		if err := replayFile(t, r, f); err != nil {
 			t.Fatalf("replay %s after rotation: %v", f, err)
 		}
 	}
@@ -93,4 +97,70 @@ func TestReplayAfterKeyRotation(t *testing.T) {
 	if err := r.ReplayWorkflowHistoryFromJSONFile(nil, files[0]); err == nil {
 		t.Fatal("a history replayed without the key that encrypted it")
 	}
+}
+
+// The recorded histories cover the three shapes of version 3 a running
+// deploy may have, so TestReplayRecordedHistories proves each: the host run
+// certctl starts on the host's queue, the DeployWorkflow on "certctl" that
+// delegates to a child, and that child.
+func TestReplayHistoriesCoverTheHostRun(t *testing.T) {
+	files, err := filepath.Glob("../testsuite/histories/deploy-*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string][]string{}
+	for _, f := range files {
+		r, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := client.HistoryFromJSON(r, client.HistoryJSONOptions{})
+		r.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		start := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
+		onHost := strings.HasPrefix(start.GetTaskQueue().GetName(), contract.HostQueuePrefix)
+		delegates := false
+		for _, ev := range h.GetEvents() {
+			delegates = delegates || ev.GetStartChildWorkflowExecutionInitiatedEventAttributes() != nil
+		}
+		switch {
+		case onHost && start.GetParentWorkflowExecution() == nil:
+			seen["host run started by certctl"] = append(seen["host run started by certctl"], filepath.Base(f))
+		case onHost:
+			seen["delegated host run"] = append(seen["delegated host run"], filepath.Base(f))
+		case delegates:
+			seen["deploy that delegates"] = append(seen["deploy that delegates"], filepath.Base(f))
+		}
+	}
+	for _, kind := range []string{"host run started by certctl", "delegated host run", "deploy that delegates"} {
+		if len(seen[kind]) == 0 {
+			t.Errorf("no recorded history is a %s: %v", kind, seen)
+		}
+	}
+}
+
+// replayFile replays a recorded history under its workflow's own ID, as a
+// worker does: a DeployWorkflow that delegates names its child after
+// itself ("<id>/host"), and the replayer's stand-in ID would name another.
+// The ID is read back from the child the history started.
+func replayFile(t *testing.T, r worker.WorkflowReplayer, f string) error {
+	t.Helper()
+	in, err := os.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	h, err := client.HistoryFromJSON(in, client.HistoryJSONOptions{})
+	if err != nil {
+		t.Fatalf("%s: %v", f, err)
+	}
+	var opts worker.ReplayWorkflowHistoryOptions
+	for _, ev := range h.GetEvents() {
+		if id, ok := strings.CutSuffix(ev.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetWorkflowId(), contract.HostRunSuffix); ok {
+			opts.OriginalExecution = workflow.Execution{ID: id, RunID: "replay"}
+		}
+	}
+	return r.ReplayWorkflowHistoryWithOptions(nil, h, opts)
 }

@@ -41,13 +41,29 @@ type LockResult struct {
 func (a *Activities) Lock(ctx context.Context, in LockInput) (LockResult, error) {
 	keys := lock.Keys(in.Target)
 	res := LockResult{Keys: keys}
-	mine, blockers, err := a.leases().Acquire(ctx, ownerOf(ctx), keys, time.Now(), a.alive)
+	t, me := a.leases(), ownerOf(ctx)
+	granted, blockers, err := t.Acquire(ctx, me, keys, time.Now(), a.alive)
 	if err != nil {
 		return res, fmt.Errorf("lock %s: %w", in.Target.TargetID, err)
 	}
-	res.Granted, res.Ticket = mine.Granted, mine.Ticket
+	res.Granted = granted
 	for _, b := range blockers {
 		res.WaitingFor = append(res.WaitingFor, b.Owner.WorkflowID)
+		if b.AliveError != "" {
+			activity.GetLogger(ctx).Warn("lock: could not tell whether a deploy in the way still runs", "blocker", b.String())
+		}
+	}
+	if granted {
+		// The ticket says the order the host granted its deploys in.
+		leases, err := t.Leases()
+		if err != nil {
+			return res, fmt.Errorf("lock %s: %w", in.Target.TargetID, err)
+		}
+		for _, l := range leases {
+			if l.Owner == me {
+				res.Ticket = l.Ticket
+			}
+		}
 	}
 	return res, nil
 }

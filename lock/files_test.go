@@ -3,14 +3,12 @@ package lock
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdktest "go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -18,6 +16,7 @@ import (
 	"github.com/certctl/certctl/connectors/haproxy"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/testsuite/histories"
 )
 
 // lockHarness runs FileLockWorkflow alone: requests and releases arrive as
@@ -365,21 +364,9 @@ func TestLockKeysFromTheConnectorsLayout(t *testing.T) {
 // version 1 (the target's lock) and version 2 (the host's file lock), so
 // TestReplayRecordedHistories proves the "target-lock" guard both ways.
 func TestReplayHistoriesCoverBothLocks(t *testing.T) {
-	files, err := filepath.Glob("../testsuite/histories/deploy-*.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[string][]string{}
-	for _, f := range files {
-		r, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := client.HistoryFromJSON(r, client.HistoryJSONOptions{})
-		r.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+	for _, hf := range histories.Load(t, "../testsuite/histories/deploy-*.json") {
+		f, h := hf.Path, hf.History
 		for _, ev := range h.GetEvents() {
 			a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes()
 			if a == nil || a.GetSignalName() != contract.LockReleaseSignal {

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/certctl/certctl/codec"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/testsuite"
+	"github.com/certctl/certctl/testsuite/histories"
 )
 
 // TestReplayRecordedHistories replays every history recorded from the real
@@ -104,21 +104,9 @@ func TestReplayAfterKeyRotation(t *testing.T) {
 // certctl starts on the host's queue, the DeployWorkflow on "certctl" that
 // delegates to a child, and that child.
 func TestReplayHistoriesCoverTheHostRun(t *testing.T) {
-	files, err := filepath.Glob("../testsuite/histories/deploy-*.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[string][]string{}
-	for _, f := range files {
-		r, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := client.HistoryFromJSON(r, client.HistoryJSONOptions{})
-		r.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+	for _, hf := range histories.Load(t, "../testsuite/histories/deploy-*.json") {
+		f, h := hf.Path, hf.History
 		start := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
 		onHost := strings.HasPrefix(start.GetTaskQueue().GetName(), contract.HostQueuePrefix)
 		delegates := false
@@ -147,15 +135,7 @@ func TestReplayHistoriesCoverTheHostRun(t *testing.T) {
 // The ID is read back from the child the history started.
 func replayFile(t *testing.T, r worker.WorkflowReplayer, f string) error {
 	t.Helper()
-	in, err := os.Open(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	h, err := client.HistoryFromJSON(in, client.HistoryJSONOptions{})
-	if err != nil {
-		t.Fatalf("%s: %v", f, err)
-	}
+	h := histories.Load(t, f)[0].History
 	var opts worker.ReplayWorkflowHistoryOptions
 	for _, ev := range h.GetEvents() {
 		if id, ok := strings.CutSuffix(ev.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetWorkflowId(), contract.HostRunSuffix); ok {

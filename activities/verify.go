@@ -20,8 +20,6 @@ import (
 	"github.com/certctl/certctl/target"
 )
 
-// settlePauses are the waits before each probe of one verify attempt.
-var settlePauses = []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
 
 // Verify dials the endpoint and compares the served leaf's SHA-256 with the
 // expected one. A mismatch or a failed handshake is retryable: the workflow's
@@ -42,31 +40,39 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	if activity.IsActivity(ctx) {
 		res.Attempt = activity.GetInfo(ctx).Attempt
 	}
-	// A server swaps certificates a moment after its reload command returns
-	// (nginx re-reads on SIGHUP): a few quick probes inside one attempt save
-	// the retry policy's first full second in the common case.
-	// The whole attempt, quick probes included, stays within the timeout,
-	// so a silent endpoint ends the attempt with its own error, not the
-	// activity's start-to-close timeout.
+	// A server swaps certificates a moment after its reload command returns,
+	// and for a while serves both (see settleWindow): one attempt probes
+	// every confirmPause for up to quickProbing, and passes once every
+	// handshake for settleWindow has seen the expected leaf. That saves the
+	// retry policy's first full second in the common case. The whole
+	// attempt stays within the timeout, so a silent endpoint ends the
+	// attempt with its own error, not the activity's start-to-close timeout.
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var served string
-probes:
-	for i, pause := range settlePauses {
-		if pause > 0 {
-			select {
-			case <-actx.Done():
-				break probes
-			case <-time.After(pause):
-			}
-		}
-		if i > 0 && actx.Err() != nil {
-			break
-		}
+	var streak time.Time // the first handshake of the current run of expected leaves
+	settled := false
+	for start := time.Now(); ; {
 		failpoint.Hit("verify:probe")
 		served, err = probeTarget(actx, c, in.Target, timeout)
 		metrics.VerifyAttemptsTotal.Inc()
-		if err == nil && served == in.Expected {
+		switch {
+		case err != nil || served != in.Expected:
+			streak = time.Time{}
+		case streak.IsZero():
+			streak = time.Now()
+		}
+		if settled = !streak.IsZero() && time.Since(streak) >= settleWindow; settled {
+			break
+		}
+		if time.Since(start) > quickProbing {
+			break
+		}
+		select {
+		case <-actx.Done():
+		case <-time.After(confirmPause):
+		}
+		if actx.Err() != nil {
 			break
 		}
 	}
@@ -74,12 +80,31 @@ probes:
 		return res, temporal.NewApplicationError(fmt.Sprintf("verify %s: %v", res.Endpoint, err), contract.VerifyUnreachable)
 	}
 	res.Served = served
+	if served == in.Expected && !settled {
+		return res, temporal.NewApplicationError(
+			fmt.Sprintf("verify %s: serves leaf %s, but not on every handshake for %s (old workers still serving?)", res.Endpoint, short(served), settleWindow), contract.VerifyMismatch, res)
+	}
 	if served != in.Expected {
 		return res, temporal.NewApplicationError(
 			fmt.Sprintf("verify %s: serves leaf %s, want %s", res.Endpoint, short(served), short(in.Expected)), contract.VerifyMismatch, res)
 	}
 	return res, nil
 }
+
+// After the first handshake that sees the expected leaf, every handshake
+// for settleWindow more (confirmPause apart) must see it too. A server's old
+// workers still take connections while they drain after a reload: nginx
+// starts its new workers, waits 100 ms, then tells the old ones to stop
+// (measured here: new and old leaves alternate from ~20 ms to ~110 ms after
+// `nginx -s reload`). One lucky handshake to a new worker is not the leaf
+// being served.
+const (
+	settleWindow = 150 * time.Millisecond
+	confirmPause = 25 * time.Millisecond
+	// quickProbing bounds one attempt's probes; the retry policy takes over
+	// after it.
+	quickProbing = 600 * time.Millisecond
+)
 
 func short(fp string) string {
 	if len(fp) > 16 {

@@ -20,7 +20,6 @@ import (
 	"github.com/certctl/certctl/target"
 )
 
-
 // Verify dials the endpoint and compares the served leaf's SHA-256 with the
 // expected one. A mismatch or a failed handshake is retryable: the workflow's
 // retry policy gives the server time (1s, 2s, 4s … capped) to pick it up.

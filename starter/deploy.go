@@ -175,7 +175,7 @@ type deployOutput struct {
 func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest, detach bool, output string, w io.Writer, uiBase string) error {
 	run, onHost, err := startDeploy(ctx, c, req)
 	if err != nil {
-		return &exitError{code: 1, msg: "start DeployWorkflow: " + err.Error()}
+		return &exitError{code: 1, msg: "start DeployWorkflow: " + err.Error() + searchAttributeHint(err)}
 	}
 	text := output != "json"
 	if text {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -106,4 +108,17 @@ func pickedUp(ctx context.Context, c client.Client, id, runID string) bool {
 		}
 	}
 	return false
+}
+
+// searchAttributeHint says what to do when the namespace lacks certctl's
+// search attributes (certctl deploy sets CertctlTarget at the start, so a
+// cluster without it refuses the start instead of hanging the deploy).
+func searchAttributeHint(err error) string {
+	var ia *serviceerror.InvalidArgument
+	if !errors.As(err, &ia) || !strings.Contains(ia.Error(), workflows.TargetKey.GetName()) {
+		return ""
+	}
+	return "; this namespace lacks certctl's search attributes: register them once with " +
+		"`temporal operator search-attribute create --name CertctlTarget --type Keyword` " +
+		"(the same for CertctlOutcome, ApprovalState, ApprovalProfile, ApprovalDecidedBy; temporal-dev.yaml lists them)"
 }

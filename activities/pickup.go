@@ -4,6 +4,7 @@ import (
 	"context"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 )
 
 // PickupInput names a host run.
@@ -16,7 +17,14 @@ type PickupInput struct {
 // a DeployWorkflow on the "certctl" queue asks it when host_wait is over
 // and its host run has not ended. It runs on the workflow worker.
 func (a *Activities) PickedUp(ctx context.Context, in PickupInput) (bool, error) {
-	it := a.Client.GetWorkflowHistory(ctx, in.WorkflowID, in.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	return PickedUp(ctx, a.Client, in.WorkflowID, in.RunID)
+}
+
+// PickedUp says whether a worker has started a workflow task of the run
+// id/runID, from its history: what the deploy on "certctl" and certctl's
+// own path ask once host_wait is over.
+func PickedUp(ctx context.Context, c client.Client, id, runID string) (bool, error) {
+	it := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {

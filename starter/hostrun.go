@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/workflows"
 )
@@ -81,7 +82,8 @@ func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, 
 			return
 		case <-time.After(wait):
 		}
-		if pickedUp(ctx, c, run.GetID(), run.GetRunID()) {
+		// Unknown is not absent: an error counts as picked up.
+		if started, err := activities.PickedUp(ctx, c, run.GetID(), run.GetRunID()); started || err != nil {
 			result <- ""
 			return
 		}
@@ -94,20 +96,6 @@ func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, 
 		result <- msg
 	}()
 	return func() string { close(done); return <-result }
-}
-
-func pickedUp(ctx context.Context, c client.Client, id, runID string) bool {
-	it := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			return true // unknown is not absent
-		}
-		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED {
-			return true
-		}
-	}
-	return false
 }
 
 // searchAttributeHint says what to do when the namespace lacks certctl's

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,7 +85,11 @@ func (d *deploy) lock(ctx workflow.Context) error {
 				s.Detail += "; waited for " + strings.Join(waited, ", ")
 			}
 		default:
-			waited = appendNew(waited, r.WaitingFor...)
+			for _, w := range r.WaitingFor {
+				if !slices.Contains(waited, w) {
+					waited = append(waited, w)
+				}
+			}
 			if err = workflow.Sleep(ctx, wait); err == nil {
 				wait = min(2*wait, lockMaxWait)
 				continue
@@ -108,17 +113,4 @@ func (d *deploy) unlock(ctx workflow.Context) {
 	opts.StartToCloseTimeout = time.Minute
 	_ = d.step(ctx, contract.StepUnlock, opts, a.Unlock, activities.LockInput{Request: d.req}, nil)
 	d.released = true
-}
-
-func appendNew(list []string, more ...string) []string {
-	for _, m := range more {
-		found := false
-		for _, l := range list {
-			found = found || l == m
-		}
-		if !found {
-			list = append(list, m)
-		}
-	}
-	return list
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/safefs"
+	"github.com/certctl/certctl/sshfs"
 )
 
 // Activities are the deploy steps. Register a *Activities with a worker.
@@ -27,6 +28,9 @@ type Activities struct {
 	// StateDir lists where this host staged files (see SweepTemps); empty
 	// means StateDir() from the environment.
 	StateDir string
+	// SSH is the connection pool of agentless SSH targets; nil means
+	// sshfs.Default (one pool per worker process).
+	SSH *sshfs.Pool
 }
 
 func (a *Activities) stateDir() string {

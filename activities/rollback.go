@@ -26,6 +26,11 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 	if err := checkPlan(in.Request, in.Plan); err != nil {
 		return res, err
 	}
+	fsys, release, err := a.fsFor(ctx, in.Target)
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError("rollback: "+errMessage(err)+"; backups: "+describeBackups(in.Backups), contract.RollbackFailed, err, res)
+	}
+	defer release()
 	baks := map[string]string{}
 	for _, b := range in.Backups.Files {
 		baks[b.Path] = b.Backup
@@ -44,7 +49,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 			// in flight across the upgrade must still be able to roll back.
 			// Every operation stays no-follow and the directory is checked
 			// secure; only the swap since Plan cannot be seen.
-			if d, err := safefs.OpenDir(filepath.Dir(f.Path)); err == nil {
+			if d, err := fsys.OpenDir(filepath.Dir(f.Path)); err == nil {
 				f.DirID = d.ID()
 				d.Close()
 			}
@@ -58,7 +63,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 			fail(mismatch("backup %s of %s is not this deploy's (%s); %s left as it is", bak, f.Path, BackupPath(f.Path, in.Stamp), f.Path))
 			continue
 		}
-		restored, err := rollbackOne(f, in.Stamp)
+		restored, err := rollbackOne(fsys, f, in.Stamp)
 		if err != nil {
 			fail(err)
 			continue
@@ -82,8 +87,8 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 
 // rollbackOne restores (or, for a file the deploy created, removes) one
 // destination; changed reports whether it wrote anything.
-func rollbackOne(f PlannedFile, stamp int64) (changed bool, err error) {
-	d, base, err := openPlanned(f)
+func rollbackOne(fsys FS, f PlannedFile, stamp int64) (changed bool, err error) {
+	d, base, err := openPlanned(fsys, f)
 	if err != nil {
 		return false, err
 	}

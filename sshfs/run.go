@@ -14,7 +14,7 @@ import (
 )
 
 // Quote quotes one argument for a POSIX shell: in single quotes, each
-// single quote written as '\''. The remote end runs every command through
+// single quote written as '\”. The remote end runs every command through
 // the login shell of the SSH user (that is what an SSH "exec" is); quoting
 // each argument makes the shell see exactly the argv certctl was given.
 func Quote(arg string) string {

@@ -1,7 +1,6 @@
 package sshfs
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -54,7 +53,7 @@ const statFormat = "%f %u %g %s %d %i %h"
 // component) and returns one Info each; a missing path is fs.ErrNotExist.
 func (c *Conn) lstat(paths ...string) ([]safefs.Info, error) {
 	argv := append([]string{"stat", "-c", statFormat, "--"}, paths...)
-	out, err := c.runLine(context.Background(), "LC_ALL=C "+Join(argv), nil, statTimeout, 64<<10)
+	out, err := c.runFast("LC_ALL=C "+Join(argv), statTimeout, 64<<10)
 	if err != nil {
 		var ee *ExitError
 		if errors.As(err, &ee) {
@@ -336,7 +335,7 @@ func (d *Dir) RemoveIf(name string, id safefs.ID) error {
 // Sync fsyncs the directory on the remote host (sync(1) on it), making
 // renames and removals in it durable.
 func (d *Dir) Sync() error {
-	out, err := d.c.Run(context.Background(), []string{"sync", "--", d.path}, nil, statTimeout, 4096)
+	out, err := d.c.runFast(Join([]string{"sync", "--", d.path}), statTimeout, 4096)
 	if err != nil {
 		return fmt.Errorf("fsync %s: %v: %s", d.where(""), err, strings.TrimSpace(out))
 	}
@@ -349,7 +348,7 @@ func (d *Dir) Sync() error {
 // setting names.
 func (c *Conn) Process() (uid, gid int, err error) {
 	c.factsOnce.Do(func() {
-		out, err := c.runLine(context.Background(), "id -u && id -g", nil, statTimeout, 4096)
+		out, err := c.runFast("id -u && id -g", statTimeout, 4096)
 		if err != nil {
 			c.factsErr = fmt.Errorf("remote id: %v: %s", err, strings.TrimSpace(out))
 			return
@@ -399,7 +398,7 @@ func (c *Conn) LookupGroup(name string) (int, error) {
 }
 
 func (c *Conn) getent(db, name string) ([]string, error) {
-	out, err := c.Run(context.Background(), []string{"getent", db, name}, nil, statTimeout, 4096)
+	out, err := c.runFast(Join([]string{"getent", db, name}), statTimeout, 4096)
 	var ee *ExitError
 	if errors.As(err, &ee) && ee.Status == 2 {
 		return nil, ErrNoSuchName
@@ -413,7 +412,7 @@ func (c *Conn) getent(db, name string) ([]string, error) {
 
 // LookPath reports whether the remote user's shell finds the command name.
 func (c *Conn) LookPath(name string) error {
-	out, err := c.runLine(context.Background(), "command -v "+Quote(name), nil, statTimeout, 4096)
+	out, err := c.runFast("command -v "+Quote(name)+" >/dev/null", statTimeout, 4096)
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return fmt.Errorf("not found on %s", c.cfg.Address)

@@ -85,6 +85,9 @@ type Conn struct {
 	timer *time.Timer
 	dead  bool
 
+	helperMu sync.Mutex
+	helper   *helper
+
 	// Cached facts about the remote end.
 	factsOnce   sync.Once
 	uid, gid    int

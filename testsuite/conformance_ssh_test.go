@@ -219,7 +219,7 @@ func sshSymlinkRefused(t *testing.T, c *confRun, tg target.Target) {
 		t.Fatal(err)
 	}
 	r := deploy(t, tg, issue(t))
-	wantOutcome(t, r, 1, contract.InvalidInput)
+	wantOutcome(t, r, 2, contract.InvalidInput)
 	if !strings.Contains(r.stdout, "symbolic link") {
 		t.Errorf("the refusal does not name the link")
 	}
@@ -293,7 +293,7 @@ func sshFiles(t *testing.T, sshd *testsuite.SSHD) {
 		lt.Config.CertPath, lt.Config.ChainPath, lt.Config.KeyPath = filepath.Join(link, "cert.pem"), filepath.Join(link, "chain.pem"), filepath.Join(link, "privkey.pem")
 		lt.Config.Own = &files.Config{FullchainPath: filepath.Join(link, "fullchain.pem")}
 		r := deploy(t, lt, issue(t))
-		wantOutcome(t, r, 1, contract.InvalidInput)
+		wantOutcome(t, r, 2, contract.InvalidInput)
 		if names, _ := os.ReadDir(real); len(names) != 0 {
 			t.Errorf("files written through the link: %v", names)
 		}

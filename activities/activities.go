@@ -78,6 +78,16 @@ func insecure(err error) error {
 	return err
 }
 
+// wrapf says which file an error is about; a typed (application) error is
+// returned as it is, so its type reaches the workflow.
+func wrapf(err error, format string, args ...any) error {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return err
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
 // errMessage is an application error's message, or err's.
 func errMessage(err error) string {
 	var ae *temporal.ApplicationError

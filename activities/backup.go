@@ -70,7 +70,7 @@ func (a *Activities) backupOne(fsys FS, f PlannedFile, stamp int64) error {
 	}
 	id, err := createExcl(d, bak, "backup", data, info.Perm()&^clear, info.UID, info.GID)
 	if err != nil {
-		return fmt.Errorf("back up %s: %w", f.Path, err)
+		return wrapf(err, "back up %s", f.Path)
 	}
 	if err := d.Sync(); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/safefs"
+	"github.com/certctl/certctl/sshfs"
 )
 
 // File name markers. A temp or backup file is "<path><marker><unix-nanos>".
@@ -99,6 +100,9 @@ func fileType(i safefs.Info) string {
 // and the create is ConcurrentChange.
 func createExcl(d Dir, name, what string, data []byte, mode os.FileMode, uid, gid int) (safefs.ID, error) {
 	id, err := d.CreateExcl(name, data, mode, uid, gid)
+	if errors.Is(err, sshfs.ErrUmask) {
+		return id, sshErr(err)
+	}
 	if errors.Is(err, fs.ErrExist) {
 		return id, concurrent("%s %s appeared while this deploy was creating it: someone who can write %s is interfering; nothing written through it", what, d.Join(name), d.Path())
 	}

@@ -88,6 +88,10 @@ func (a *Activities) fsFor(ctx context.Context, t target.Target) (FS, func(), er
 	if err != nil {
 		return nil, func() {}, sshErr(err)
 	}
+	if err := c.Capable(); err != nil {
+		c.Release()
+		return nil, func() {}, temporal.NewNonRetryableApplicationError(err.Error()+"; nothing was written", contract.ValidateFailed, nil)
+	}
 	return sshFS{c}, c.Release, nil
 }
 
@@ -103,6 +107,8 @@ func sshErr(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error()+"; nothing was written", contract.HostUnavailable, nil)
 	case errors.As(err, &ce):
 		return contract.Invalid("target_config.ssh", err.Error()+" (on the certctl worker)")
+	case errors.Is(err, sshfs.ErrUmask):
+		return temporal.NewNonRetryableApplicationError(err.Error(), contract.InsecurePath, nil)
 	}
 	return err
 }

@@ -127,7 +127,7 @@ func rollbackOne(fsys FS, f PlannedFile, stamp int64) (changed bool, err error) 
 		mode &^= 0o007
 	}
 	if _, err := createExcl(d, tmp, "rollback's temp file", data, mode, binfo.UID, binfo.GID); err != nil {
-		return false, fmt.Errorf("restore %s from %s: %w", f.Path, d.Join(bak), err)
+		return false, wrapf(err, "restore %s from %s", f.Path, d.Join(bak))
 	}
 	// Last look before the rename: still this deploy's bytes.
 	if now, err := holds(d, base); err != nil || now != f.SHA256 {

@@ -107,7 +107,7 @@ func stageOne(fsys FS, private Dir, i int, pf PlannedFile, data []byte, stamp in
 		return "", err
 	}
 	if _, err := createExcl(d, name, "staged file", data, pf.Mode.Perm(), pf.UID, pf.GID); err != nil {
-		return "", fmt.Errorf("stage %s: %w", pf.Path, err)
+		return "", wrapf(err, "stage %s", pf.Path)
 	}
 	return d.Join(name), d.Sync()
 }

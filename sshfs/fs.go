@@ -286,6 +286,15 @@ func (d *Dir) CreateExcl(name string, data []byte, mode os.FileMode, uid, gid in
 // existing destination or is not atomic.
 var ErrNoPosixRename = errors.New("the SFTP server does not offer posix-rename@openssh.com (atomic replace): certctl does not fall back to a non-atomic rename")
 
+// Capable reports whether the server offers what every deploy needs: an
+// atomic rename (posix-rename@openssh.com).
+func (c *Conn) Capable() error {
+	if !c.posixRename {
+		return fmt.Errorf("ssh %s: %w", c.cfg.Address, ErrNoPosixRename)
+	}
+	return nil
+}
+
 // Rename renames old to new in this directory, atomically replacing new
 // (posix-rename@openssh.com).
 func (d *Dir) Rename(old, new string) error {

@@ -47,6 +47,14 @@ func TestConformanceSSH(t *testing.T) {
 		}
 		sshd.Stop()
 	})
+	// A host whose SFTP server leaves new files readable by others.
+	umaskDir := t.TempDir()
+	_ = os.Chmod(umaskDir, 0o711)
+	umaskSSHD, err := testsuite.StartSSHDWith(umaskDir, env.umaskSSHPort, "internal-sftp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(umaskSSHD.Stop)
 	type sshCase struct {
 		name string
 		run  func(t *testing.T, c *confRun, tg target.Target)
@@ -91,6 +99,16 @@ func TestConformanceSSH(t *testing.T) {
 			}
 		}},
 		{"SymlinkAtDestinationRefused", sshSymlinkRefused},
+		{"SFTPUmaskLeavingFilesReadableRefused", func(t *testing.T, c *confRun, tg target.Target) {
+			tg.Config.SSH = umaskSSHD.SSH()
+			r := c.deployFails(t, tg, contract.InsecurePath)
+			if !strings.Contains(r.stdout, "internal-sftp -u 077") {
+				t.Errorf("the refusal does not say how to fix the server")
+			}
+			if b := c.backups(); len(b) != 0 {
+				t.Errorf("backups left: %v", b)
+			}
+		}},
 		{"DeadHostUnavailable", func(t *testing.T, c *confRun, tg target.Target) {
 			tg.Config.SSH.Address = fmt.Sprintf("127.0.0.1:%d", env.deadSSHPort)
 			c.deployFails(t, tg, contract.HostUnavailable)

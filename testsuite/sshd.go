@@ -39,8 +39,12 @@ func SSHDBinary() (string, error) {
 }
 
 // StartSSHD writes keys and a config under dir, checks it (sshd -t), starts
-// `sshd -D -e -f CONF` on 127.0.0.1:port and waits until it answers.
-func StartSSHD(dir string, port int) (*SSHD, error) {
+// `sshd -D -e -f CONF` on 127.0.0.1:port and waits until it answers. Its
+// SFTP subsystem is "internal-sftp -u 077", as docs/connectors/ssh.md asks.
+func StartSSHD(dir string, port int) (*SSHD, error) { return StartSSHDWith(dir, port, "internal-sftp -u 077") }
+
+// StartSSHDWith is StartSSHD with another sftp Subsystem line.
+func StartSSHDWith(dir string, port int, sftp string) (*SSHD, error) {
 	bin, err := SSHDBinary()
 	if err != nil {
 		return nil, err
@@ -88,9 +92,9 @@ StrictModes no
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-Subsystem sftp internal-sftp -u 077
+Subsystem sftp %s
 LogLevel VERBOSE
-`, port, filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys")),
+`, port, filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "sshd.pid"), filepath.Join(dir, "authorized_keys"), sftp),
 	} {
 		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 			return nil, err
@@ -102,7 +106,9 @@ LogLevel VERBOSE
 	if out, err := exec.Command(bin, "-t", "-f", s.Conf).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("sshd -t: %v: %s", err, out)
 	}
-	if s.proc, err = StartProcess("sshd", filepath.Join(dir, "sshd.log"), nil, bin, "-D", "-e", "-f", s.Conf); err != nil {
+	// The usual umask of a daemon (022), whatever the test's: what the
+	// SFTP subsystem's own -u then changes.
+	if s.proc, err = StartProcess("sshd", filepath.Join(dir, "sshd.log"), nil, "/bin/sh", "-c", `umask 022 && exec "$0" "$@"`, bin, "-D", "-e", "-f", s.Conf); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

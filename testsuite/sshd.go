@@ -41,7 +41,9 @@ func SSHDBinary() (string, error) {
 // StartSSHD writes keys and a config under dir, checks it (sshd -t), starts
 // `sshd -D -e -f CONF` on 127.0.0.1:port and waits until it answers. Its
 // SFTP subsystem is "internal-sftp -u 077", as docs/connectors/ssh.md asks.
-func StartSSHD(dir string, port int) (*SSHD, error) { return StartSSHDWith(dir, port, "internal-sftp -u 077") }
+func StartSSHD(dir string, port int) (*SSHD, error) {
+	return StartSSHDWith(dir, port, "internal-sftp -u 077")
+}
 
 // StartSSHDWith is StartSSHD with another sftp Subsystem line.
 func StartSSHDWith(dir string, port int, sftp string) (*SSHD, error) {

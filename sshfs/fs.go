@@ -356,21 +356,26 @@ func (d *Dir) Sync() error {
 // Process is the remote user's uid and gid: the owner of a new file no
 // setting names.
 func (c *Conn) Process() (uid, gid int, err error) {
-	c.factsOnce.Do(func() {
-		out, err := c.runFast("id -u && id -g", statTimeout, 4096)
-		if err != nil {
-			c.factsErr = fmt.Errorf("remote id: %v: %s", err, strings.TrimSpace(out))
-			return
-		}
-		f := strings.Fields(out)
-		if len(f) != 2 {
-			c.factsErr = fmt.Errorf("remote id: unexpected answer %q", out)
-			return
-		}
-		c.uid, _ = strconv.Atoi(f[0])
-		c.gid, _ = strconv.Atoi(f[1])
-	})
-	return c.uid, c.gid, c.factsErr
+	c.factsMu.Lock()
+	defer c.factsMu.Unlock()
+	if c.factsKnown {
+		return c.uid, c.gid, nil
+	}
+	out, err := c.runFast("id -u && id -g", statTimeout, 4096)
+	if err != nil {
+		return 0, 0, fmt.Errorf("remote id: %v: %s", err, strings.TrimSpace(out))
+	}
+	f := strings.Fields(out)
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("remote id: unexpected answer %q", out)
+	}
+	uid, err1 := strconv.Atoi(f[0])
+	gid, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("remote id: unexpected answer %q", out)
+	}
+	c.uid, c.gid, c.factsKnown = uid, gid, true
+	return uid, gid, nil
 }
 
 // ErrNoSuchName says the remote host has no such user or group.

@@ -89,9 +89,9 @@ type Conn struct {
 	helper   *helper
 
 	// Cached facts about the remote end.
-	factsOnce   sync.Once
+	factsMu     sync.Mutex
+	factsKnown  bool
 	uid, gid    int
-	factsErr    error
 	fsyncFiles  bool
 	posixRename bool
 }

@@ -42,6 +42,9 @@ const statTimeout = 30 * time.Second
 // maxRead bounds what is read of one remote file.
 const maxRead = 1 << 20
 
+// ErrTooLarge says a remote file is larger than the read allows.
+var ErrTooLarge = errors.New("is larger than the read allows: not a file certctl wrote")
+
 // ErrUmask says the server's SFTP umask would let others read a new file.
 var ErrUmask = errors.New("the server's SFTP umask leaves new files readable by group or others")
 
@@ -196,7 +199,7 @@ func (d *Dir) ReadLimited(name string, limit int64) ([]byte, safefs.Info, error)
 		return nil, info, fmt.Errorf("read %s: %w", d.where(name), err)
 	}
 	if int64(len(b)) > limit {
-		return nil, info, fmt.Errorf("%s is larger than %d bytes: not a file this deploy wrote", d.where(name), limit)
+		return nil, info, fmt.Errorf("%s (over %d bytes) %w", d.where(name), limit, ErrTooLarge)
 	}
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(len(b)) {

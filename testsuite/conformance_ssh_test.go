@@ -17,6 +17,7 @@ import (
 
 	"github.com/certctl/certctl/connectors/files"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -290,6 +291,23 @@ func sshFiles(t *testing.T, sshd *testsuite.SSHD) {
 		}
 		if tmp := testsuite.TempFiles(dir); len(tmp) > 0 {
 			t.Errorf("temp files left behind: %v", tmp)
+		}
+	})
+	t.Run("RenewalReadsTheRemoteLeaf", func(t *testing.T) {
+		s := issue(t)
+		wantOutcome(t, deploy(t, tg, s), 0, contract.Deployed)
+		// The renewal's look at what is deployed goes to the remote host
+		// too, host key checked.
+		ra := renewal.New("")
+		d, err := ra.InspectDeployed(t.Context(), tg)
+		if err != nil || !d.Exists || d.LeafSHA256 != s.LeafSHA256 {
+			t.Errorf("inspect over SSH: %+v, %v; want leaf %s", d, err, s.LeafSHA256)
+		}
+		bad := tg
+		bad.Config.SSH = sshd.SSH()
+		bad.Config.SSH.KnownHostsPath = sshd.OtherKnownHosts
+		if _, err := ra.InspectDeployed(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "changed") {
+			t.Errorf("inspect with a changed host key: %v", err)
 		}
 	})
 	t.Run("IdenticalDeploySkipsWithoutReload", func(t *testing.T) {

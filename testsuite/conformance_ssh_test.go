@@ -66,6 +66,24 @@ func TestConformanceSSH(t *testing.T) {
 		{"ServerCheckFailsLeavesLiveFilesUntouched", sshCheckFails},
 		{"ReloadFailsRestoresOldLeaf", sshReloadFails},
 		{"VerifySeesAnotherLeafRollsBack", func(t *testing.T, c *confRun, tg target.Target) { sshVerifyFails(t, c, tg) }},
+		{"DryRunTouchesNothing", func(t *testing.T, c *confRun, tg target.Target) {
+			before := c.snapshot(t)
+			r := deploy(t, tg, issue(t), "--dry-run", "--output", "json")
+			res := r.result(t)
+			if r.code != 0 || res.Outcome != contract.DryRunPassed {
+				t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+			}
+			// Staged on the worker; the remote server's check reads only
+			// live paths, so a dry run does not run it, and says so.
+			if d := stepDetails(res)["validate"]; !strings.Contains(d, "server check skipped") {
+				t.Errorf("validate step %q, want the server check skipped", d)
+			}
+			wantSame(t, before)
+			if b := c.backups(); len(b) != 0 {
+				t.Errorf("a dry run left backups: %v", b)
+			}
+			c.wantServed(t, c.initial.LeafSHA256)
+		}},
 		{"ChangedHostKeyRefusedNothingWritten", func(t *testing.T, c *confRun, tg target.Target) {
 			tg.Config.SSH.KnownHostsPath = sshd.OtherKnownHosts
 			r := c.deployFails(t, tg, contract.HostKeyMismatch)

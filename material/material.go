@@ -44,6 +44,8 @@ type Bundle struct {
 	// type and its DER re-encoded from the parsed key.
 	keyType string
 	keyDER  []byte
+	// fromCert is how many of Chain came from cert_pem (a fullchain's).
+	fromCert int
 }
 
 // Limits on what material may be. MaxPEMSize bounds each field: a
@@ -70,7 +72,7 @@ func Parse(m Material) (*Bundle, error) {
 	}
 	if c := certs[0]; c.BasicConstraintsValid && c.IsCA {
 		return nil, errf("cert_pem", "certificate 1 (%s) is a CA certificate (basic constraints CA:TRUE), not a server's leaf: "+
-			"put the server's own certificate first, its issuers after it or in chain_pem", c.Subject)
+			"put the server's own certificate first, its issuers after it or in chain_pem", Name(c))
 	}
 	chain, err := parseCerts("chain_pem", m.ChainPEM, false)
 	if err != nil {
@@ -80,7 +82,7 @@ func Parse(m Material) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bundle{Leaf: certs[0], Chain: append(certs[1:], chain...), Key: key, keyType: typ, keyDER: der}, nil
+	return &Bundle{Leaf: certs[0], Chain: append(certs[1:], chain...), Key: key, keyType: typ, keyDER: der, fromCert: len(certs) - 1}, nil
 }
 
 // ParseConcatenated reads certificates and one key from a single PEM stream in
@@ -179,6 +181,9 @@ func parseCerts(field, text string, required bool) ([]*x509.Certificate, error) 
 	if err != nil {
 		return nil, err
 	}
+	if len(blocks) == 0 && IsDER([]byte(text)) {
+		return nil, errf(field, "%s", DERAdvice(field, "FILE"))
+	}
 	var out []*x509.Certificate
 	for i, b := range blocks {
 		if b.Type != "CERTIFICATE" {
@@ -218,6 +223,9 @@ func parseKey(field, text string) (crypto.Signer, string, []byte, error) {
 		default:
 			b = blk
 		}
+	}
+	if b == nil && IsDER([]byte(text)) {
+		return nil, "", nil, errf(field, "%s", DERAdvice(field, "FILE"))
 	}
 	if b == nil {
 		return nil, "", nil, errf(field, "holds no PEM private key")
@@ -303,12 +311,15 @@ func blockType(t string) string {
 // zero now skips this), and host (when not empty) is covered by the leaf.
 func (b *Bundle) Check(now time.Time, host string) error {
 	if !publicKeysEqual(b.Key.Public(), b.Leaf.PublicKey) {
-		return errf("key_pem", "private key does not match the certificate (leaf %s)", b.Leaf.Subject)
+		return errf("key_pem", "private key does not match the certificate (leaf %s)", Name(b.Leaf))
+	}
+	if err := noRepeats(append([]*x509.Certificate{b.Leaf}, b.Chain[:b.fromCert]...), b.Chain[b.fromCert:]); err != nil {
+		return err
 	}
 	prev := b.Leaf
 	for i, c := range b.Chain {
 		if err := prev.CheckSignatureFrom(c); err != nil {
-			return errf("chain_pem", "certificate %d (%s) did not sign %s: chain out of order or not linking", i+1, c.Subject, prev.Subject)
+			return errf("chain_pem", "certificate %d (%s) did not sign %s: chain out of order or not linking", i+1, Name(c), Name(prev))
 		}
 		prev = c
 	}
@@ -321,7 +332,14 @@ func (b *Bundle) Check(now time.Time, host string) error {
 	}
 	if host != "" {
 		if err := b.Leaf.VerifyHostname(host); err != nil {
-			return errf("cert_pem", "certificate does not cover the verify host %q (SANs: %s)", host, sans(b.Leaf))
+			msg := fmt.Sprintf("certificate does not cover the verify host %q (SANs: %s)", host, sans(b.Leaf))
+			if isLoopback(host) {
+				// An endpoint on loopback (a verify from the host itself)
+				// is dialed by address; the name to check is the site's.
+				msg += fmt.Sprintf(": the verify endpoint is on loopback, so set post_deploy_verify.server_name to a name the certificate covers (%s): "+
+					"verify sends it as SNI and checks the leaf against it", firstName(b.Leaf))
+			}
+			return errf("cert_pem", "%s", msg)
 		}
 	}
 	return nil
@@ -381,6 +399,51 @@ func sans(c *x509.Certificate) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
+}
+
+// isLoopback: host is a loopback address or "localhost".
+func isLoopback(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return strings.EqualFold(host, "localhost")
+}
+
+// firstName is the leaf's first DNS name, else its Name.
+func firstName(c *x509.Certificate) string {
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return Name(c)
+}
+
+// noRepeats refuses a certificate given twice: cert_pem's (a fullchain)
+// again in chain_pem — `--cert fullchain.pem --chain chain.pem` — or one
+// twice within a field. Servers would send it twice.
+func noRepeats(certs, chain []*x509.Certificate) error {
+	inCert := map[string]bool{}
+	for i, c := range certs {
+		if inCert[string(c.Raw)] {
+			return errf("cert_pem", "holds certificate %d (%s) twice: give each certificate once", i+1, Name(c))
+		}
+		inCert[string(c.Raw)] = true
+	}
+	inChain := map[string]bool{}
+	var repeated []string
+	for i, c := range chain {
+		switch {
+		case inCert[string(c.Raw)]:
+			repeated = append(repeated, Name(c))
+		case inChain[string(c.Raw)]:
+			return errf("chain_pem", "holds certificate %d (%s) twice: give each intermediate once", i+1, Name(c))
+		}
+		inChain[string(c.Raw)] = true
+	}
+	if len(repeated) > 0 {
+		return errf("chain_pem", "the chain repeats certificates already in cert_pem (%s): cert_pem is a fullchain already, so give no chain_pem, "+
+			"or give only the leaf in cert_pem (certbot: cert.pem with chain.pem, or fullchain.pem alone)", strings.Join(repeated, ", "))
+	}
+	return nil
 }
 
 // HostOf returns the host part of a host:port endpoint.

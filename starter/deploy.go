@@ -9,14 +9,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
@@ -27,20 +30,27 @@ import (
 )
 
 type deployFlags struct {
-	target, cert, key, chain string
-	dryRun, detach, force    bool
-	output                   string
+	target, cert, key, chain, lineage string
+	dryRun, detach, force             bool
+	output                            string
 }
 
 func deployCmd() *cobra.Command {
 	var f deployFlags
 	cmd := &cobra.Command{
-		Use:   "deploy --target TARGET.yaml --cert CERT.pem --key KEY.pem [--chain CHAIN.pem]",
+		Use:   "deploy --target TARGET.yaml (--cert CERT.pem --key KEY.pem [--chain CHAIN.pem] | --lineage DIR)",
 		Short: "Land a certificate on one target and follow the deploy to its outcome",
 		Long: `Starts DeployWorkflow, prints its ID, each step as it finishes, then the outcome on its
 own last line. The workflow starts on the target host's queue "certctl-host-<host>" when a
 worker polls it (its steps then run on that worker), and otherwise on "certctl", which waits
 up to CERTCTL_HOST_WAIT for the host's worker before HostUnavailable.
+
+--lineage DIR reads an ACME client's lineage (certbot's RENEWED_LINEAGE,
+/etc/letsencrypt/live/NAME): cert.pem, chain.pem and privkey.pem in it.
+
+A leaf issued by a CA deployed without any chain prints a warning line (and
+"chain_missing": true with --output json): clients that do not hold the
+intermediate cannot verify it.
 
 Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
 2 input refused before anything started (the message names the field).`,
@@ -60,13 +70,12 @@ Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
 	fl.StringVar(&f.cert, "cert", "", "certificate PEM (a fullchain is fine)")
 	fl.StringVar(&f.key, "key", "", "private key PEM")
 	fl.StringVar(&f.chain, "chain", "", "chain PEM (intermediates, issuer of the leaf first)")
+	fl.StringVar(&f.lineage, "lineage", "", "an ACME client's lineage directory (certbot's RENEWED_LINEAGE): its cert.pem, chain.pem and privkey.pem")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "run Plan and Validate only; touch nothing live")
 	fl.BoolVar(&f.detach, "detach", false, "print the workflow ID and return without waiting")
 	fl.BoolVar(&f.force, "force-validity", false, "deploy a leaf that is expired or not yet valid (every other check still applies)")
 	fl.StringVar(&f.output, "output", "text", "text or json")
-	for _, n := range []string{"target", "cert", "key"} {
-		_ = cmd.MarkFlagRequired(n)
-	}
+	_ = cmd.MarkFlagRequired("target")
 	return cmd
 }
 
@@ -75,6 +84,9 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 	var req workflows.DeployRequest
 	if f.output != "text" && f.output != "json" {
 		return req, errors.New("--output: want text or json")
+	}
+	if err := f.fromLineage(); err != nil {
+		return req, err
 	}
 	tf, err := os.Open(f.target)
 	if err != nil {
@@ -100,6 +112,10 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return "", fmt.Errorf("--%s: %w", flag, err)
+		}
+		if material.IsDER(b) {
+			field := flag + "_pem"
+			return "", fmt.Errorf("--%s %s: %s", flag, path, material.DERAdvice(field, path))
 		}
 		return string(b), nil
 	}
@@ -131,6 +147,68 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 	return req, nil
 }
 
+// The files of an ACME client's lineage directory: certbot's names, which
+// the lego and acme.sh recipes in README write too.
+const (
+	lineageCert  = "cert.pem"
+	lineageChain = "chain.pem"
+	lineageKey   = "privkey.pem"
+)
+
+// fromLineage turns --lineage DIR into --cert, --chain and --key, and
+// checks that either it or --cert and --key were given, not both.
+//
+// It reads cert.pem and chain.pem, never fullchain.pem as well: fullchain.pem
+// is cert.pem followed by chain.pem, so reading it beside them would send
+// the chain twice.
+//
+// certbot's live/NAME/*.pem are symbolic links into archive/NAME/. They are
+// followed here, deliberately: they are the operator's input, read with the
+// operator's own rights and checked for what they hold like any --cert, and
+// nothing is written there. What must never follow a link is the writing
+// side, the destinations on the host, which go through package safefs.
+func (f *deployFlags) fromLineage() error {
+	if f.lineage == "" {
+		var missing []string
+		if f.cert == "" {
+			missing = append(missing, "--cert")
+		}
+		if f.key == "" {
+			missing = append(missing, "--key")
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%s: required (or --lineage DIR for an ACME client's lineage)", strings.Join(missing, " and "))
+		}
+		return nil
+	}
+	var given []string
+	for _, g := range []struct{ flag, v string }{{"--cert", f.cert}, {"--key", f.key}, {"--chain", f.chain}} {
+		if g.v != "" {
+			given = append(given, g.flag)
+		}
+	}
+	if len(given) > 0 {
+		return fmt.Errorf("--lineage and %s: give the lineage directory or the files, not both", strings.Join(given, ", "))
+	}
+	fi, err := os.Stat(f.lineage)
+	if err != nil {
+		return fmt.Errorf("--lineage: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--lineage %s: is not a directory: give the lineage directory (certbot: /etc/letsencrypt/live/NAME, $RENEWED_LINEAGE in a deploy hook)", f.lineage)
+	}
+	for _, n := range []string{lineageCert, lineageKey} {
+		if _, err := os.Stat(filepath.Join(f.lineage, n)); err != nil {
+			return fmt.Errorf("--lineage %s: has no %s (want certbot's layout: %s, %s, %s)", f.lineage, n, lineageCert, lineageChain, lineageKey)
+		}
+	}
+	f.cert, f.key = filepath.Join(f.lineage, lineageCert), filepath.Join(f.lineage, lineageKey)
+	if _, err := os.Stat(filepath.Join(f.lineage, lineageChain)); err == nil {
+		f.chain = filepath.Join(f.lineage, lineageChain)
+	}
+	return nil
+}
+
 // nameFlag prefixes a material error with the flag and file it came from:
 // "--key key.pem: key_pem: …".
 func (f *deployFlags) nameFlag(err error) error {
@@ -153,8 +231,11 @@ func (f *deployFlags) nameFlag(err error) error {
 	default:
 		return err
 	}
-	return fmt.Errorf("--%s %s: %w", flag, path, err)
+	return fmt.Errorf("--%s %s: %s: %s", flag, path, me.Field, flagNames.Replace(me.Msg))
 }
+
+// flagNames says material's fields as this command's flags, in messages.
+var flagNames = strings.NewReplacer("cert_pem", "--cert", "chain_pem", "--chain", "key_pem", "--key")
 
 // workflowID is unique per request and says what it is about.
 func workflowID(t target.Target) string {
@@ -167,7 +248,24 @@ func workflowID(t target.Target) string {
 type deployOutput struct {
 	WorkflowID string `json:"workflow_id"`
 	RunID      string `json:"run_id"`
+	// ChainMissing: the leaf was issued by a CA and no chain came with it
+	// (chainWarning).
+	ChainMissing bool `json:"chain_missing,omitempty"`
 	workflows.DeployResult
+}
+
+// chainWarning is the warning for material whose leaf was issued by a CA
+// (its issuer is not its subject) and that holds no chain: the server will
+// send the leaf alone, and clients that do not hold the intermediate fail.
+// Empty when there is a chain, the leaf is self-signed, or the material does
+// not parse (the deploy says why).
+func chainWarning(m material.Material) string {
+	b, err := material.Parse(m)
+	if err != nil || len(b.Chain) > 0 || !material.Issued(b.Leaf) {
+		return ""
+	}
+	return fmt.Sprintf("warning: no chain: leaf %s is issued by %q and the server will send it alone; clients that do not hold that issuer's certificate fail "+
+		"(\"unable to verify the first certificate\"): give --chain CHAIN.pem (the intermediates), or --lineage DIR", material.Name(b.Leaf), b.Leaf.Issuer.String())
 }
 
 // runDeploy starts the workflow and follows it. uiBase, when set, is the Web
@@ -178,7 +276,11 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		return &exitError{code: 1, msg: "start DeployWorkflow: " + err.Error() + searchAttributeHint(err)}
 	}
 	text := output != "json"
+	warning := chainWarning(req.Material)
 	if text {
+		if warning != "" {
+			fmt.Fprintln(w, warning)
+		}
 		fmt.Fprintf(w, "workflow: %s\n", run.GetID())
 		if uiBase != "" {
 			fmt.Fprintf(w, "web ui:   %s\n", uiLink(uiBase, run))
@@ -217,7 +319,7 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		}
 	}
 	if !text {
-		if err := json.NewEncoder(w).Encode(deployOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), DeployResult: res}); err != nil {
+		if err := json.NewEncoder(w).Encode(deployOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), ChainMissing: warning != "", DeployResult: res}); err != nil {
 			return err
 		}
 	} else {
@@ -304,7 +406,7 @@ func (f *follower) stepLine(ev *historypb.HistoryEvent) (string, string) {
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
 		a := ev.GetActivityTaskFailedEventAttributes()
 		id := a.GetScheduledEventId()
-		return f.names[id], fmt.Sprintf("  %-16s FAILED %s  %s", f.names[id], took(id), oneLine(a.GetFailure().GetMessage()))
+		return f.names[id], fmt.Sprintf("  %-16s FAILED %s  %s", f.names[id], took(id), oneLine(f.message(a.GetFailure())))
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		id := ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()
 		return f.names[id], fmt.Sprintf("  %-16s TIMED OUT %s", f.names[id], took(id))
@@ -334,7 +436,7 @@ func (f *follower) markerLine(ev *historypb.HistoryEvent) (string, string) {
 	took := fmt.Sprintf("%6d ms", end.Sub(f.last).Milliseconds())
 	f.last = end
 	if fl := m.GetFailure(); fl != nil {
-		return name, fmt.Sprintf("  %-16s FAILED %s  %s", name, took, oneLine(fl.GetMessage()))
+		return name, fmt.Sprintf("  %-16s FAILED %s  %s", name, took, oneLine(f.message(fl)))
 	}
 	if name == string(contract.StepLock) {
 		var r activities.LockResult
@@ -343,6 +445,22 @@ func (f *follower) markerLine(ev *historypb.HistoryEvent) (string, string) {
 		}
 	}
 	return name, fmt.Sprintf("  %-16s ok     %s", name, took)
+}
+
+// message is a failure's message as the worker wrote it. The codec encrypts
+// failure messages too (EncodeCommonAttributes): a history holds "Encoded
+// failure" and the real message in encoded attributes, which the CLI, holding
+// the codec key, decodes. A failure it cannot decode says so.
+func (f *follower) message(fl *failurepb.Failure) string {
+	if fl.GetEncodedAttributes() == nil {
+		return fl.GetMessage()
+	}
+	d := proto.Clone(fl).(*failurepb.Failure)
+	converter.DecodeCommonFailureAttributes(f.dc, d)
+	if d.GetMessage() == fl.GetMessage() {
+		return fl.GetMessage() + " (not decoded: it is encrypted under a codec key this certctl does not hold)"
+	}
+	return d.GetMessage()
 }
 
 func oneLine(s string) string {

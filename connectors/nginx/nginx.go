@@ -1,5 +1,10 @@
-// Package nginx is the connector for nginx: separate cert, chain and key
-// files, checked with `nginx -t` and reloaded with `nginx -s reload`.
+// Package nginx is the connector for nginx: cert and key files, checked with
+// `nginx -t` and reloaded with `nginx -s reload`.
+//
+// nginx sends clients only what ssl_certificate holds: there is no directive
+// for a chain file to send. So cert_path always holds the leaf followed by
+// its chain; a chain_path, when the target sets one, gets the chain too, for
+// ssl_trusted_certificate (OCSP stapling), never for clients.
 //
 // nginx's master process reads the files as root, so the key's default mode
 // 0640 with the nginx (or www-data) group is for tools run as that group.
@@ -7,14 +12,21 @@ package nginx
 
 import (
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
 
 // Name is the target_type.
 const Name = "nginx"
 
+// Connector is nginx's: connectors.Separate's destinations, defaults and
+// check, with the chain always after the leaf in cert_path.
+type Connector struct {
+	connectors.Separate
+}
+
 func init() {
-	connectors.Register(Name, connectors.Separate{
+	connectors.Register(Name, Connector{connectors.Separate{
 		Name:    Name,
 		KeyMode: 0o640,
 		Default: connectors.Defaults{
@@ -23,5 +35,20 @@ func init() {
 			Owners:          []string{"nginx", "www-data"},
 			Processes:       []string{"nginx"},
 		},
-	})
+	}})
+}
+
+// Files writes the leaf and its chain into cert_path, the chain alone into
+// chain_path when it is set, and the key into key_path.
+func (c Connector) Files(cfg target.Config, b *material.Bundle) ([]connectors.File, error) {
+	files, err := c.Separate.Files(cfg, b)
+	if err != nil {
+		return nil, err
+	}
+	for i := range files {
+		if files[i].Role == "cert" {
+			files[i].Bytes = append(b.LeafPEM(), b.ChainPEM()...)
+		}
+	}
+	return files, nil
 }

@@ -142,10 +142,13 @@ var (
 	pemEnd   = []byte("-----END ")
 )
 
-// decodeBlocks returns the PEM blocks of data in order. Text outside the
-// blocks is skipped, as servers skip it; a BEGIN line whose block does not
-// decode (no END line, bad base64, END of another type) is refused, never
-// skipped over.
+// decodeBlocks returns the PEM blocks of data in order. It reads PEM as
+// OpenSSL does (nginx, haproxy, apache, postfix, dovecot all read through
+// it): text outside the blocks is skipped; a BEGIN line counts only at the
+// start of a line (an indented one is text, as OpenSSL reads it); a block
+// whose base64 holds a blank line is refused, as OpenSSL refuses it. A BEGIN
+// line whose block does not decode (no END line, bad base64, END of another
+// type) is refused, never skipped over.
 func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
 	if len(data) > MaxPEMSize {
 		return nil, errf(field, "is %d bytes, more than the %d any certificate, chain or key needs: give only the PEM blocks", len(data), MaxPEMSize)
@@ -157,6 +160,11 @@ func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
 		if i < 0 {
 			return out, nil
 		}
+		if i > 0 && rest[i-1] != '\n' {
+			// Not at the start of a line: text, as OpenSSL reads it.
+			rest = rest[i+len(pemBegin):]
+			continue
+		}
 		rest = rest[i:]
 		n := len(out) + 1
 		j := bytes.Index(rest, pemEnd)
@@ -167,6 +175,9 @@ func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
 		if k := bytes.IndexByte(rest[j:], '\n'); k >= 0 {
 			end = j + k + 1
 		}
+		if blankInBase64(rest[:j]) {
+			return nil, errf(field, "PEM block %d has a blank line inside its base64, which servers (OpenSSL) refuse: remove it", n)
+		}
 		b, tail := pem.Decode(rest[:end])
 		if b == nil || len(bytes.TrimSpace(tail)) > 0 {
 			return nil, errf(field, "PEM block %d does not decode (bad base64, or BEGIN and END lines that differ): it is not PEM", n)
@@ -174,6 +185,34 @@ func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
 		out = append(out, b)
 		rest = rest[end:]
 	}
+}
+
+// blankInBase64 reports whether a block (its BEGIN line up to its END line)
+// has an empty line among its base64 lines. Headers ("Name: value" lines)
+// and the one blank line after them are not base64.
+func blankInBase64(block []byte) bool {
+	lines := strings.Split(strings.ReplaceAll(string(block), "\r", ""), "\n")
+	if len(lines) > 0 {
+		lines = lines[1:] // the BEGIN line
+	}
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1] // the END line's own start
+	}
+	i := 0
+	if len(lines) > 0 && strings.Contains(lines[0], ":") {
+		for i < len(lines) && strings.Contains(lines[i], ":") {
+			i++
+		}
+		if i < len(lines) && strings.TrimSpace(lines[i]) == "" {
+			i++
+		}
+	}
+	for ; i < len(lines); i++ {
+		if strings.TrimSpace(lines[i]) == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func parseCerts(field, text string, required bool) ([]*x509.Certificate, error) {
@@ -186,7 +225,8 @@ func parseCerts(field, text string, required bool) ([]*x509.Certificate, error) 
 	}
 	var out []*x509.Certificate
 	for i, b := range blocks {
-		if b.Type != "CERTIFICATE" {
+		// "X509 CERTIFICATE" is OpenSSL's old name for the same block.
+		if b.Type != "CERTIFICATE" && b.Type != "X509 CERTIFICATE" {
 			return nil, errf(field, "PEM block %d is %s, want CERTIFICATE", i+1, blockType(b.Type))
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
@@ -215,9 +255,14 @@ func parseKey(field, text string) (crypto.Signer, string, []byte, error) {
 	params := false
 	for i, blk := range blocks {
 		switch {
-		case blk.Type == "EC PARAMETERS" && b == nil:
-			// Servers skip it; the curve is the key's own.
+		case blk.Type == "EC PARAMETERS":
+			// Servers skip it, before or after the key; the curve is the
+			// key's own.
 			params = true
+		case blk.Type == "CERTIFICATE":
+			// A key file that holds its certificate too (a combined
+			// file): servers read the key and skip the rest. Nothing of
+			// it is written.
 		case b != nil:
 			return nil, "", nil, errf(field, "holds more than one PEM block after the key (block %d is %s): give one key", i+1, blockType(blk.Type))
 		default:
@@ -226,6 +271,9 @@ func parseKey(field, text string) (crypto.Signer, string, []byte, error) {
 	}
 	if b == nil && IsDER([]byte(text)) {
 		return nil, "", nil, errf(field, "%s", DERAdvice(field, "FILE"))
+	}
+	if b == nil && len(blocks) > 0 && blocks[0].Type == "CERTIFICATE" {
+		return nil, "", nil, errf(field, "holds a certificate but no private key: give the key's file (certbot: privkey.pem)")
 	}
 	if b == nil {
 		return nil, "", nil, errf(field, "holds no PEM private key")

@@ -79,7 +79,9 @@ func newFramingPKI(t *testing.T) framingPKI {
 	return p
 }
 
-func pemOf(typ string, der []byte) string { return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})) }
+func pemOf(typ string, der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+}
 
 // framingServers runs nginx -t and haproxy -c on one cert file and one key
 // file.

@@ -147,8 +147,7 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 	return req, nil
 }
 
-// The files of an ACME client's lineage directory: certbot's names, which
-// the lego and acme.sh recipes in README write too.
+// The files of a lineage directory, as certbot names them (live/NAME/).
 const (
 	lineageCert  = "cert.pem"
 	lineageChain = "chain.pem"

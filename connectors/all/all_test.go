@@ -44,7 +44,9 @@ func TestLayouts(t *testing.T) {
 		cfg  target.Config
 		want []file
 	}{
-		{"nginx", sep, separate(0o640)},
+		// nginx sends only ssl_certificate's file: the chain goes after
+		// the leaf always, and into chain_path too when it is set.
+		{"nginx", sep, []file{{"cert", "/d/cert.pem", s.CertPEM + s.ChainPEM, false, 0o644}, {"chain", "/d/chain.pem", s.ChainPEM, false, 0o644}, {"key", "/d/key.pem", s.KeyPEM, true, 0o640}}},
 		{"nginx", joined, chainInCert(0o640)},
 		{"apache", sep, separate(0o600)},
 		{"apache", joined, chainInCert(0o600)},

@@ -225,6 +225,12 @@ func parseCerts(field, text string, required bool) ([]*x509.Certificate, error) 
 	}
 	var out []*x509.Certificate
 	for i, b := range blocks {
+		if b.Type == "TRUSTED CERTIFICATE" {
+			// nginx and haproxy read it (OpenSSL's X509_AUX), but its trust
+			// settings are a trust store's, not a served certificate's.
+			return nil, errf(field, "PEM block %d is a TRUSTED CERTIFICATE (a certificate with OpenSSL trust settings, for a trust store): "+
+				"convert it with `openssl x509 -in FILE -out FILE.pem`", i+1)
+		}
 		// "X509 CERTIFICATE" is OpenSSL's old name for the same block.
 		if b.Type != "CERTIFICATE" && b.Type != "X509 CERTIFICATE" {
 			return nil, errf(field, "PEM block %d is %s, want CERTIFICATE", i+1, blockType(b.Type))

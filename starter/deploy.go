@@ -230,7 +230,9 @@ func (f *deployFlags) nameFlag(err error) error {
 	default:
 		return err
 	}
-	return fmt.Errorf("--%s %s: %s: %s", flag, path, me.Field, flagNames.Replace(me.Msg))
+	// material's conversion hints name the file FILE: this one is path.
+	msg := strings.ReplaceAll(flagNames.Replace(me.Msg), "-in FILE -out FILE.pem", "-in "+path+" -out "+path+".pem")
+	return fmt.Errorf("--%s %s: %s: %s", flag, path, me.Field, msg)
 }
 
 // flagNames says material's fields as this command's flags, in messages.

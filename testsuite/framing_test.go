@@ -241,6 +241,8 @@ func TestFramingsAcceptedExactlyAsServersDo(t *testing.T) {
 		{name: "indented BEGIN line", cert: "  " + leaf + inter, key: key},
 		{name: "indented base64 lines", cert: perLine(leaf, func(l string) string { return "  " + l }) + inter, key: key},
 		{name: "old type name X509 CERTIFICATE", cert: pemOf("X509 CERTIFICATE", p.ecLeaf.Raw) + inter, key: key},
+		{name: "TRUSTED CERTIFICATE leaf (openssl x509 -trustout)", cert: pemOf("TRUSTED CERTIFICATE", append(append([]byte{}, p.ecLeaf.Raw...), 0x30, 0x00)) + inter, key: key,
+			refuse: "trust settings belong to a trust store, not to a served certificate; the message gives the openssl command that drops them"},
 		{name: "DER certificate", cert: string(p.ecLeaf.Raw), key: key},
 		{name: "DER key", cert: full, key: string(pkcs8)},
 		{name: "key in the certificate file", cert: full + key, key: key,

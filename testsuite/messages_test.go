@@ -37,6 +37,7 @@ func TestDeployMessagesSayWhatToDo(t *testing.T) {
 		return b.Bytes
 	}
 	certDER, keyDER := write("cert.der", der(s.CertPEM)), write("key.der", der(s.KeyPEM))
+	trusted := write("trusted.pem", pem.EncodeToMemory(&pem.Block{Type: "TRUSTED CERTIFICATE", Bytes: append(der(s.CertPEM), 0x30, 0x00)}))
 	// A leaf for a name only: the loopback endpoint's address is not in it.
 	named, err := env.ca.Issue(testsuite.LeafOptions{CommonName: acmeName, DNSNames: []string{acmeName}})
 	if err != nil {
@@ -59,6 +60,8 @@ func TestDeployMessagesSayWhatToDo(t *testing.T) {
 			"--cert " + certDER + ": is DER, not PEM: convert it with `openssl x509 -inform der -in " + certDER + " -out " + certDER + ".pem`"},
 		{"DER key", []string{"--cert", cert, "--key", keyDER},
 			"--key " + keyDER + ": is DER, not PEM: convert it with `openssl pkey -inform der -in " + keyDER + " -out " + keyDER + ".pem`"},
+		{"TRUSTED CERTIFICATE", []string{"--cert", trusted, "--chain", chain, "--key", key},
+			"--cert " + trusted + ": cert_pem: PEM block 1 is a TRUSTED CERTIFICATE (a certificate with OpenSSL trust settings, for a trust store): convert it with `openssl x509 -in " + trusted + " -out " + trusted + ".pem`"},
 		{"fullchain and chain", []string{"--cert", fullchain, "--chain", chain, "--key", key},
 			"--chain " + chain + ": chain_pem: the chain repeats certificates already in --cert (certctl itest Intermediate)"},
 		{"loopback endpoint without server_name", []string{"--cert", ncert, "--chain", nchain, "--key", nkey},

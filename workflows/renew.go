@@ -227,6 +227,9 @@ func checkDue(ctx workflow.Context, p profile.Profile, hostWait time.Duration, r
 		var d renewal.Deployed
 		if err := f.Get(ctx, &d); err != nil {
 			if isHostTimeout(err) {
+				if h := p.Targets[i].Host; h != "" {
+					return false, contract.HostUnavailable, fmt.Sprintf("%s (to read %s's certificate)", HostUnavailableMessage(h, hostWait), p.Targets[i].TargetID)
+				}
 				return false, contract.HostUnavailable, fmt.Sprintf("no worker polled %s to read %s's certificate", queueFor(p.Targets[i]), p.Targets[i].TargetID)
 			}
 			// When unsure, renew: the approval still gates it, and the

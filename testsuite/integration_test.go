@@ -651,9 +651,14 @@ func TestIntegrationCertctlDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"outcome: Deployed", "nginx now serves the new leaf", "/namespaces/default/workflows/deploy%2Fdev-nginx%2F"} {
+	for _, want := range []string{"outcome: Deployed", "nginx now serves the new leaf", "/namespaces/default/workflows/deploy%2Fdev-nginx%2F",
+		"\nworker:         certctl-worker --host localhost --workflows (pid "} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("certctl dev output lacks %q", want)
 		}
+	}
+	// One worker process polls both queues.
+	if n := strings.Count(string(out), "\nworker: "); n != 1 {
+		t.Fatalf("certctl dev started %d workers, want 1", n)
 	}
 }

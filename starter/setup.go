@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -27,7 +28,8 @@ func setupCmd() *cobra.Command {
 		Long: `Registers certctl's search attributes (` + searchAttributeList() + `, all Keyword)
 on the namespace the environment selects, through the operator service, and
 checks them. Run it once per namespace, with the same TEMPORAL_ADDRESS,
-TEMPORAL_NAMESPACE (or envconfig profile, TLS, API key) the workers use; a
+TEMPORAL_NAMESPACE (or envconfig profile, TLS, API key) the workers use (the
+payload key is not needed: setup carries no payload); a
 second run changes nothing and says "already registered". Every command that
 needs the attributes (deploy, renew, approvals list) checks for them first and
 refuses in seconds, naming the missing ones and this command.
@@ -36,9 +38,18 @@ Exit codes: 0 every attribute registered (now or before); 1 one could not be
 registered, or exists with another type (named, with what to do); 2 bad flags.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withClient(cmd.Context(), func(ctx context.Context, c client.Client) error {
-				return runSetup(ctx, c.OperatorService(), dialedNamespace, cmd.OutOrStdout())
-			})
+			// No payload goes through this client: the codec key is not
+			// needed here (an admin may run setup without it).
+			o, err := clientenv.ConnectionOptions(slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				return &exitError{code: 1, msg: err.Error()}
+			}
+			c, err := client.DialContext(cmd.Context(), o)
+			if err != nil {
+				return &exitError{code: 1, msg: fmt.Sprintf("connect to Temporal at %s: %v (set TEMPORAL_ADDRESS or TEMPORAL_PROFILE)", o.HostPort, err)}
+			}
+			defer c.Close()
+			return runSetup(cmd.Context(), c.OperatorService(), o.Namespace, cmd.OutOrStdout())
 		},
 	}
 }

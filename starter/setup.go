@@ -25,17 +25,18 @@ func setupCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "setup",
 		Short: "Register certctl's search attributes on the Temporal namespace (once per namespace; idempotent)",
-		Long: `Registers certctl's search attributes (` + searchAttributeList() + `, all Keyword)
-on the namespace the environment selects, through the operator service, and
-checks them. Run it once per namespace, with the same TEMPORAL_ADDRESS,
-TEMPORAL_NAMESPACE (or envconfig profile, TLS, API key) the workers use (the
-payload key is not needed: setup carries no payload); a
-second run changes nothing and says "already registered". Every command that
-needs the attributes (deploy, renew, approvals list) checks for them first and
-refuses in seconds, naming the missing ones and this command.
+		Long: `Registers certctl's search attributes (` + searchAttributeList() + `,
+all Keyword) on the namespace the environment selects, through the operator
+service, and checks them. Run it once per namespace, with the same
+TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE (or envconfig profile, TLS, API key) the
+workers use; it carries no payload, so it needs no payload key. A second run
+changes nothing and says "already registered". Every command that needs the
+attributes (deploy, renew, approvals list) checks for them first and refuses
+in seconds, naming the missing ones and this command.
 
 Exit codes: 0 every attribute registered (now or before); 1 one could not be
-registered, or exists with another type (named, with what to do); 2 bad flags.`,
+registered, or exists with another type (named, with what to do), or the
+cluster could not be reached; 2 bad flags or arguments.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// No payload goes through this client: the codec key is not

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -315,10 +314,7 @@ func deployAll(ctx workflow.Context, targets []target.Target, base DeployRequest
 	for i, f := range futures {
 		var dr DeployResult
 		if err := f.Get(ctx, &dr); err != nil {
-			var ae *temporal.ApplicationError
-			if !errors.As(err, &ae) || ae.Details(&dr) != nil || dr.Outcome == "" {
-				dr = DeployResult{TargetID: targets[i].TargetID, Outcome: contract.DeployFailed, Error: errMessage(err)}
-			}
+			dr = childResult(err, targets[i].TargetID)
 		}
 		res.Deploys = append(res.Deploys, RenewDeploy{WorkflowID: ids[i], DeployResult: dr})
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
@@ -118,6 +120,7 @@ func TestIntegrationRolloutLandsEverywhere(t *testing.T) {
 	if r.code != 0 || r.lastLine() != "outcome: "+contract.RolloutCompleted {
 		t.Fatalf("exit %d, last line %q\n%s%s", r.code, r.lastLine(), r.stdout, r.stderr)
 	}
+	record(t, r.rolloutID(), "rollout-completed")
 	if !strings.Contains(r.stdout, "succeeded: 6 of 6") {
 		t.Fatalf("no count in\n%s", r.stdout)
 	}
@@ -190,6 +193,7 @@ func TestIntegrationRolloutHaltsOnBadCanary(t *testing.T) {
 	if r.code != 1 || r.lastLine() != "outcome: "+contract.RolloutHalted {
 		t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
 	}
+	record(t, workflows.RolloutID(id), "rollout-halted")
 	for _, want := range []string{"failed:    halt-01 ValidateFailed", "not started: 3 (untouched)", "the canary failed: halt-01 ValidateFailed; 3 targets not started"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q", want)
@@ -223,6 +227,7 @@ func TestIntegrationRolloutHostWithoutWorker(t *testing.T) {
 	if r.code != 0 || r.lastLine() != "outcome: "+contract.RolloutCompleted {
 		t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
 	}
+	record(t, r.rolloutID(), "rollout-host-unavailable")
 	want := "no worker polled certctl-host-ro-nobody for 3s; start one on ro-nobody with: certctl-worker --host ro-nobody; nothing was touched"
 	if !strings.Contains(r.stdout, "failed:    nohost-02 HostUnavailable") || !strings.Contains(r.stdout, want) {
 		t.Fatalf("output lacks the HostUnavailable target and %q", want)
@@ -292,4 +297,40 @@ func queryRollout(id string) (workflows.RolloutProgress, error) {
 		return p, err
 	}
 	return p, v.Get(&p)
+}
+
+// A rollout continues as new after continue_after deploys, once those in
+// flight have ended: the next run carries the counts on, and every target
+// is deployed once.
+func TestIntegrationRolloutContinuesAsNew(t *testing.T) {
+	hostWorker(t, "ro-f")
+	waitPolled(t, "ro-f")
+	f := newRolloutFleet(t, "can", 3, "ro-f")
+	set := issue(t)
+	id := workflows.RolloutID(uniqueID("can"))
+	run, err := env.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueue},
+		contract.RolloutWorkflow, workflows.RolloutRequest{Targets: f.targets, Material: set.Material, Batch: 2, ContinueAfter: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstRun := run.GetRunID() // Get follows the next runs, and GetRunID with it
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var res workflows.RolloutResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != contract.RolloutCompleted || res.Succeeded != 3 || res.Total != 3 {
+		t.Fatalf("result %+v", res)
+	}
+	first := history(t, id, firstRun)
+	last := first[len(first)-1]
+	if last.GetWorkflowExecutionContinuedAsNewEventAttributes() == nil {
+		t.Fatalf("the first run ended %v, not continued as new", last.GetEventType())
+	}
+	recordRun(t, id, firstRun, "rollout-continued-first")
+	recordRun(t, id, "", "rollout-continued-last")
+	for _, n := range f.nginx {
+		wantServed(t, n, set.LeafSHA256)
+	}
 }

@@ -334,3 +334,32 @@ func TestIntegrationRolloutContinuesAsNew(t *testing.T) {
 		wantServed(t, n, set.LeafSHA256)
 	}
 }
+
+// A rollout of 10,000 targets fits the server's 2 MiB payload limit (the
+// codec compresses a payload that large before encrypting it) and starts:
+// its progress counts them all. It is terminated at once; its canary's host
+// has no worker, so nothing is touched.
+func TestIntegrationRolloutOfTenThousandTargetsStarts(t *testing.T) {
+	var ts []target.Target
+	dir := t.TempDir()
+	for i := 0; i < 10000; i++ {
+		ts = append(ts, target.Target{TargetID: fmt.Sprintf("fleet-%05d", i), TargetType: "files", Host: "ro-none",
+			Config: target.Config{CertPath: filepath.Join(dir, fmt.Sprintf("%05d.crt", i)), KeyPath: filepath.Join(dir, fmt.Sprintf("%05d.key", i))}})
+	}
+	id := workflows.RolloutID(uniqueID("tenk"))
+	run, err := env.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueue},
+		contract.RolloutWorkflow, workflows.RolloutRequest{Targets: ts, Material: issue(t).Material})
+	if err != nil {
+		t.Fatalf("a rollout of 10,000 targets was refused: %v", err)
+	}
+	defer func() { _ = env.client.TerminateWorkflow(context.Background(), id, run.GetRunID(), "test over") }()
+	var p workflows.RolloutProgress
+	testsuite.WaitFor(t, 60*time.Second, func() (bool, string) {
+		var err error
+		p, err = queryRollout(strings.TrimPrefix(id, contract.RolloutIDPrefix))
+		return err == nil && p.Total == 10000, fmt.Sprintf("progress %+v, %v", p.Total, err)
+	})
+	if p.Pending != 9999 || len(p.InFlight) != 1 || p.Phase != "canary" {
+		t.Fatalf("progress: pending %d, in flight %v, phase %s", p.Pending, p.InFlight, p.Phase)
+	}
+}

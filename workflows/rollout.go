@@ -176,10 +176,17 @@ type rollout struct {
 	watching bool
 	// canaryFailed: a canary did not succeed.
 	canaryFailed bool
+	// childID names a target's deploy (RolloutDeployID by default; a
+	// renewal names its own).
+	childID func(target.Target) string
+	// onDone, when set, is told each deploy that ended, with its target's
+	// number in the whole rollout.
+	onDone func(index int, workflowID string, dr DeployResult)
 }
 
 func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
 	r := &rollout{id: strings.TrimPrefix(workflow.GetInfo(ctx).WorkflowExecution.ID, contract.RolloutIDPrefix), req: req}
+	r.childID = func(t target.Target) string { return RolloutDeployID(r.id, t.TargetID) }
 	r.canary, r.batch, r.limit = DefaultRolloutCanary, req.Batch, req.ContinueAfter
 	if req.Canary != nil {
 		r.canary = *req.Canary
@@ -384,6 +391,9 @@ func (r *rollout) record(f *inFlight, dr DeployResult, ms int64) {
 		if r.inCanary(f.index) {
 			r.canaryFailed = true
 		}
+	}
+	if r.onDone != nil {
+		r.onDone(f.index, f.id, dr)
 	}
 	r.c.Recent = append(r.c.Recent, RolloutDone{Seq: r.c.Done, TargetID: dr.TargetID, Outcome: dr.Outcome, Ms: ms, WorkflowID: f.id, Error: dr.Error})
 	if n := len(r.c.Recent); n > rolloutRecent {

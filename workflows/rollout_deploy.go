@@ -43,7 +43,7 @@ func RolloutDeployID(rolloutID, targetID string) string {
 // rolls back on its own.
 func (r *rollout) start(ctx workflow.Context) {
 	t := r.req.Targets[r.next]
-	f := &inFlight{index: r.c.Offset + r.next, id: RolloutDeployID(r.id, t.TargetID), start: workflow.Now(ctx)}
+	f := &inFlight{index: r.c.Offset + r.next, id: r.childID(t), start: workflow.Now(ctx)}
 	r.next++
 	r.started++
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{

@@ -149,6 +149,14 @@ func RolloutWorkflow(ctx workflow.Context, req RolloutRequest) (RolloutResult, e
 		return RolloutResult{}, err
 	}
 	r.run(ctx)
+	if ctx.Err() != nil {
+		// Cancelled (temporal workflow cancel): nothing new was started
+		// after it; the deploys in flight were asked to cancel too, and
+		// each ended as a cancelled deploy does (finished or rolled back
+		// once past its plan).
+		res := r.result(contract.RolloutHalted, "cancelled; "+r.haltReason())
+		return res, temporal.NewCanceledError(res)
+	}
 	if r.next < len(r.req.Targets) && !r.halted() {
 		r.drainSignals(ctx)
 		return RolloutResult{}, workflow.NewContinueAsNewError(ctx, contract.RolloutWorkflow, r.carry())
@@ -162,6 +170,8 @@ func RolloutWorkflow(ctx workflow.Context, req RolloutRequest) (RolloutResult, e
 
 // rollout is one run's state.
 type rollout struct {
+	// ctx is the run's context: cancelled, the rollout starts nothing new.
+	ctx                  workflow.Context
 	id                   string
 	req                  RolloutRequest
 	canary, batch, limit int
@@ -186,7 +196,7 @@ type rollout struct {
 }
 
 func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
-	r := &rollout{id: strings.TrimPrefix(workflow.GetInfo(ctx).WorkflowExecution.ID, contract.RolloutIDPrefix), req: req}
+	r := &rollout{id: strings.TrimPrefix(workflow.GetInfo(ctx).WorkflowExecution.ID, contract.RolloutIDPrefix), req: req, ctx: ctx}
 	r.childID = func(t target.Target) string { return RolloutDeployID(r.id, t.TargetID) }
 	r.canary, r.batch, r.limit = DefaultRolloutCanary, req.Batch, req.ContinueAfter
 	if req.Canary != nil {
@@ -260,16 +270,19 @@ func (r *rollout) haltReason() string {
 	for _, f := range r.c.Failed {
 		parts = append(parts, f.TargetID+" "+f.Outcome)
 	}
-	what := fmt.Sprintf("%d failed (max_failures %d)", len(r.c.Failed), r.req.MaxFailures)
-	if r.canaryFailed {
-		what = "the canary failed"
+	failed := fmt.Sprintf("%d failed (max_failures %d): %s", len(r.c.Failed), r.req.MaxFailures, strings.Join(parts, ", "))
+	switch {
+	case r.canaryFailed:
+		failed = "the canary failed: " + strings.Join(parts, ", ")
+	case len(parts) == 0:
+		failed = "none failed"
 	}
-	return fmt.Sprintf("%s: %s; %d targets not started", what, strings.Join(parts, ", "), r.c.Total-r.c.Offset-r.next)
+	return fmt.Sprintf("%s; %d targets not started", failed, r.c.Total-r.c.Offset-r.next)
 }
 
 // mayStart says whether the next target may start now.
 func (r *rollout) mayStart() bool {
-	if r.next >= len(r.req.Targets) || r.halted() || r.c.Paused || r.started >= r.limit || len(r.flight) >= r.batch {
+	if r.next >= len(r.req.Targets) || r.halted() || r.c.Paused || r.started >= r.limit || len(r.flight) >= r.batch || r.ctx.Err() != nil {
 		return false
 	}
 	if r.inCanary(r.c.Offset + r.next) {
@@ -305,7 +318,7 @@ func (r *rollout) run(ctx workflow.Context) {
 
 // waitingForResume: paused with targets left that would start on resume.
 func (r *rollout) waitingForResume() bool {
-	return r.c.Paused && r.next < len(r.req.Targets) && !r.halted() && r.started < r.limit
+	return r.c.Paused && r.next < len(r.req.Targets) && !r.halted() && r.started < r.limit && r.ctx.Err() == nil
 }
 
 // drainSignals applies the signals that arrived but were not yet read, so

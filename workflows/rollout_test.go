@@ -395,3 +395,26 @@ func asCAN(err error, can **workflow.ContinueAsNewError) bool { return errors.As
 func decodeCAN(can *workflow.ContinueAsNewError, req *RolloutRequest) error {
 	return converter.GetDefaultDataConverter().FromPayloads(can.Input, req)
 }
+
+// Cancelled, a rollout starts nothing new and ends cancelled, its result
+// saying what ran and how many were never started.
+func TestRolloutCancelledStartsNothingNew(t *testing.T) {
+	f := newFleet(t)
+	f.env.RegisterDelayedCallback(func() { f.env.CancelWorkflow() }, 15*time.Second)
+	f.env.ExecuteWorkflow(contract.RolloutWorkflow, RolloutRequest{Targets: targets(names("web-", 10)...), Batch: 2,
+		Material: material.Material{CertPEM: "cert", KeyPEM: "key"}})
+	err := f.env.GetWorkflowError()
+	var ce *temporal.CanceledError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a cancelled rollout, got %v", err)
+	}
+	var res RolloutResult
+	if derr := ce.Details(&res); derr != nil {
+		t.Fatal(derr)
+	}
+	// The canary (0–10s), then web-02 and web-03 (10–20s) when the cancel
+	// arrives at 15s: nothing after them.
+	if len(f.started) != 3 || res.NotStarted != 7 || !strings.Contains(res.Error, "cancelled; ") || !strings.Contains(res.Error, "7 targets not started") {
+		t.Fatalf("started %v, result %+v", f.started, res)
+	}
+}

@@ -240,7 +240,11 @@ func runRollout(ctx context.Context, c client.Client, req workflows.RolloutReque
 	p.show(ctx, c, run.GetID())
 	if err != nil {
 		var ae *temporal.ApplicationError
-		if !errors.As(err, &ae) || ae.Details(&res) != nil || res.Outcome == "" {
+		var ce *temporal.CanceledError
+		switch {
+		case errors.As(err, &ae) && ae.Details(&res) == nil && res.Outcome != "":
+		case errors.As(err, &ce) && ce.Details(&res) == nil && res.Outcome != "":
+		default:
 			// Continue-as-new is followed by run.Get; anything else ended
 			// the rollout without a result.
 			return &exitError{code: 1, msg: fmt.Sprintf("rollout %s: %v", run.GetID(), err)}

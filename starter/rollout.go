@@ -212,9 +212,16 @@ func runRollout(ctx context.Context, c client.Client, req workflows.RolloutReque
 		if !text {
 			return json.NewEncoder(w).Encode(map[string]string{"workflow_id": run.GetID(), "run_id": run.GetRunID()})
 		}
-		fmt.Fprintf(w, "follow:  certctl rollout status %s\n", id)
+		fmt.Fprintf(w, "follow:  certctl rollout status %s --follow\n", id)
 		return nil
 	}
+	return followRollout(ctx, c, run, id, text, w)
+}
+
+// followRollout prints a rollout's progress until it ends, then its result;
+// the exit code is the outcome's.
+func followRollout(ctx context.Context, c client.Client, run client.WorkflowRun, id string, text bool, w io.Writer) error {
+	var err error
 	done := make(chan error, 1)
 	var res workflows.RolloutResult
 	go func() { done <- run.Get(ctx, &res) }()
@@ -230,7 +237,7 @@ func runRollout(ctx context.Context, c client.Client, req workflows.RolloutReque
 		case <-tick.C:
 			p.show(ctx, c, run.GetID())
 		case <-ctx.Done():
-			fmt.Fprintf(w, "detached: the rollout goes on; follow it again with: certctl rollout status %s\n", id)
+			fmt.Fprintf(w, "detached: the rollout goes on; follow it again with: certctl rollout status %s --follow\n", id)
 			return &exitError{code: 1}
 		}
 	}
@@ -384,6 +391,7 @@ func rolloutSignalCmd(signal, short string) *cobra.Command {
 
 func rolloutStatusCmd() *cobra.Command {
 	var output string
+	var follow bool
 	cmd := &cobra.Command{
 		Use:   "status ROLLOUT_ID",
 		Short: "Where a rollout is: counts per outcome, deploys in flight, failures",
@@ -391,6 +399,12 @@ func rolloutStatusCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
+			}
+			if follow {
+				return following(cmd, func(ctx context.Context, c client.Client) error {
+					id := rolloutWorkflowID(args[0])
+					return followRollout(ctx, c, c.GetWorkflow(ctx, id, ""), strings.TrimPrefix(id, contract.RolloutIDPrefix), output != "json", cmd.OutOrStdout())
+				})
 			}
 			return withClient(cmd.Context(), func(ctx context.Context, c client.Client) error {
 				id := rolloutWorkflowID(args[0])
@@ -414,5 +428,6 @@ func rolloutStatusCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
+	cmd.Flags().BoolVar(&follow, "follow", false, "follow the rollout to its end, as certctl rollout does, and exit with its outcome's code")
 	return cmd
 }

@@ -92,7 +92,7 @@ func certctlCLI(t *testing.T, extraEnv []string, args ...string) rolloutRun {
 	case err != nil:
 		t.Fatal(err)
 	}
-	t.Logf("certctl %s (exit %d):\n%s%s", args[0], r.code, r.stdout, r.stderr)
+	t.Logf("certctl %s (exit %d):\n%s%s", strings.Join(args[:min(2, len(args))], " "), r.code, r.stdout, r.stderr)
 	return r
 }
 
@@ -281,10 +281,12 @@ func TestIntegrationRolloutPauseResume(t *testing.T) {
 	if res := certctlCLI(t, nil, "rollout", "resume", id); res.code != 0 {
 		t.Fatalf("resume: exit %d", res.code)
 	}
-	testsuite.WaitFor(t, 60*time.Second, func() (bool, string) {
-		pr, err := queryRollout(id)
-		return err == nil && pr.State == contract.RolloutFinished && pr.Succeeded == 3, fmt.Sprintf("status %+v %v", pr, err)
-	})
+	// Followed again from another certctl: it prints what it has not
+	// seen and ends with the outcome.
+	fl := certctlCLI(t, nil, "rollout", "status", id, "--follow")
+	if fl.code != 0 || fl.lastLine() != "outcome: "+contract.RolloutCompleted || !strings.Contains(fl.stdout, "succeeded: 3 of 3") {
+		t.Fatalf("status --follow: exit %d, last line %q", fl.code, fl.lastLine())
+	}
 	for _, n := range f.nginx {
 		wantServed(t, n, set.LeafSHA256)
 	}

@@ -378,3 +378,22 @@ func TestRenewUnknownProfileRefused(t *testing.T) {
 	}
 	h.wantNothingDownstream()
 }
+
+// A renewal lands its certificate as a rollout: the canary first; when it
+// fails, no other target is deployed and the result says how many were
+// left untouched.
+func TestRenewCanaryFailureDeploysNothingElse(t *testing.T) {
+	h := newRenewHarness(t)
+	h.profile.RequiresApproval = false
+	third := h.profile.Targets[1]
+	third.TargetID = "web-3"
+	h.profile.Targets = append(h.profile.Targets, third)
+	h.deployErr["web-1"] = contract.ValidateFailed
+	res, err := h.run(renewRequest())
+	if contract.Of(err) != contract.ValidateFailed || len(h.deployed) != 1 || h.deployed[0].Target.TargetID != "web-1" {
+		t.Fatalf("outcome %s, deployed %d: %v", res.Outcome, len(h.deployed), err)
+	}
+	if res.NotStarted != 2 || !strings.Contains(res.Error, "the rollout halted: 2 targets not started") {
+		t.Fatalf("result %+v", res)
+	}
+}

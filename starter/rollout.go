@@ -200,6 +200,9 @@ type rolloutOutput struct {
 
 // runRollout starts the rollout and follows it to its end.
 func runRollout(ctx context.Context, c client.Client, req workflows.RolloutRequest, id string, detach bool, output string, w io.Writer) error {
+	if err := requireSearchAttributes(ctx, c); err != nil {
+		return err
+	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.RolloutID(id), TaskQueue: contract.TaskQueue}, contract.RolloutWorkflow, req)
 	if err != nil {
 		return &exitError{code: 1, msg: "start RolloutWorkflow: " + err.Error()}

@@ -228,7 +228,7 @@ func TestIntegrationRolloutHostWithoutWorker(t *testing.T) {
 		t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
 	}
 	record(t, r.rolloutID(), "rollout-host-unavailable")
-	want := "no worker polled certctl-host-ro-nobody for 3s; start one on ro-nobody with: certctl-worker --host ro-nobody; nothing was touched"
+	want := "HostUnavailable: no worker polled certctl-host-ro-nobody for 3s; start one on ro-nobody with: certctl-worker --host ro-nobody; nothing was touched"
 	if !strings.Contains(r.stdout, "failed:    nohost-02 HostUnavailable") || !strings.Contains(r.stdout, want) {
 		t.Fatalf("output lacks the HostUnavailable target and %q", want)
 	}

@@ -152,7 +152,7 @@ func (r *rollout) checkHosts(ctx workflow.Context) {
 		t := r.req.Targets[f.index-r.c.Offset]
 		due = append(due, f)
 		checks = append(checks, workflow.ExecuteLocalActivity(lctx, a.GiveUp, activities.GiveUpInput{
-			WorkflowID: we.ID, RunID: we.RunID, Reason: contract.HostUnavailable + ": " + hostUnavailable(t.Host, r.hostWait),
+			WorkflowID: we.ID, RunID: we.RunID, Reason: hostUnavailable(t.Host, r.hostWait),
 		}))
 	}
 	for i, c := range checks {
@@ -171,6 +171,5 @@ func (r *rollout) checkHosts(ctx workflow.Context) {
 
 // hostUnavailable says why a deploy was given up, and what to do.
 func hostUnavailable(host string, wait time.Duration) string {
-	return fmt.Sprintf("no worker polled %s for %s; start one on %s with: certctl-worker --host %s; nothing was touched",
-		HostQueue(host), wait, host, host)
+	return HostUnavailableMessage(host, wait) + "; nothing was touched"
 }

@@ -350,7 +350,7 @@ func TestRolloutHostThatNeverAnswers(t *testing.T) {
 	if len(res.Failed) != 1 || res.Failed[0].TargetID != "dead-02" || res.Failed[0].Outcome != contract.HostUnavailable {
 		t.Fatalf("failed %+v", res.Failed)
 	}
-	if want := "no worker polled certctl-host-h-dead-02 for 1m0s; start one on h-dead-02 with: certctl-worker --host h-dead-02; nothing was touched"; res.Failed[0].Error != want {
+	if want := "HostUnavailable: no worker polled certctl-host-h-dead-02 for 1m0s; start one on h-dead-02 with: certctl-worker --host h-dead-02; nothing was touched"; res.Failed[0].Error != want {
 		t.Fatalf("error %q, want %q", res.Failed[0].Error, want)
 	}
 	if !slices.Contains(f.giveUps, RolloutDeployID("default-test-workflow-id", "dead-02")) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -62,18 +63,21 @@ func benchRollout(b *testing.B, tbl *benchTable, reps int, newSet func(*testing.
 	for _, h := range hosts {
 		waitPolledB(b, h)
 	}
-	var roMs, bareMs, ratio, evPer, bytesPer, roEv []float64
+	var roMs, bareMs, ratio, evPer, bytesPer, roEv, roCPU, bareCPU []float64
 	for i := 0; i < reps; i++ {
+		cpu0 := cpuBusy(b)
 		res, wall := benchRolloutCLI(b, tdir, newSet(b), rolloutBatch)
 		if res.Outcome != contract.RolloutCompleted || res.Succeeded != rolloutNginx {
 			b.Fatalf("certctl rollout: %s %s %+v", res.Outcome, res.Error, res.Failed)
 		}
+		cpu1 := cpuBusy(b)
 		s := newSet(b)
 		start := time.Now()
 		if err := bareParallel(fleet, s, rolloutBatch); err != nil {
 			b.Fatal(err)
 		}
 		bare := time.Since(start)
+		roCPU, bareCPU = append(roCPU, 1000*(cpu1-cpu0)), append(bareCPU, 1000*(cpuBusy(b)-cpu1))
 		roMs, bareMs, ratio = append(roMs, ms(wall)), append(bareMs, ms(bare)), append(ratio, ms(wall)/ms(bare))
 		ev, by, own := rolloutCost(b, res, ids)
 		evPer, bytesPer, roEv = append(evPer, ev), append(bytesPer, by), append(roEv, own)
@@ -83,6 +87,8 @@ func benchRollout(b *testing.B, tbl *benchTable, reps int, newSet func(*testing.
 	tbl.add("rollout", fmt.Sprintf("bare parallel loop, same nginx: canary alone, then %d at a time", rolloutBatch), "ms", bareMs,
 		"per nginx as the bare sequence of versus-bare (write, nginx -t, nginx -s reload, handshakes until served for 150 ms); goroutines")
 	tbl.add("rollout", "ratio rollout / bare, per pair (target ≤ 1.5)", "×", ratio, "the two rows above, pair by pair")
+	tbl.add("rollout", "  CPU time, whole machine, during the rollout", "ms", roCPU, "/proc/stat busy jiffies (user+nice+system+irq+softirq+steal) before and after; 2 cores = 2,000 ms a second")
+	tbl.add("rollout", "  CPU time, whole machine, during the bare loop", "ms", bareCPU, "the same around the bare parallel loop")
 	tbl.add("rollout", "  history events per target (its deploy + its share of the rollout's)", "ev", evPer, "temporal workflow list --query 'WorkflowId = ...' (historyLength of the rollout's runs and of each deploy) / targets")
 	tbl.add("rollout", "  history bytes per target (the same)", "B", bytesPer, "the same, historySizeBytes")
 	tbl.add("rollout", "  history events of the RolloutWorkflow itself (every run)", "ev", roEv, "the same, the rollout's runs only")
@@ -264,4 +270,28 @@ func bareParallel(fleet []*testsuite.Nginx, s testsuite.Set, parallel int) error
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// cpuBusy is the machine's busy CPU time so far, in seconds, from
+// /proc/stat (the clock ticks are USER_HZ, 100 a second on Linux).
+func cpuBusy(b *testing.B) float64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	if len(f) < 9 || f[0] != "cpu" {
+		b.Fatalf("/proc/stat: %q", line)
+	}
+	var busy float64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		busy += v
+	}
+	return busy / 100
 }

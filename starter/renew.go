@@ -68,6 +68,9 @@ created); 1 any other outcome (ApprovalRejected, ApprovalExpired, a deploy's);
 				return invalid(err.Error())
 			}
 			return following(cmd, func(ctx context.Context, c client.Client) error {
+				if err := requireSearchAttributes(ctx, c); err != nil {
+					return err
+				}
 				if every > 0 {
 					return createRenewSchedule(ctx, c, req, every, f.output, cmd.OutOrStdout())
 				}

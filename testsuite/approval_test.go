@@ -346,7 +346,7 @@ func TestIntegrationRenewApprovedThroughTemporalCLI(t *testing.T) {
 	}
 	wantAuditOf(t, req, "requested:alice", "refused:ALICE", "approved:bob")
 	record(t, approvalID, "approval-approved")
-	record(t, workflows.RenewID(req), "renew-deployed-v1")
+	record(t, workflows.RenewID(req), "renew-deployed-rollout")
 }
 
 // certctl's own approvals commands, two of two: the requester is refused, a

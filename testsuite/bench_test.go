@@ -246,6 +246,11 @@ func BenchmarkDeploy(b *testing.B) {
 		b.ReportMetric(0, "ns/op")
 	})
 
+	b.Run("rollout", func(b *testing.B) {
+		benchRollout(b, tbl, reps, newSet)
+		b.ReportMetric(0, "ns/op")
+	})
+
 	tbl.print(os.Stdout)
 }
 
@@ -599,6 +604,8 @@ func (t *benchTable) print(w *os.File) {
 				return fmt.Sprintf("%.0f", v)
 			case "/s":
 				return fmt.Sprintf("%.1f/s", v)
+			case "B":
+				return fmt.Sprintf("%.0f B", v)
 			}
 			return fmt.Sprintf("%.0f ms", v)
 		}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -30,9 +29,10 @@ import (
 )
 
 type deployFlags struct {
-	target, cert, key, chain, lineage string
-	dryRun, detach, force             bool
-	output                            string
+	target                string
+	m                     materialFlags
+	dryRun, detach, force bool
+	output                string
 }
 
 func deployCmd() *cobra.Command {
@@ -67,10 +67,7 @@ Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.target, "target", "", "target file (YAML)")
-	fl.StringVar(&f.cert, "cert", "", "certificate PEM (a fullchain is fine)")
-	fl.StringVar(&f.key, "key", "", "private key PEM")
-	fl.StringVar(&f.chain, "chain", "", "chain PEM (intermediates, issuer of the leaf first)")
-	fl.StringVar(&f.lineage, "lineage", "", "an ACME client's lineage directory (certbot's RENEWED_LINEAGE): its cert.pem, chain.pem and privkey.pem")
+	f.m.add(cmd)
 	fl.BoolVar(&f.dryRun, "dry-run", false, "run Plan and Validate only; touch nothing live")
 	fl.BoolVar(&f.detach, "detach", false, "print the workflow ID and return without waiting")
 	fl.BoolVar(&f.force, "force-validity", false, "deploy a leaf that is expired or not yet valid (every other check still applies)")
@@ -85,7 +82,8 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 	if f.output != "text" && f.output != "json" {
 		return req, errors.New("--output: want text or json")
 	}
-	if err := f.fromLineage(); err != nil {
+	m, err := f.m.read()
+	if err != nil {
 		return req, err
 	}
 	tf, err := os.Open(f.target)
@@ -97,146 +95,19 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 	if err != nil {
 		return req, fmt.Errorf("--target %s: %w", f.target, err)
 	}
-	read := func(flag, path string) (string, error) {
-		if path == "" {
-			return "", nil
-		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			return "", fmt.Errorf("--%s: %w", flag, err)
-		}
-		if fi.Size() > material.MaxPEMSize {
-			return "", fmt.Errorf("--%s: %s is %d bytes, more than the %d any certificate, chain or key needs: give a file holding only the PEM blocks",
-				flag, path, fi.Size(), material.MaxPEMSize)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", fmt.Errorf("--%s: %w", flag, err)
-		}
-		if material.IsDER(b) {
-			field := flag + "_pem"
-			return "", fmt.Errorf("--%s %s: %s", flag, path, material.DERAdvice(field, path))
-		}
-		return string(b), nil
-	}
-	var m material.Material
-	if m.CertPEM, err = read("cert", f.cert); err != nil {
-		return req, err
-	}
-	if m.KeyPEM, err = read("key", f.key); err != nil {
-		return req, err
-	}
-	if m.ChainPEM, err = read("chain", f.chain); err != nil {
-		return req, err
-	}
 	now := time.Now()
 	if f.force {
 		now = time.Time{}
 	}
 	if _, _, err := activities.Preflight(*t, m, now); err != nil {
-		return req, f.nameFlag(err)
+		return req, f.m.nameFlag(err)
 	}
 	req = workflows.DeployRequest{Target: *t, Material: m, DryRun: f.dryRun, ForceValidity: f.force}
-	if v := os.Getenv("CERTCTL_HOST_WAIT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return req, fmt.Errorf("CERTCTL_HOST_WAIT: %w", err)
-		}
-		req.HostWait = target.Duration(d)
+	if req.HostWait, err = hostWaitFromEnv(); err != nil {
+		return req, err
 	}
 	return req, nil
 }
-
-// The files of a lineage directory, as certbot names them (live/NAME/).
-const (
-	lineageCert  = "cert.pem"
-	lineageChain = "chain.pem"
-	lineageKey   = "privkey.pem"
-)
-
-// fromLineage turns --lineage DIR into --cert, --chain and --key, and
-// checks that either it or --cert and --key were given, not both.
-//
-// It reads cert.pem and chain.pem, never fullchain.pem as well: fullchain.pem
-// is cert.pem followed by chain.pem, so reading it beside them would send
-// the chain twice.
-//
-// certbot's live/NAME/*.pem are symbolic links into archive/NAME/. They are
-// followed here, deliberately: they are the operator's input, read with the
-// operator's own rights and checked for what they hold like any --cert, and
-// nothing is written there. What must never follow a link is the writing
-// side, the destinations on the host, which go through package safefs.
-func (f *deployFlags) fromLineage() error {
-	if f.lineage == "" {
-		var missing []string
-		if f.cert == "" {
-			missing = append(missing, "--cert")
-		}
-		if f.key == "" {
-			missing = append(missing, "--key")
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%s: required (or --lineage DIR for an ACME client's lineage)", strings.Join(missing, " and "))
-		}
-		return nil
-	}
-	var given []string
-	for _, g := range []struct{ flag, v string }{{"--cert", f.cert}, {"--key", f.key}, {"--chain", f.chain}} {
-		if g.v != "" {
-			given = append(given, g.flag)
-		}
-	}
-	if len(given) > 0 {
-		return fmt.Errorf("--lineage and %s: give the lineage directory or the files, not both", strings.Join(given, ", "))
-	}
-	fi, err := os.Stat(f.lineage)
-	if err != nil {
-		return fmt.Errorf("--lineage: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("--lineage %s: is not a directory: give the lineage directory (certbot: /etc/letsencrypt/live/NAME, $RENEWED_LINEAGE in a deploy hook)", f.lineage)
-	}
-	for _, n := range []string{lineageCert, lineageKey} {
-		if _, err := os.Stat(filepath.Join(f.lineage, n)); err != nil {
-			return fmt.Errorf("--lineage %s: has no %s (want certbot's layout: %s, %s, %s)", f.lineage, n, lineageCert, lineageChain, lineageKey)
-		}
-	}
-	f.cert, f.key = filepath.Join(f.lineage, lineageCert), filepath.Join(f.lineage, lineageKey)
-	if _, err := os.Stat(filepath.Join(f.lineage, lineageChain)); err == nil {
-		f.chain = filepath.Join(f.lineage, lineageChain)
-	}
-	return nil
-}
-
-// nameFlag prefixes a material error with the flag and file it came from:
-// "--key key.pem: key_pem: …".
-func (f *deployFlags) nameFlag(err error) error {
-	var me *contract.FieldError
-	if !errors.As(err, &me) {
-		return err
-	}
-	flag, path := "", ""
-	switch me.Field {
-	case "cert_pem":
-		flag, path = "cert", f.cert
-	case "key_pem":
-		flag, path = "key", f.key
-	case "chain_pem":
-		// A fullchain's extras come from --cert when there is no --chain.
-		flag, path = "chain", f.chain
-		if f.chain == "" {
-			flag, path = "cert", f.cert
-		}
-	default:
-		return err
-	}
-	// material's conversion hints name the file FILE: this one is path.
-	msg := strings.ReplaceAll(flagNames.Replace(me.Msg), "-in FILE -out FILE.pem", "-in "+path+" -out "+path+".pem")
-	return fmt.Errorf("--%s %s: %s: %s", flag, path, me.Field, msg)
-}
-
-// flagNames says material's fields as this command's flags, in messages.
-var flagNames = strings.NewReplacer("cert_pem", "--cert", "chain_pem", "--chain", "key_pem", "--key")
 
 // workflowID is unique per request and says what it is about.
 func workflowID(t target.Target) string {

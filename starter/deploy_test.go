@@ -59,18 +59,18 @@ func TestLineageFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f := deployFlags{lineage: dir}
+	f := materialFlags{lineage: dir}
 	if err := f.fromLineage(); err != nil {
 		t.Fatal(err)
 	}
 	if f.cert != filepath.Join(dir, "cert.pem") || f.chain != filepath.Join(dir, "chain.pem") || f.key != filepath.Join(dir, "privkey.pem") {
 		t.Errorf("lineage read as cert %s chain %s key %s", f.cert, f.chain, f.key)
 	}
-	f = deployFlags{lineage: dir, key: "k.pem", chain: "c.pem"}
+	f = materialFlags{lineage: dir, key: "k.pem", chain: "c.pem"}
 	if err := f.fromLineage(); err == nil || err.Error() != "--lineage and --key, --chain: give the lineage directory or the files, not both" {
 		t.Errorf("error %v", err)
 	}
-	f = deployFlags{cert: "c.pem"}
+	f = materialFlags{cert: "c.pem"}
 	if err := f.fromLineage(); err == nil || !strings.Contains(err.Error(), "--key: required") {
 		t.Errorf("error %v", err)
 	}

@@ -197,11 +197,10 @@ func runRenew(ctx context.Context, c client.Client, req workflows.RenewRequest, 
 	}
 	var res workflows.RenewResult
 	if err := run.Get(ctx, &res); err != nil {
-		var ae *temporal.ApplicationError
 		if ctx.Err() != nil {
 			return &exitError{code: 1, msg: fmt.Sprintf("stopped waiting; %s keeps running (temporal workflow result --workflow-id %s)", run.GetID(), run.GetID())}
 		}
-		if !errors.As(err, &ae) || ae.Details(&res) != nil || res.Outcome == "" {
+		if !detailsOf(err, &res) || res.Outcome == "" {
 			return &exitError{code: 1, msg: fmt.Sprintf("renew %s: %v", run.GetID(), err)}
 		}
 	}

@@ -252,20 +252,8 @@ func followRollout(ctx context.Context, c client.Client, run client.WorkflowRun,
 	if err != nil && (!detailsOf(err, &res) || res.Outcome == "") {
 		return &exitError{code: 1, msg: fmt.Sprintf("rollout %s: %v", run.GetID(), err)}
 	}
-	if !text {
-		if err := json.NewEncoder(w).Encode(rolloutOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), RolloutResult: res}); err != nil {
-			return err
-		}
-	} else {
-		printRolloutResult(w, res)
-	}
-	switch res.Outcome {
-	case contract.RolloutCompleted:
-		return nil
-	case contract.InvalidInput:
-		return &exitError{code: 2}
-	}
-	return &exitError{code: 1}
+	return report(w, text, rolloutOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), RolloutResult: res},
+		func() { printRolloutResult(w, res) }, res.Outcome, contract.RolloutCompleted)
 }
 
 var errFinished = errors.New("finished")

@@ -21,6 +21,22 @@ import (
 // Options returns client options for the configured server, with the codec
 // loaded from CERTCTL_CODEC_KEY_FILE / CERTCTL_CODEC_KEYS.
 func Options(logger *slog.Logger) (client.Options, error) {
+	o, err := ConnectionOptions(logger)
+	if err != nil {
+		return o, err
+	}
+	c, err := codec.FromEnv()
+	if err != nil {
+		return o, err
+	}
+	WithCodec(&o, c)
+	return o, nil
+}
+
+// ConnectionOptions are Options without the codec: for a client that
+// carries no payload (`certctl setup` only lists and adds search
+// attributes), so the payload key need not be where it runs.
+func ConnectionOptions(logger *slog.Logger) (client.Options, error) {
 	o, err := envconfig.LoadDefaultClientOptions()
 	if err != nil {
 		return o, fmt.Errorf("temporal client configuration: %w", err)
@@ -34,11 +50,6 @@ func Options(logger *slog.Logger) (client.Options, error) {
 	if logger != nil {
 		o.Logger = log.NewStructuredLogger(logger)
 	}
-	c, err := codec.FromEnv()
-	if err != nil {
-		return o, err
-	}
-	WithCodec(&o, c)
 	return o, nil
 }
 

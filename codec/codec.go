@@ -208,7 +208,8 @@ func userName(uid int) string {
 func (c *Codec) KeyID() string { return c.newest.ID }
 
 // Encode encrypts each payload (its whole protobuf form, metadata included)
-// under the newest key with a fresh nonce.
+// under the newest key with a fresh nonce, compressed first when it is
+// larger than CompressAbove (compress.go).
 func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	out := make([]*commonpb.Payload, len(payloads))
 	for i, p := range payloads {
@@ -220,14 +221,20 @@ func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
 			return nil, err
 		}
+		plain, compression := compress(plain)
+		md := map[string][]byte{
+			converter.MetadataEncoding: []byte(MetadataEncoding),
+			MetadataKeyID:              []byte(c.newest.ID),
+			metadataCipher:             []byte(cipherName),
+		}
+		if compression != "" {
+			md[metadataCompression] = []byte(compression)
+		}
 		out[i] = &commonpb.Payload{
-			Metadata: map[string][]byte{
-				converter.MetadataEncoding: []byte(MetadataEncoding),
-				MetadataKeyID:              []byte(c.newest.ID),
-				metadataCipher:             []byte(cipherName),
-			},
-			// The key id is authenticated with the ciphertext.
-			Data: c.newest.aes.Seal(nonce, nonce, plain, []byte(c.newest.ID)),
+			Metadata: md,
+			// The key id (and compression) is authenticated with the
+			// ciphertext.
+			Data: c.newest.aes.Seal(nonce, nonce, plain, aad(c.newest.ID, compression)),
 		}
 	}
 	return out, nil
@@ -258,9 +265,13 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		if len(p.Data) < ns {
 			return nil, fmt.Errorf("codec: payload under key %q is truncated", id)
 		}
-		plain, err := k.aes.Open(nil, p.Data[:ns], p.Data[ns:], []byte(id))
+		compression := string(p.GetMetadata()[metadataCompression])
+		plain, err := k.aes.Open(nil, p.Data[:ns], p.Data[ns:], aad(id, compression))
 		if err != nil {
 			return nil, fmt.Errorf("codec: payload under key %q does not decrypt (wrong key material or tampered)", id)
+		}
+		if plain, err = decompress(plain, compression); err != nil {
+			return nil, err
 		}
 		var dp commonpb.Payload
 		if err := proto.Unmarshal(plain, &dp); err != nil {

@@ -8,6 +8,27 @@ const (
 	RenewWorkflow      = "RenewWorkflow"
 	TargetLockWorkflow = "TargetLockWorkflow" // the per-target lock of target-lock version 1, kept for deploys still running
 	FileLockWorkflow   = "FileLockWorkflow"   // the per-host lock of target-lock version 2
+	RolloutWorkflow    = "RolloutWorkflow"
+)
+
+// RolloutIDPrefix begins a rollout's workflow ID: "rollout/<id>".
+const RolloutIDPrefix = "rollout/"
+
+// A rollout's signals and query.
+const (
+	SignalPause   = "pause"
+	SignalResume  = "resume"
+	QueryProgress = "progress"
+)
+
+// A rollout's states, as its progress query reports them. A halted
+// rollout starts nothing new; the deploys it started still end on their
+// own, and it is "halted" from the first failure past max_failures on.
+const (
+	RolloutRunning   = "running"
+	RolloutPaused    = "paused"
+	RolloutFinished  = "completed"
+	RolloutHaltState = "halted"
 )
 
 // Task queues.

@@ -30,6 +30,18 @@ const (
 	ApprovalExpired   = "ApprovalExpired"   // renewal: no decision before the deadline; terminal, nothing was issued or deployed
 )
 
+// Rollout outcomes.
+const (
+	// RolloutCompleted: every target of the rollout ended Deployed,
+	// SkippedIdempotent or DryRunPassed, or its failures stayed within
+	// max_failures.
+	RolloutCompleted = "RolloutCompleted"
+	// RolloutHalted: a canary failed or the failures passed max_failures;
+	// nothing new was started after that, and the targets not started are
+	// untouched.
+	RolloutHalted = "RolloutHalted"
+)
+
 // Renewal outcomes and approval error types.
 const (
 	// RenewalNotDue: a scheduled renewal found every target's certificate

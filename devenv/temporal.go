@@ -101,7 +101,10 @@ type DevServerOptions struct {
 	UI     bool
 	// UICodecEndpoint makes the Web UI decode payloads through a codec server.
 	UICodecEndpoint string
-	Output          io.Writer
+	// NoSearchAttributes starts the server without temporal-dev.yaml's
+	// search attributes: a cluster `certctl setup` has not run on yet.
+	NoSearchAttributes bool
+	Output             io.Writer
 }
 
 // DevServer is a running `temporal server start-dev`.
@@ -122,7 +125,8 @@ func (s *DevServer) Stop() error {
 }
 
 // StartDevServer starts `temporal server start-dev` from the temporal CLI
-// with the search attributes of temporal-dev.yaml registered, and waits
+// with the search attributes of temporal-dev.yaml registered (unless
+// o.NoSearchAttributes), and waits
 // until it answers a client.
 func StartDevServer(ctx context.Context, o DevServerOptions) (*DevServer, error) {
 	cfg := o.Config
@@ -173,7 +177,9 @@ func devServerArgs(o DevServerOptions, port int) ([]string, error) {
 	}
 	names := make([]string, 0, len(cfg.SearchAttributes))
 	for n := range cfg.SearchAttributes {
-		names = append(names, n)
+		if !o.NoSearchAttributes {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {

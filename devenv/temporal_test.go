@@ -3,6 +3,8 @@ package devenv
 import (
 	"strings"
 	"testing"
+
+	"github.com/certctl/certctl/contract"
 )
 
 // The repository's temporal-dev.yaml becomes the CLI's flags: every search
@@ -53,5 +55,36 @@ func TestTemporalCLIMissingSaysMakeTemporal(t *testing.T) {
 	_, err := TemporalCLI("v0.0.0")
 	if err == nil || !strings.Contains(err.Error(), "make temporal") {
 		t.Fatalf("error %v, want one naming `make temporal`", err)
+	}
+}
+
+// temporal-dev.yaml registers exactly certctl's search attributes
+// (contract.SearchAttributes, the one list), each with its type; without
+// them on request.
+func TestDevConfigSearchAttributesAreContracts(t *testing.T) {
+	cfg, err := LoadDevConfig("../temporal-dev.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, k := range contract.SearchAttributes {
+		want[k.GetName()] = k.GetValueType().String()
+	}
+	for n, typ := range cfg.SearchAttributes {
+		if want[n] != typ {
+			t.Errorf("temporal-dev.yaml: search attribute %s: %s, contract.SearchAttributes has %q", n, typ, want[n])
+		}
+	}
+	for n, typ := range want {
+		if _, ok := cfg.SearchAttributes[n]; !ok {
+			t.Errorf("temporal-dev.yaml lacks search attribute %s (%s) of contract.SearchAttributes", n, typ)
+		}
+	}
+	args, err := devServerArgs(DevServerOptions{Config: cfg, NoSearchAttributes: true}, 7233)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := strings.Join(args, " "); strings.Contains(line, "--search-attribute") {
+		t.Errorf("NoSearchAttributes, yet: %s", line)
 	}
 }

@@ -68,6 +68,18 @@ type Profile struct {
 
 	Issuer  Issuer          `json:"issuer" yaml:"issuer"`
 	Targets []target.Target `json:"targets" yaml:"-"`
+	// Rollout is how a renewal lands the certificate on the targets: the
+	// canary first, then in batches, halting on failure (as certctl
+	// rollout does).
+	Rollout Rollout `json:"rollout,omitempty" yaml:"rollout,omitempty"`
+}
+
+// Rollout is a profile's rollout settings; unset fields take certctl
+// rollout's defaults (canary 1, batch 10, max_failures 0).
+type Rollout struct {
+	Canary      *int `json:"canary,omitempty" yaml:"canary,omitempty"`
+	Batch       int  `json:"batch,omitempty" yaml:"batch,omitempty"`
+	MaxFailures int  `json:"max_failures,omitempty" yaml:"max_failures,omitempty"`
 }
 
 // Subject is the certificate's distinguished name.
@@ -272,6 +284,14 @@ func (p *Profile) Validate() error {
 			return fieldErr(fmt.Sprintf("approvers[%d]", i), "%q is listed twice (names compare after PRECIS mapping: trimmed, case-folded, width-mapped)", a)
 		}
 		seen[k] = true
+	}
+	switch r := p.Rollout; {
+	case r.Canary != nil && *r.Canary < 0:
+		return fieldErr("rollout.canary", "is %d: want 0 or more", *r.Canary)
+	case r.Batch < 0:
+		return fieldErr("rollout.batch", "is %d: want 1 or more (0: 10)", r.Batch)
+	case r.MaxFailures < 0:
+		return fieldErr("rollout.max_failures", "is %d: want 0 or more", r.MaxFailures)
 	}
 	if len(p.Approvers) > 0 && p.RequiredApprovals > len(p.Approvers) {
 		return fieldErr("required_approvals", "%d exceeds the %d approvers in the pool", p.RequiredApprovals, len(p.Approvers))

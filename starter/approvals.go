@@ -91,6 +91,9 @@ func approvalsListCmd() *cobra.Command {
 				}
 			}
 			return following(cmd, func(ctx context.Context, c client.Client) error {
+				if err := requireSearchAttributes(ctx, c); err != nil {
+					return err
+				}
 				rows, err := listApprovals(ctx, c, q, limit)
 				if err != nil {
 					return &exitError{code: 1, msg: err.Error()}

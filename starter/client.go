@@ -22,6 +22,7 @@ func dial() (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	dialedNamespace = o.Namespace
 	if o.DataConverter != nil {
 		dialedConverter = o.DataConverter
 	}

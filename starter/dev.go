@@ -39,8 +39,8 @@ func devCmd() *cobra.Command {
 		Short: "The embedded default: a Temporal dev server, workers, a real nginx on loopback, and one deploy",
 		Long: `Starts the Temporal dev server described by temporal-dev.yaml (the temporal CLI,
 history in a SQLite file under the state dir, Web UI on, certctl's search
-attributes registered), a workflow worker and a host worker, and a real nginx on
-loopback serving a self-signed certificate; then deploys a fresh certificate to
+attributes registered), one worker polling both queues (certctl-worker --host
+localhost --workflows), and a real nginx on loopback serving a self-signed certificate; then deploys a fresh certificate to
 it and prints the Web UI link to that workflow. Runs until Ctrl-C (or, with
 --once, stops after the deploy).`,
 		Args: cobra.NoArgs,
@@ -172,19 +172,15 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	}
 	env = append(env, policy.EnvPath+"="+policyFile, profile.EnvDir+"="+profilesDir)
 	fmt.Fprintf(w, "host policy:    %s (profiles: %s)\n", policyFile, profilesDir)
+	// One process polls the host's queue and "certctl": a one-host setup
+	// needs no second worker.
 	const host = "localhost"
-	for _, args := range [][]string{nil, {"--host", host}} {
-		name := "certctl-worker"
-		if args != nil {
-			name += "-" + host
-		}
-		p, err := devenv.StartProcess(name, filepath.Join(f.stateDir, name+".log"), env, workerBin, args...)
-		if err != nil {
-			return fail("start %s: %v", name, err)
-		}
-		defer p.Stop()
-		fmt.Fprintf(w, "worker:         %s (pid %d, log %s)\n", name, p.Pid(), p.Log)
+	wp, err := devenv.StartProcess("certctl-worker", filepath.Join(f.stateDir, "certctl-worker.log"), env, workerBin, "--host", host, "--workflows")
+	if err != nil {
+		return fail("start certctl-worker: %v", err)
 	}
+	defer wp.Stop()
+	fmt.Fprintf(w, "worker:         certctl-worker --host %s --workflows (pid %d, log %s)\n", host, wp.Pid(), wp.Log)
 
 	ca, err := devenv.NewCA("certctl dev")
 	if err != nil {
@@ -211,7 +207,7 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	copts := client.Options{HostPort: address, Namespace: cfg.Namespace,
 		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	clientenv.WithCodec(&copts, cdc)
-	dialedConverter = copts.DataConverter
+	dialedConverter, dialedNamespace = copts.DataConverter, cfg.Namespace
 	c, err := client.Dial(copts)
 	if err != nil {
 		return fail("%v", err)

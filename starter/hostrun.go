@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -28,8 +27,14 @@ const pollerFresh = 90 * time.Second
 // workflow, a few workflow tasks). Otherwise (no host, or no worker seen)
 // on the "certctl" queue, the temporal CLI's line: that deploy delegates
 // to a host run and ends HostUnavailable when no worker picks it up within
-// host_wait. Either way certctl sets CertctlTarget at the start.
+// host_wait. Either way certctl sets CertctlTarget at the start, so it
+// first checks the namespace has certctl's search attributes
+// (requireSearchAttributes): without them it refuses in seconds, naming
+// them and `certctl setup`, instead of a start the server refuses.
 func startDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest) (client.WorkflowRun, bool, error) {
+	if err := requireSearchAttributes(ctx, c); err != nil {
+		return nil, false, err
+	}
 	opts := client.StartWorkflowOptions{
 		ID:                    workflowID(req.Target),
 		TaskQueue:             contract.TaskQueue,
@@ -59,10 +64,6 @@ func polled(ctx context.Context, c client.Client, queue string) bool {
 	return false
 }
 
-// errGivenUp is the watchdog's reason, and how certctl knows it ended the
-// run itself.
-var errGivenUp = errors.New("HostUnavailable")
-
 // watchHostRun gives a host run certctl started up when no worker picked
 // it up within host_wait (the worker seen polling died since): it
 // terminates the run, which never touched anything, and reports the
@@ -87,9 +88,8 @@ func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, 
 			result <- ""
 			return
 		}
-		msg := fmt.Sprintf("no worker of host %q picked the deploy up within host_wait %s (queue %s): is `certctl-worker --host %s` running? nothing was touched",
-			req.Target.Host, wait, workflows.HostQueue(req.Target.Host), req.Target.Host)
-		if err := c.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), errGivenUp.Error()+": "+msg); err != nil {
+		msg := workflows.HostUnavailableMessage(req.Target.Host, wait) + "; nothing was touched"
+		if err := c.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), msg); err != nil {
 			result <- ""
 			return
 		}
@@ -98,15 +98,13 @@ func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, 
 	return func() string { close(done); return <-result }
 }
 
-// searchAttributeHint says what to do when the namespace lacks certctl's
-// search attributes (certctl deploy sets CertctlTarget at the start, so a
-// cluster without it refuses the start instead of hanging the deploy).
+// searchAttributeHint says what to do when the server refuses the start
+// for want of certctl's search attributes (requireSearchAttributes could
+// not list them, or they were removed since).
 func searchAttributeHint(err error) string {
 	var ia *serviceerror.InvalidArgument
 	if !errors.As(err, &ia) || !strings.Contains(ia.Error(), workflows.TargetKey.GetName()) {
 		return ""
 	}
-	return "; this namespace lacks certctl's search attributes: register them once with " +
-		"`temporal operator search-attribute create --name CertctlTarget --type Keyword` " +
-		"(the same for CertctlOutcome, ApprovalState, ApprovalProfile, ApprovalDecidedBy; temporal-dev.yaml lists them)"
+	return "; this namespace lacks certctl's search attributes (" + searchAttributeList() + "): register them once with `certctl setup`"
 }

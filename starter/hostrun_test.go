@@ -15,7 +15,7 @@ func TestSearchAttributeHint(t *testing.T) {
 		err  error
 		want string
 	}{
-		{serviceerror.NewInvalidArgument("Namespace default has no mapping defined for search attribute CertctlTarget"), "temporal operator search-attribute create --name CertctlTarget --type Keyword"},
+		{serviceerror.NewInvalidArgument("Namespace default has no mapping defined for search attribute CertctlTarget"), "lacks certctl's search attributes (CertctlTarget, CertctlOutcome, ApprovalState, ApprovalProfile, ApprovalDecidedBy): register them once with `certctl setup`"},
 		{serviceerror.NewInvalidArgument("WorkflowId is not set"), ""},
 		{errors.New("connection refused: CertctlTarget"), ""},
 	} {

@@ -3,6 +3,7 @@ package testsuite_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +49,7 @@ func TestIntegrationHostRunGivenUpWhenTheWorkerVanished(t *testing.T) {
 	if r.code != 1 || r.lastLine() != "outcome: HostUnavailable" {
 		t.Fatalf("exit %d, last line %q\n%s", r.code, r.lastLine(), r.stdout)
 	}
+	wantLine(t, r.stdout, "error: HostUnavailable: no worker polled certctl-host-vanishing for 4s; start one on vanishing with: certctl-worker --host vanishing; nothing was touched")
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("HostUnavailable after %s, with a host wait of 4s", took)
 	}
@@ -85,6 +87,22 @@ func TestIntegrationLateHostRunTouchesNothing(t *testing.T) {
 	if res.Outcome != contract.HostUnavailable || len(res.Steps) != 0 {
 		t.Fatalf("outcome %s (%s), steps %+v", res.Outcome, res.Error, res.Steps)
 	}
+	const head = "HostUnavailable: no worker polled certctl-host-late for 2s; start one on late with: certctl-worker --host late; this worker picked the deploy up only "
+	const end = " after it started, when it was given up: deploy again; nothing was touched"
+	if !strings.HasPrefix(res.Error, head) || !strings.HasSuffix(res.Error, end) {
+		t.Fatalf("error %q, want %q…%q", res.Error, head, end)
+	}
 	wantUnchanged(t, before)
 	wantServed(t, n, initial.LeafSHA256)
+}
+
+// wantLine fails unless out has line, whole.
+func wantLine(t *testing.T, out, line string) {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if l == line {
+			return
+		}
+	}
+	t.Fatalf("no line %q in:\n%s", line, out)
 }

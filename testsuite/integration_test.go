@@ -335,6 +335,14 @@ func wantNoLeftovers(t *testing.T, dir string, backups int) {
 // run ("<id>/host") has the run's kept too, as <name>-host.
 func record(t *testing.T, workflowID, name string) {
 	t.Helper()
+	recordRun(t, workflowID, "", name)
+	recordRun(t, workflowID+contract.HostRunSuffix, "", name+"-host")
+}
+
+// recordRun keeps one run's history (runID "": the latest) as name, when
+// CERTCTL_RECORD_HISTORIES=1.
+func recordRun(t *testing.T, workflowID, runID, name string) {
+	t.Helper()
 	if os.Getenv("CERTCTL_RECORD_HISTORIES") != "1" {
 		return
 	}
@@ -342,18 +350,16 @@ func record(t *testing.T, workflowID, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []struct{ id, name string }{{workflowID, name}, {workflowID + contract.HostRunSuffix, name + "-host"}} {
-		h := &historypb.History{Events: history(t, w.id, "")}
-		if len(h.Events) == 0 {
-			continue
-		}
-		b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(p, w.name+".json"), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	h := &historypb.History{Events: history(t, workflowID, runID)}
+	if len(h.Events) == 0 {
+		return
+	}
+	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, name+".json"), b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -666,9 +672,14 @@ func TestIntegrationCertctlDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"outcome: Deployed", "nginx now serves the new leaf", "/namespaces/default/workflows/deploy%2Fdev-nginx%2F"} {
+	for _, want := range []string{"outcome: Deployed", "nginx now serves the new leaf", "/namespaces/default/workflows/deploy%2Fdev-nginx%2F",
+		"\nworker:         certctl-worker --host localhost --workflows (pid "} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("certctl dev output lacks %q", want)
 		}
+	}
+	// One worker process polls both queues.
+	if n := strings.Count(string(out), "\nworker: "); n != 1 {
+		t.Fatalf("certctl dev started %d workers, want 1", n)
 	}
 }

@@ -193,6 +193,7 @@ func TestIntegrationHostDown(t *testing.T) {
 	if r.code != 1 || r.lastLine() != "outcome: HostUnavailable" {
 		t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
 	}
+	wantLine(t, r.stdout, "error: HostUnavailable: no worker polled certctl-host-no-such-host for 4s; start one on no-such-host with: certctl-worker --host no-such-host; nothing was touched")
 	wantUnchanged(t, before)
 	wantNoLeftovers(t, n.CertDir, 0)
 	wantServed(t, n, initial.LeafSHA256)

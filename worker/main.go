@@ -103,11 +103,13 @@ func run(cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	opts.Logger = withSearchAttributeAdvice(opts.Logger, opts.Namespace)
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal: %w", err)
 	}
 	defer c.Close()
+	checkSearchAttributes(ctx, c, opts.Namespace, logger)
 
 	// Fail closed: every step of a target is checked against this
 	// machine's own policy file before it runs.

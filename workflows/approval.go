@@ -3,7 +3,6 @@ package workflows
 import (
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/certctl/certctl/audit"
@@ -45,12 +44,12 @@ const (
 	identityVersion = 1
 )
 
-// Search attributes of ApprovalWorkflow (Keyword, registered by
-// temporal-dev.yaml): `ApprovalState="pending"` is the inbox.
+// Search attributes of ApprovalWorkflow (contract.SearchAttributes):
+// `ApprovalState="pending"` is the inbox.
 var (
-	ApprovalStateKey     = temporal.NewSearchAttributeKeyKeyword("ApprovalState")
-	ApprovalProfileKey   = temporal.NewSearchAttributeKeyKeyword("ApprovalProfile")
-	ApprovalDecidedByKey = temporal.NewSearchAttributeKeyKeyword("ApprovalDecidedBy")
+	ApprovalStateKey     = contract.ApprovalStateKey
+	ApprovalProfileKey   = contract.ApprovalProfileKey
+	ApprovalDecidedByKey = contract.ApprovalDecidedByKey
 )
 
 // ApprovalID is the workflow ID of a request.

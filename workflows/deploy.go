@@ -3,6 +3,7 @@
 package workflows
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -22,10 +23,18 @@ func HostQueue(host string) string { return contract.HostQueuePrefix + host }
 // DefaultHostWait is how long a step waits for its host's worker to poll.
 const DefaultHostWait = 5 * time.Minute
 
-// Search attributes set by DeployWorkflow (registered by temporal-dev.yaml).
+// HostUnavailableMessage is what a deploy says when no worker of host
+// polled its queue within wait: which queue, how long, and the command to
+// run on that host. Callers that know add what was (not) touched.
+func HostUnavailableMessage(host string, wait time.Duration) string {
+	return fmt.Sprintf("HostUnavailable: no worker polled %s for %s; start one on %s with: certctl-worker --host %s",
+		HostQueue(host), wait, host, host)
+}
+
+// Search attributes set by DeployWorkflow (contract.SearchAttributes).
 var (
-	TargetKey  = temporal.NewSearchAttributeKeyKeyword("CertctlTarget")
-	OutcomeKey = temporal.NewSearchAttributeKeyKeyword("CertctlOutcome")
+	TargetKey  = contract.TargetKey
+	OutcomeKey = contract.OutcomeKey
 )
 
 // DeployRequest is DeployWorkflow's input, the JSON an operator may give the
@@ -305,5 +314,10 @@ func (d *deploy) end(o string, err error) {
 	d.res.Outcome = o
 	if err != nil {
 		d.res.Error = errMessage(err)
+	}
+	// A step no worker of the host started within host_wait says so, not
+	// "timed out (scheduletostart)".
+	if o == contract.HostUnavailable && isHostTimeout(err) && d.req.Target.Host != "" {
+		d.res.Error = HostUnavailableMessage(d.req.Target.Host, d.hostWait)
 	}
 }

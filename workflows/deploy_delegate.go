@@ -48,8 +48,7 @@ func (d *deploy) delegate(ctx workflow.Context, req DeployRequest) {
 				if d.pickedUp(ctx, run) {
 					return
 				}
-				d.end(contract.HostUnavailable, fmt.Errorf("no worker of host %q picked the deploy up within host_wait %s (queue %s): is `certctl-worker --host %s` running? nothing was touched",
-					req.Target.Host, d.hostWait, queueFor(req.Target), req.Target.Host))
+				d.end(contract.HostUnavailable, errors.New(HostUnavailableMessage(req.Target.Host, d.hostWait)+"; nothing was touched"))
 				done = true
 			})
 		}

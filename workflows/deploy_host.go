@@ -26,8 +26,8 @@ func hostDeploy(ctx workflow.Context, req DeployRequest) (DeployResult, error) {
 	// later finds it, on its very first workflow task, too late, and touches
 	// nothing.
 	if late := workflow.Now(ctx).Sub(info.WorkflowStartTime); info.GetCurrentHistoryLength() <= 3 && late > d.hostWait {
-		d.end(contract.HostUnavailable, fmt.Errorf("the worker of host %q picked this deploy up %s after it started, past its host_wait of %s: it was given up as HostUnavailable; nothing was touched (start it again)",
-			req.Target.Host, late.Round(time.Second), d.hostWait))
+		d.end(contract.HostUnavailable, fmt.Errorf("%s; this worker picked the deploy up only %s after it started, when it was given up: deploy again; nothing was touched",
+			HostUnavailableMessage(req.Target.Host, d.hostWait), late.Round(time.Second)))
 		return d.finish(ctx, req)
 	}
 	if err := validTarget(req.Target); err != nil {

@@ -384,6 +384,11 @@ func TestHostUnavailable(t *testing.T) {
 	h.env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.Plan{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil))
 	res, err := h.run(testRequest())
 	wantOutcome(t, res, err, contract.HostUnavailable)
+	// The step's schedule-to-start timeout says which worker to start,
+	// not "timed out (scheduletostart)".
+	if want := "HostUnavailable: no worker polled certctl-host-web-1 for 5m0s; start one on web-1 with: certctl-worker --host web-1"; res.Error != want {
+		t.Fatalf("error %q, want %q", res.Error, want)
+	}
 }
 
 func TestVerifyDisabledIsShownNotSilent(t *testing.T) {

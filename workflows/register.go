@@ -14,6 +14,7 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(DeployWorkflow, workflow.RegisterOptions{Name: contract.DeployWorkflow})
 	r.RegisterWorkflowWithOptions(ApprovalWorkflow, workflow.RegisterOptions{Name: contract.ApprovalWorkflow})
 	r.RegisterWorkflowWithOptions(RenewWorkflow, workflow.RegisterOptions{Name: contract.RenewWorkflow})
+	r.RegisterWorkflowWithOptions(RolloutWorkflow, workflow.RegisterOptions{Name: contract.RolloutWorkflow})
 	lock.Register(r)
 }
 

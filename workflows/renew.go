@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -70,7 +69,9 @@ type RenewResult struct {
 	Serial     string        `json:"serial,omitempty"`
 	NotAfter   *time.Time    `json:"not_after,omitempty"`
 	Deploys    []RenewDeploy `json:"deploys,omitempty"`
-	Error      string        `json:"error,omitempty"`
+	// NotStarted counts the targets a halted rollout left untouched.
+	NotStarted int    `json:"not_started,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // RenewWorkflow renews one certificate of a profile: (scheduled runs) check
@@ -178,7 +179,14 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 	notAfter := is.NotAfter
 	res.LeafSHA256, res.Serial, res.NotAfter = is.LeafSHA256, is.Serial, &notAfter
 
-	deployAll(ctx, p.Targets, DeployRequest{Material: is.Material, HostWait: req.HostWait}, res.RequestID, &res)
+	// Version 1 lands the certificate as a rollout does (the canary first,
+	// then in batches, halting on failure: renew_rollout.go); before it,
+	// every target at once.
+	if workflow.GetVersion(ctx, versionRenewRollout, workflow.DefaultVersion, 1) >= 1 {
+		renewRollout(ctx, p, is.Material, req.HostWait, &res)
+	} else {
+		deployAll(ctx, p.Targets, DeployRequest{Material: is.Material, HostWait: req.HostWait}, res.RequestID, &res)
+	}
 	failed, all := "", []string{}
 	skipped := true
 	for _, d := range res.Deploys {
@@ -197,7 +205,11 @@ func RenewWorkflow(ctx workflow.Context, req RenewRequest) (RenewResult, error) 
 				why = append(why, d.TargetID+": "+d.Error)
 			}
 		}
-		return fail(failed, "deploy: "+strings.Join(all, ", ")+"; "+strings.Join(why, "; "))
+		msg := "deploy: " + strings.Join(all, ", ") + "; " + strings.Join(why, "; ")
+		if res.NotStarted > 0 {
+			msg += fmt.Sprintf("; the rollout halted: %d targets not started", res.NotStarted)
+		}
+		return fail(failed, msg)
 	}
 	res.Outcome = contract.Deployed
 	if skipped {
@@ -227,6 +239,9 @@ func checkDue(ctx workflow.Context, p profile.Profile, hostWait time.Duration, r
 		var d renewal.Deployed
 		if err := f.Get(ctx, &d); err != nil {
 			if isHostTimeout(err) {
+				if h := p.Targets[i].Host; h != "" {
+					return false, contract.HostUnavailable, fmt.Sprintf("%s (to read %s's certificate)", HostUnavailableMessage(h, hostWait), p.Targets[i].TargetID)
+				}
 				return false, contract.HostUnavailable, fmt.Sprintf("no worker polled %s to read %s's certificate", queueFor(p.Targets[i]), p.Targets[i].TargetID)
 			}
 			// When unsure, renew: the approval still gates it, and the
@@ -315,10 +330,7 @@ func deployAll(ctx workflow.Context, targets []target.Target, base DeployRequest
 	for i, f := range futures {
 		var dr DeployResult
 		if err := f.Get(ctx, &dr); err != nil {
-			var ae *temporal.ApplicationError
-			if !errors.As(err, &ae) || ae.Details(&dr) != nil || dr.Outcome == "" {
-				dr = DeployResult{TargetID: targets[i].TargetID, Outcome: contract.DeployFailed, Error: errMessage(err)}
-			}
+			dr = childResult(err, targets[i].TargetID)
 		}
 		res.Deploys = append(res.Deploys, RenewDeploy{WorkflowID: ids[i], DeployResult: dr})
 	}

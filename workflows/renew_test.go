@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -53,6 +54,8 @@ type renewHarness struct {
 	deployIDs []string
 	deployErr map[string]string // target id → failing outcome
 	served    map[string]time.Time
+	// inspectErr makes InspectDeployed of a target fail.
+	inspectErr map[string]error
 	// profile and bypass are the workflow worker's (LoadProfile).
 	profile profile.Profile
 	bypass  bool
@@ -83,6 +86,9 @@ func newRenewHarness(t *testing.T) *renewHarness {
 			Serial: "01", NotAfter: time.Now().Add(90 * 24 * time.Hour)}, nil
 	}).Maybe()
 	h.env.OnActivity(ra.InspectDeployed, mock.Anything, mock.Anything).Return(func(_ context.Context, tg target.Target) (renewal.Deployed, error) {
+		if err := h.inspectErr[tg.TargetID]; err != nil {
+			return renewal.Deployed{}, err
+		}
 		na, ok := h.served[tg.TargetID]
 		return renewal.Deployed{TargetID: tg.TargetID, Path: tg.Config.CertPath, Exists: ok, NotAfter: na, LeafSHA256: oldLeaf}, nil
 	}).Maybe()
@@ -304,6 +310,22 @@ func TestScheduledRenewalNotDueAsksNothing(t *testing.T) {
 	h.wantNothingDownstream()
 }
 
+// A scheduled renewal whose host's worker never picks up the inspection
+// ends HostUnavailable, saying which worker to start.
+func TestScheduledRenewalHostUnavailable(t *testing.T) {
+	h := newRenewHarness(t)
+	h.inspectErr = map[string]error{"web-1": temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)}
+	h.served["web-2"] = h.env.Now().Add(80 * 24 * time.Hour)
+	req := renewRequest()
+	req.OnlyIfDue = true
+	res, err := h.run(req)
+	want := "HostUnavailable: no worker polled certctl-host-web-1 for 5m0s; start one on web-1 with: certctl-worker --host web-1 (to read web-1's certificate)"
+	if err == nil || res.Outcome != contract.HostUnavailable || res.Error != want {
+		t.Fatalf("outcome %s, error %q, want %q", res.Outcome, res.Error, want)
+	}
+	h.wantNothingDownstream()
+}
+
 // A target with nothing deployed yet is due.
 func TestScheduledRenewalMissingCertIsDue(t *testing.T) {
 	h := newRenewHarness(t)
@@ -355,4 +377,23 @@ func TestRenewUnknownProfileRefused(t *testing.T) {
 		t.Fatalf("outcome %s: %v", res.Outcome, err)
 	}
 	h.wantNothingDownstream()
+}
+
+// A renewal lands its certificate as a rollout: the canary first; when it
+// fails, no other target is deployed and the result says how many were
+// left untouched.
+func TestRenewCanaryFailureDeploysNothingElse(t *testing.T) {
+	h := newRenewHarness(t)
+	h.profile.RequiresApproval = false
+	third := h.profile.Targets[1]
+	third.TargetID = "web-3"
+	h.profile.Targets = append(h.profile.Targets, third)
+	h.deployErr["web-1"] = contract.ValidateFailed
+	res, err := h.run(renewRequest())
+	if contract.Of(err) != contract.ValidateFailed || len(h.deployed) != 1 || h.deployed[0].Target.TargetID != "web-1" {
+		t.Fatalf("outcome %s, deployed %d: %v", res.Outcome, len(h.deployed), err)
+	}
+	if res.NotStarted != 2 || !strings.Contains(res.Error, "the rollout halted: 2 targets not started") {
+		t.Fatalf("result %+v", res)
+	}
 }

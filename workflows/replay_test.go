@@ -129,6 +129,22 @@ func TestReplayHistoriesCoverTheHostRun(t *testing.T) {
 	}
 }
 
+// The recorded histories cover a rollout's shapes: completed, halted by
+// its canary, with a host that never answered, and both runs of one that
+// continued as new.
+func TestReplayHistoriesCoverTheRollout(t *testing.T) {
+	for _, name := range []string{"rollout-completed", "rollout-halted", "rollout-host-unavailable", "rollout-continued-first", "rollout-continued-last"} {
+		hs := histories.Load(t, "../testsuite/histories/"+name+".json")
+		if len(hs) != 1 {
+			t.Errorf("no recorded history %s.json (make record-histories)", name)
+			continue
+		}
+		if typ := hs[0].History.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName(); typ != contract.RolloutWorkflow {
+			t.Errorf("%s is a %s", name, typ)
+		}
+	}
+}
+
 // replayFile replays a recorded history under its workflow's own ID, as a
 // worker does: a DeployWorkflow that delegates names its child after
 // itself ("<id>/host"), and the replayer's stand-in ID would name another.
@@ -138,8 +154,13 @@ func replayFile(t *testing.T, r worker.WorkflowReplayer, f string) error {
 	h := histories.Load(t, f)[0].History
 	var opts worker.ReplayWorkflowHistoryOptions
 	for _, ev := range h.GetEvents() {
-		if id, ok := strings.CutSuffix(ev.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetWorkflowId(), contract.HostRunSuffix); ok {
+		child := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetWorkflowId()
+		if id, ok := strings.CutSuffix(child, contract.HostRunSuffix); ok {
 			opts.OriginalExecution = workflow.Execution{ID: id, RunID: "replay"}
+		}
+		// A rollout names its deploys "deploy/<target>/rollout-<id>".
+		if _, id, ok := strings.Cut(child, "/rollout-"); ok && strings.HasPrefix(child, "deploy/") {
+			opts.OriginalExecution = workflow.Execution{ID: RolloutID(id), RunID: "replay"}
 		}
 	}
 	return r.ReplayWorkflowHistoryWithOptions(nil, h, opts)

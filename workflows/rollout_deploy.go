@@ -1,0 +1,175 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/target"
+)
+
+// inFlight is one deploy a rollout started and waits for.
+type inFlight struct {
+	// index numbers its target in the whole rollout.
+	index int
+	id    string
+	start time.Time
+	child workflow.ChildWorkflowFuture
+	// deadline is when its host_wait is over, if no worker has picked it
+	// up by then; zero once it is known to have been picked up, or for an
+	// agentless target (this very worker runs it).
+	deadline time.Time
+	// givenUp is the HostUnavailable message once the rollout gave the
+	// deploy up.
+	givenUp string
+}
+
+// RolloutDeployID is the workflow ID of a rollout's deploy of a target,
+// beside `certctl deploy`'s "deploy/<target>/<stamp>" and a renewal's
+// "deploy/<target>/renew-<request>".
+func RolloutDeployID(rolloutID, targetID string) string {
+	return fmt.Sprintf("deploy/%s/rollout-%s", targetID, rolloutID)
+}
+
+// start starts the next target's deploy: a DeployWorkflow on the target's
+// own queue, the host run, found by CertctlTarget from its start. It is
+// abandoned, not terminated, if the rollout ends: a deploy finishes or
+// rolls back on its own.
+func (r *rollout) start(ctx workflow.Context) {
+	t := r.req.Targets[r.next]
+	f := &inFlight{index: r.c.Offset + r.next, id: r.childID(t), start: workflow.Now(ctx)}
+	r.next++
+	r.started++
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            f.id,
+		TaskQueue:             queueFor(t),
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		TypedSearchAttributes: temporal.NewSearchAttributes(TargetKey.ValueSet(t.TargetID)),
+		StaticSummary:         fmt.Sprintf("rollout %s: %s", r.id, t.TargetID),
+	})
+	f.child = workflow.ExecuteChildWorkflow(cctx, contract.DeployWorkflow, DeployRequest{
+		Target: t, Material: r.req.Material, DryRun: r.req.DryRun, ForceValidity: r.req.ForceValidity,
+		HostWait: target.Duration(r.hostWait), HeartbeatTimeout: r.req.HeartbeatTimeout,
+	})
+	if queueFor(t) != contract.TaskQueue {
+		f.deadline = f.start.Add(r.hostWait + hostWaitMargin(r.hostWait))
+	}
+	r.flight = append(r.flight, f)
+	r.sel.AddFuture(f.child, func(fu workflow.Future) { r.finished(ctx, f, fu) })
+}
+
+// hostWaitMargin is how long after a deploy's own host_wait the rollout
+// asks whether it was picked up: a run picked up later than its host_wait
+// gives itself up on its first workflow task, so a run the rollout finds
+// not picked up can be terminated without a race.
+func hostWaitMargin(wait time.Duration) time.Duration { return time.Second + wait/20 }
+
+// finished records a deploy that ended.
+func (r *rollout) finished(ctx workflow.Context, f *inFlight, fu workflow.Future) {
+	var dr DeployResult
+	err := fu.Get(ctx, &dr)
+	t := r.req.Targets[f.index-r.c.Offset]
+	switch {
+	case f.givenUp != "":
+		dr = DeployResult{TargetID: t.TargetID, Outcome: contract.HostUnavailable, Error: f.givenUp}
+	case err != nil:
+		dr = childResult(err, t.TargetID)
+	}
+	for i, g := range r.flight {
+		if g == f {
+			r.flight = append(r.flight[:i], r.flight[i+1:]...)
+			break
+		}
+	}
+	r.record(f, dr, workflow.Now(ctx).Sub(f.start).Milliseconds())
+}
+
+// childResult is a failed child deploy's result: the DeployResult its
+// failure carries, else (terminated, timed out) DeployFailed with what is
+// known.
+func childResult(err error, targetID string) DeployResult {
+	var dr DeployResult
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Details(&dr) == nil && dr.Outcome != "" {
+		return dr
+	}
+	return DeployResult{TargetID: targetID, Outcome: contract.DeployFailed, Error: errMessage(err)}
+}
+
+// watch arms the host-wait timer for the earliest deadline of the deploys
+// in flight, unless one is armed: a rollout keeps a single timer, however
+// many deploys it waits for.
+func (r *rollout) watch(ctx workflow.Context) {
+	if r.watching {
+		return
+	}
+	var next time.Time
+	for _, f := range r.flight {
+		if !f.deadline.IsZero() && f.givenUp == "" && (next.IsZero() || f.deadline.Before(next)) {
+			next = f.deadline
+		}
+	}
+	if next.IsZero() {
+		return
+	}
+	r.watching = true
+	timer := workflow.NewTimer(ctx, max(next.Sub(workflow.Now(ctx)), time.Second))
+	r.sel.AddFuture(timer, func(workflow.Future) {
+		r.watching = false
+		r.checkHosts(ctx)
+	})
+}
+
+// checkHosts asks, of each deploy whose host_wait is over, whether its
+// host's worker picked it up; one that was not is terminated (GiveUp) and
+// counts as HostUnavailable when its end arrives.
+func (r *rollout) checkHosts(ctx workflow.Context) {
+	now := workflow.Now(ctx)
+	var due []*inFlight
+	var checks []workflow.Future
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+		Summary:             "host-wait",
+	})
+	for _, f := range r.flight {
+		if f.deadline.IsZero() || f.givenUp != "" || now.Before(f.deadline) {
+			continue
+		}
+		var we workflow.Execution
+		if err := f.child.GetChildWorkflowExecution().Get(ctx, &we); err != nil {
+			// It never started (the start itself failed): its future
+			// carries that.
+			f.deadline = time.Time{}
+			continue
+		}
+		t := r.req.Targets[f.index-r.c.Offset]
+		due = append(due, f)
+		checks = append(checks, workflow.ExecuteLocalActivity(lctx, a.GiveUp, activities.GiveUpInput{
+			WorkflowID: we.ID, RunID: we.RunID, Reason: hostUnavailable(t.Host, r.hostWait),
+		}))
+	}
+	for i, c := range checks {
+		var picked bool
+		switch err := c.Get(ctx, &picked); {
+		case err != nil:
+			// Unknown is not absent: ask again later.
+			due[i].deadline = now.Add(hostWaitMargin(r.hostWait))
+		case picked:
+			due[i].deadline = time.Time{}
+		default:
+			due[i].givenUp = hostUnavailable(r.req.Targets[due[i].index-r.c.Offset].Host, r.hostWait)
+		}
+	}
+}
+
+// hostUnavailable says why a deploy was given up, and what to do.
+func hostUnavailable(host string, wait time.Duration) string {
+	return HostUnavailableMessage(host, wait) + "; nothing was touched"
+}

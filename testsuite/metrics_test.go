@@ -230,6 +230,41 @@ func TestIntegrationMetricsRetriedWorkflowTaskCountsOnce(t *testing.T) {
 		deployed: 1, `certctl_deploy_duration_seconds_count{target_type="nginx"}`: 1,
 	}, 1)
 	t.Logf("%d workflow task(s) failed after the count and were retried", failed)
+	// A failed workflow task is what docs/alerts.yml's SDK rule counts:
+	// every Temporal SDK series the rules name is on this scrape.
+	testsuite.WaitFor(t, 10*time.Second, func() (bool, string) {
+		missing := missingAlertSeries(t, scrape(t, url))
+		return len(missing) == 0, fmt.Sprintf("docs/alerts.yml names %v, not on /metrics", missing)
+	})
+}
+
+// missingAlertSeries are the temporal_* series docs/alerts.yml names that
+// are not in fams (a histogram's _bucket, _count and _sum are its family's).
+func missingAlertSeries(t *testing.T, fams map[string]*dto.MetricFamily) []string {
+	t.Helper()
+	path, err := testsuite.RepoFile("docs/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := testsuite.LoadAlertRules(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			for _, n := range testsuite.MetricNames(r.Expr, "temporal_") {
+				if _, ok := fams[n]; ok {
+					continue
+				}
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_count"), "_sum")
+				if f, ok := fams[base]; !ok || f.GetType() != dto.MetricType_HISTOGRAM {
+					missing = append(missing, n)
+				}
+			}
+		}
+	}
+	return missing
 }
 
 // wftFailures counts the workflow tasks of a deploy that failed or timed out.

@@ -178,6 +178,14 @@ func TestIntegrationMetricsMoveOncePerEvent(t *testing.T) {
 		return len(missing) == 0, fmt.Sprintf("no %v on /metrics", missing)
 	})
 	fams := scrape(t, url)
+	var names []string
+	for name, f := range fams {
+		if strings.HasPrefix(name, "temporal_") {
+			names = append(names, fmt.Sprintf("%s (%s)", name, strings.ToLower(f.GetType().String())))
+		}
+	}
+	slices.Sort(names)
+	t.Logf("the Temporal SDK's series on /metrics:\n%s", strings.Join(names, "\n"))
 	if h := fams["temporal_workflow_task_execution_latency_seconds"]; h.GetType() != dto.MetricType_HISTOGRAM {
 		t.Errorf("temporal_workflow_task_execution_latency_seconds is a %v, want a histogram", h.GetType())
 	}

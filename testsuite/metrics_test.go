@@ -96,6 +96,7 @@ func wantMoved(t *testing.T, what string, before, after map[string]float64, want
 		d := v - before[k]
 		switch {
 		case k == verifyAttempts:
+			t.Logf("%s: %v TLS probes", what, d)
 			if d < minProbes {
 				t.Errorf("%s: %s moved by %v, want at least %v", what, k, d, minProbes)
 			}

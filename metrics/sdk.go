@@ -32,6 +32,8 @@ func SDKHandler(onError func(error)) (client.MetricsHandler, io.Closer) {
 		CachedReporter:  reporter,
 		Separator:       tallyprom.DefaultSeparator,
 		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+		// tally's own tally_internal_* series say nothing to an operator.
+		OmitCardinalityMetrics: true,
 	}, SDKReportEvery)
 	return sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)), closer
 }

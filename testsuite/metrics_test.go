@@ -186,9 +186,18 @@ func TestIntegrationMetricsMoveOncePerEvent(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
+	count := map[string]int{}
+	for name, f := range fams {
+		prefix, _, _ := strings.Cut(name, "_")
+		count[prefix] += len(f.GetMetric())
+	}
+	t.Logf("series on /metrics by prefix: %v", count)
 	t.Logf("the Temporal SDK's series on /metrics:\n%s", strings.Join(names, "\n"))
 	if h := fams["temporal_workflow_task_execution_latency_seconds"]; h.GetType() != dto.MetricType_HISTOGRAM {
 		t.Errorf("temporal_workflow_task_execution_latency_seconds is a %v, want a histogram", h.GetType())
+	}
+	if count["tally"] > 0 {
+		t.Errorf("tally's internal series are on /metrics")
 	}
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Errorf("the Go runtime's metrics are gone from /metrics")

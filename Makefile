@@ -7,9 +7,11 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CERTCTL_TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 TRAEFIK_VERSION := v3.6.12
 TRAEFIK_BIN := $(CERTCTL_TOOLS)/traefik-$(TRAEFIK_VERSION)/traefik
+PEBBLE_VERSION := v2.10.3
+PEBBLE_BIN := $(CERTCTL_TOOLS)/pebble-$(PEBBLE_VERSION)/pebble
 export CERTCTL_TOOLS
 
-.PHONY: build dev test unit bench bench-compare deps temporal traefik apt-deps lint fmt record-histories clean
+.PHONY: build dev test unit bench bench-compare deps temporal traefik pebble apt-deps lint fmt record-histories clean
 
 build:
 	go build -o bin/certctl ./starter
@@ -22,6 +24,14 @@ $(TEMPORAL_BIN):
 	@echo "building the temporal CLI $(TEMPORAL_VERSION) from the Go module proxy (about 10 minutes, once)"
 	mkdir -p $(dir $@)
 	GOBIN=$(dir $@) go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)
+
+# pebble, Let's Encrypt's test ACME server, for testsuite's ACME tests (a
+# real ACME client issuing real chains): built once from the Go module proxy
+# into the tool cache, reused while the version matches (testsuite.PebbleVersion).
+pebble: $(PEBBLE_BIN)
+$(PEBBLE_BIN):
+	mkdir -p $(dir $@)
+	GOBIN=$(dir $@) go install github.com/letsencrypt/pebble/v2/cmd/pebble@$(PEBBLE_VERSION)
 
 # traefik has no Debian package and `go install` refuses it (its go.mod has
 # replace directives), so a throwaway wrapper module in a temp dir requires it
@@ -65,7 +75,7 @@ $(STATICCHECK):
 	mkdir -p $(dir $@)
 	GOBIN=$(dir $@) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-deps: apt-deps temporal traefik $(STATICCHECK)
+deps: apt-deps temporal traefik pebble $(STATICCHECK)
 
 # The embedded default needs only nginx and the temporal CLI (not traefik).
 dev: apt-deps temporal build

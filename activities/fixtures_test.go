@@ -56,7 +56,12 @@ func newFixture(t *testing.T, opts ...fixtureOption) *fixture {
 		o(x)
 	}
 	if x.holds != nil {
+		// In the nginx layout (setBytes): the chain after the leaf in
+		// cert.pem too.
 		if _, _, _, err := x.holds.Write(x.dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(x.tg.Config.CertPath, setBytes(*x.holds)["cert"], 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -265,9 +270,10 @@ func listDir(t *testing.T, dir string) []string {
 	return names
 }
 
-// setBytes are the bytes the nginx layout writes for s, by role.
+// setBytes are the bytes the nginx layout writes for s, by role: nginx
+// sends only what ssl_certificate holds, so cert_path holds the chain too.
 func setBytes(s testsuite.Set) map[string][]byte {
-	return map[string][]byte{"cert": []byte(s.CertPEM), "chain": []byte(s.ChainPEM), "key": []byte(s.KeyPEM)}
+	return map[string][]byte{"cert": []byte(s.CertPEM + s.ChainPEM), "chain": []byte(s.ChainPEM), "key": []byte(s.KeyPEM)}
 }
 
 func pathOf(tg target.Target, role string) string {
@@ -285,6 +291,9 @@ var roles = []string{"cert", "chain", "key"}
 func assertFilesHold(t *testing.T, tg target.Target, s testsuite.Set) {
 	t.Helper()
 	want := setBytes(s)
+	if tg.TargetType != "nginx" {
+		want["cert"] = []byte(s.CertPEM)
+	}
 	for _, r := range roles {
 		if got := read(t, pathOf(tg, r)); !bytes.Equal(got, want[r]) {
 			t.Errorf("%s does not hold the expected bytes", pathOf(tg, r))

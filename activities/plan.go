@@ -39,7 +39,7 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	p := Plan{Action: ActionDeploy, LeafSHA256: bundle.LeafSHA256()}
+	p := Plan{Action: ActionDeploy, LeafSHA256: bundle.LeafSHA256(), Chain: bundle.ServedChain()}
 	for _, f := range files {
 		pf, err := planFile(f, c.Defaults().Owners, in.Target.Host)
 		if err != nil {
@@ -94,7 +94,8 @@ func planFile(f connectors.File, owners []string, host string) (PlannedFile, err
 		// Commit's rename would replace the link with a file, and whatever
 		// maintains the link (certbot's live/ → archive/) would silently stop
 		// reaching the server.
-		return PlannedFile{}, contract.Invalid(field, f.Path+" is a symbolic link: point the target at the file it links to")
+		return PlannedFile{}, contract.Invalid(field, f.Path+" is a symbolic link, and certctl never writes through one: point the target at files of the server's own "+
+			"(not at certbot's live/ or archive/), and give certbot's lineage to `certctl deploy --lineage /etc/letsencrypt/live/NAME`")
 	}
 	if existing != nil && !existing.IsRegular() {
 		return PlannedFile{}, contract.Invalid(field, f.Path+" is not a regular file")

@@ -71,7 +71,7 @@ func TestRollbackRemovesNewFile(t *testing.T) {
 	if exists(x.tg.Config.ChainPath) {
 		t.Errorf("the new chain was not removed")
 	}
-	if !bytes.Equal(read(t, x.tg.Config.CertPath), []byte(x.old.CertPEM)) || !bytes.Equal(read(t, x.tg.Config.KeyPath), []byte(x.old.KeyPEM)) {
+	if !bytes.Equal(read(t, x.tg.Config.CertPath), setBytes(x.old)["cert"]) || !bytes.Equal(read(t, x.tg.Config.KeyPath), []byte(x.old.KeyPEM)) {
 		t.Errorf("cert and key not restored")
 	}
 }
@@ -94,7 +94,7 @@ func TestRollbackWithoutBackupLeavesFileAndFails(t *testing.T) {
 	if !exists(x.tg.Config.KeyPath) || !bytes.Equal(read(t, x.tg.Config.KeyPath), []byte(x.s.KeyPEM)) {
 		t.Errorf("the key without a backup was not left in place")
 	}
-	if !bytes.Equal(read(t, x.tg.Config.CertPath), []byte(x.old.CertPEM)) || !bytes.Equal(read(t, x.tg.Config.ChainPath), []byte(x.old.ChainPEM)) {
+	if !bytes.Equal(read(t, x.tg.Config.CertPath), setBytes(x.old)["cert"]) || !bytes.Equal(read(t, x.tg.Config.ChainPath), []byte(x.old.ChainPEM)) {
 		t.Errorf("the files with backups were not restored")
 	}
 	if len(res.Restored) != 2 {
@@ -162,7 +162,7 @@ func TestRollbackCorruptBackupIsNotRestored(t *testing.T) {
 	if got := read(t, x.tg.Config.KeyPath); !bytes.Equal(got, []byte(x.s.KeyPEM)) {
 		t.Errorf("a torn backup (%d bytes) was restored over the key", len(got))
 	}
-	if !bytes.Equal(read(t, x.tg.Config.CertPath), []byte(x.old.CertPEM)) {
+	if !bytes.Equal(read(t, x.tg.Config.CertPath), setBytes(x.old)["cert"]) {
 		t.Errorf("the cert with a good backup was not restored")
 	}
 	if exists(TempPath(x.tg.Config.KeyPath, pl.in.Stamp)) {

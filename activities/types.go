@@ -75,6 +75,9 @@ type Plan struct {
 	// could be read: after a rollback, verify expects it again.
 	ServedSHA256 string        `json:"served_sha256,omitempty"`
 	Files        []PlannedFile `json:"files"`
+	// Chain is what the endpoint must send once deployed: the leaf, then
+	// each intermediate in order (verify's ExpectedChain).
+	Chain []material.CertRef `json:"chain,omitempty"`
 }
 
 // Matches reports whether every destination already holds the new bytes
@@ -178,6 +181,11 @@ type VerifyInput struct {
 	Request
 	// Expected is the leaf fingerprint the endpoint must serve.
 	Expected string `json:"expected"`
+	// ExpectedChain, when set, is every certificate the endpoint must send,
+	// in order: the leaf (Expected), then each intermediate of the deployed
+	// chain (Plan.Chain). Empty (a rollback's verify, or a history recorded
+	// before chains were checked) checks the leaf alone.
+	ExpectedChain []material.CertRef `json:"expected_chain,omitempty"`
 }
 
 // VerifyResult is what the endpoint served.
@@ -187,6 +195,9 @@ type VerifyResult struct {
 	Endpoint string `json:"endpoint"`
 	Served   string `json:"served_sha256"`
 	Attempt  int32  `json:"attempt"`
+	// ServedChain is every certificate the endpoint sent, leaf first (set
+	// when the input had an ExpectedChain).
+	ServedChain []material.CertRef `json:"served_chain,omitempty"`
 }
 
 // RollbackInput is Rollback's input.

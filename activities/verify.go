@@ -20,8 +20,12 @@ import (
 	"github.com/certctl/certctl/target"
 )
 
-// Verify dials the endpoint and compares the served leaf's SHA-256 with the
-// expected one. A mismatch or a failed handshake is retryable: the workflow's
+// Verify dials the endpoint and compares what it serves with what was
+// deployed: the leaf's SHA-256 and, when the input names the chain
+// (ExpectedChain), every certificate the server sends, in order — a server
+// that sends the right leaf without its intermediates fails clients that do
+// not hold them ("unable to verify the first certificate"), so it fails
+// verify too. A mismatch or a failed handshake is retryable: the workflow's
 // retry policy gives the server time (1s, 2s, 4s … capped) to pick it up.
 // A connector that verifies by reading back (connectors.ReadBackVerifier)
 // has nothing to dial: its leaf file is read instead (verifyReadBack).
@@ -42,21 +46,21 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	// A server swaps certificates a moment after its reload command returns,
 	// and for a while serves both (see settleWindow): one attempt probes
 	// every confirmPause for up to quickProbing, and passes once every
-	// handshake for settleWindow has seen the expected leaf. That saves the
+	// handshake for settleWindow has seen the expected chain. That saves the
 	// retry policy's first full second in the common case. The whole
 	// attempt stays within the timeout, so a silent endpoint ends the
 	// attempt with its own error, not the activity's start-to-close timeout.
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var served string
-	var streak time.Time // the first handshake of the current run of expected leaves
+	var served []material.CertRef
+	var streak time.Time // the first handshake of the current run of expected chains
 	settled := false
 	for start := time.Now(); ; {
 		failpoint.Hit("verify:probe")
-		served, err = probeTarget(actx, c, in.Target, timeout)
+		served, err = probeChain(actx, c, in.Target, timeout)
 		metrics.VerifyAttemptsTotal.Inc()
 		switch {
-		case err != nil || served != in.Expected:
+		case err != nil || !in.matches(served):
 			streak = time.Time{}
 		case streak.IsZero():
 			streak = time.Now()
@@ -78,16 +82,59 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	if err != nil {
 		return res, temporal.NewApplicationError(fmt.Sprintf("verify %s: %v", res.Endpoint, err), contract.VerifyUnreachable)
 	}
-	res.Served = served
-	if served == in.Expected && !settled {
-		return res, temporal.NewApplicationError(
-			fmt.Sprintf("verify %s: serves leaf %s, but not on every handshake for %s (old workers still serving?)", res.Endpoint, short(served), settleWindow), contract.VerifyMismatch, res)
+	res.Served = served[0].SHA256
+	if len(in.ExpectedChain) > 0 {
+		res.ServedChain = served
 	}
-	if served != in.Expected {
+	if in.matches(served) && !settled {
 		return res, temporal.NewApplicationError(
-			fmt.Sprintf("verify %s: serves leaf %s, want %s", res.Endpoint, short(served), short(in.Expected)), contract.VerifyMismatch, res)
+			fmt.Sprintf("verify %s: serves leaf %s, but not on every handshake for %s (old workers still serving?)", res.Endpoint, served[0], settleWindow), contract.VerifyMismatch, res)
+	}
+	if res.Served != in.Expected {
+		want := short(in.Expected)
+		if len(in.ExpectedChain) > 0 {
+			want = in.ExpectedChain[0].String()
+		}
+		return res, temporal.NewApplicationError(
+			fmt.Sprintf("verify %s: serves leaf %s, want %s", res.Endpoint, served[0], want), contract.VerifyMismatch, res)
+	}
+	if !in.matches(served) {
+		return res, temporal.NewApplicationError(chainMismatch(res.Endpoint, served, in.ExpectedChain), contract.VerifyMismatch, res)
 	}
 	return res, nil
+}
+
+// matches reports whether served is what the endpoint must send: the
+// expected leaf first and, when the chain is expected, exactly the expected
+// certificates in order (nothing missing, nothing extra, nothing swapped).
+func (in VerifyInput) matches(served []material.CertRef) bool {
+	if len(served) == 0 || served[0].SHA256 != in.Expected {
+		return false
+	}
+	if len(in.ExpectedChain) == 0 {
+		return true
+	}
+	if len(served) != len(in.ExpectedChain) {
+		return false
+	}
+	for i, r := range served {
+		if r.SHA256 != in.ExpectedChain[i].SHA256 {
+			return false
+		}
+	}
+	return true
+}
+
+// chainMismatch says what the endpoint sent and what it must send, each
+// certificate by name, and what to look at when intermediates are missing.
+func chainMismatch(endpoint string, served, want []material.CertRef) string {
+	msg := fmt.Sprintf("verify %s: serves the chain %s; want %s (the leaf, then each intermediate of the deployed chain, in order)",
+		endpoint, material.RefList(served), material.RefList(want))
+	if len(served) < len(want) {
+		msg += ": clients that do not hold the missing intermediates fail (\"unable to verify the first certificate\"); " +
+			"the server must read the chain: the file it reads the certificate from holds it after the leaf, or its chain directive names chain_path"
+	}
+	return msg
 }
 
 // After the first handshake that sees the expected leaf, every handshake
@@ -118,6 +165,17 @@ func short(fp string) string {
 func probeTarget(ctx context.Context, c connectors.Connector, t target.Target, timeout time.Duration) (string, error) {
 	v := t.Config.PostDeployVerify
 	return probe.Leaf(ctx, v.Endpoint, probe.Host(v), connectors.VerifyProtocol(c, t.Config), timeout)
+}
+
+// probeChain is probeTarget for every certificate the endpoint sends, leaf
+// first (never empty without an error).
+func probeChain(ctx context.Context, c connectors.Connector, t target.Target, timeout time.Duration) ([]material.CertRef, error) {
+	v := t.Config.PostDeployVerify
+	certs, err := probe.Chain(ctx, v.Endpoint, probe.Host(v), connectors.VerifyProtocol(c, t.Config), timeout)
+	if err != nil {
+		return nil, err
+	}
+	return material.Refs(certs...), nil
 }
 
 // verifyReadBack reads the target's leaf file back and compares the SHA-256

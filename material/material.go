@@ -44,6 +44,8 @@ type Bundle struct {
 	// type and its DER re-encoded from the parsed key.
 	keyType string
 	keyDER  []byte
+	// fromCert is how many of Chain came from cert_pem (a fullchain's).
+	fromCert int
 }
 
 // Limits on what material may be. MaxPEMSize bounds each field: a
@@ -70,7 +72,7 @@ func Parse(m Material) (*Bundle, error) {
 	}
 	if c := certs[0]; c.BasicConstraintsValid && c.IsCA {
 		return nil, errf("cert_pem", "certificate 1 (%s) is a CA certificate (basic constraints CA:TRUE), not a server's leaf: "+
-			"put the server's own certificate first, its issuers after it or in chain_pem", c.Subject)
+			"put the server's own certificate first, its issuers after it or in chain_pem", Name(c))
 	}
 	chain, err := parseCerts("chain_pem", m.ChainPEM, false)
 	if err != nil {
@@ -80,7 +82,7 @@ func Parse(m Material) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bundle{Leaf: certs[0], Chain: append(certs[1:], chain...), Key: key, keyType: typ, keyDER: der}, nil
+	return &Bundle{Leaf: certs[0], Chain: append(certs[1:], chain...), Key: key, keyType: typ, keyDER: der, fromCert: len(certs) - 1}, nil
 }
 
 // ParseConcatenated reads certificates and one key from a single PEM stream in
@@ -140,10 +142,13 @@ var (
 	pemEnd   = []byte("-----END ")
 )
 
-// decodeBlocks returns the PEM blocks of data in order. Text outside the
-// blocks is skipped, as servers skip it; a BEGIN line whose block does not
-// decode (no END line, bad base64, END of another type) is refused, never
-// skipped over.
+// decodeBlocks returns the PEM blocks of data in order. It reads PEM as
+// OpenSSL does (nginx, haproxy, apache, postfix, dovecot all read through
+// it): text outside the blocks is skipped; a BEGIN line counts only at the
+// start of a line (an indented one is text, as OpenSSL reads it); a block
+// whose base64 holds a blank line is refused, as OpenSSL refuses it. A BEGIN
+// line whose block does not decode (no END line, bad base64, END of another
+// type) is refused, never skipped over.
 func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
 	if len(data) > MaxPEMSize {
 		return nil, errf(field, "is %d bytes, more than the %d any certificate, chain or key needs: give only the PEM blocks", len(data), MaxPEMSize)
@@ -155,6 +160,11 @@ func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
 		if i < 0 {
 			return out, nil
 		}
+		if i > 0 && rest[i-1] != '\n' {
+			// Not at the start of a line: text, as OpenSSL reads it.
+			rest = rest[i+len(pemBegin):]
+			continue
+		}
 		rest = rest[i:]
 		n := len(out) + 1
 		j := bytes.Index(rest, pemEnd)
@@ -165,6 +175,9 @@ func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
 		if k := bytes.IndexByte(rest[j:], '\n'); k >= 0 {
 			end = j + k + 1
 		}
+		if blankInBase64(rest[:j]) {
+			return nil, errf(field, "PEM block %d has a blank line inside its base64, which servers (OpenSSL) refuse: remove it", n)
+		}
 		b, tail := pem.Decode(rest[:end])
 		if b == nil || len(bytes.TrimSpace(tail)) > 0 {
 			return nil, errf(field, "PEM block %d does not decode (bad base64, or BEGIN and END lines that differ): it is not PEM", n)
@@ -174,14 +187,52 @@ func decodeBlocks(field string, data []byte) ([]*pem.Block, error) {
 	}
 }
 
+// blankInBase64 reports whether a block (its BEGIN line up to its END line)
+// has an empty line among its base64 lines. Headers ("Name: value" lines)
+// and the one blank line after them are not base64.
+func blankInBase64(block []byte) bool {
+	lines := strings.Split(strings.ReplaceAll(string(block), "\r", ""), "\n")
+	if len(lines) > 0 {
+		lines = lines[1:] // the BEGIN line
+	}
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1] // the END line's own start
+	}
+	i := 0
+	if len(lines) > 0 && strings.Contains(lines[0], ":") {
+		for i < len(lines) && strings.Contains(lines[i], ":") {
+			i++
+		}
+		if i < len(lines) && strings.TrimSpace(lines[i]) == "" {
+			i++
+		}
+	}
+	for ; i < len(lines); i++ {
+		if strings.TrimSpace(lines[i]) == "" {
+			return true
+		}
+	}
+	return false
+}
+
 func parseCerts(field, text string, required bool) ([]*x509.Certificate, error) {
 	blocks, err := decodeBlocks(field, []byte(text))
 	if err != nil {
 		return nil, err
 	}
+	if len(blocks) == 0 && IsDER([]byte(text)) {
+		return nil, errf(field, "%s", DERAdvice(field, "FILE"))
+	}
 	var out []*x509.Certificate
 	for i, b := range blocks {
-		if b.Type != "CERTIFICATE" {
+		if b.Type == "TRUSTED CERTIFICATE" {
+			// nginx and haproxy read it (OpenSSL's X509_AUX), but its trust
+			// settings are a trust store's, not a served certificate's.
+			return nil, errf(field, "PEM block %d is a TRUSTED CERTIFICATE (a certificate with OpenSSL trust settings, for a trust store): "+
+				"convert it with `openssl x509 -in FILE -out FILE.pem`", i+1)
+		}
+		// "X509 CERTIFICATE" is OpenSSL's old name for the same block.
+		if b.Type != "CERTIFICATE" && b.Type != "X509 CERTIFICATE" {
 			return nil, errf(field, "PEM block %d is %s, want CERTIFICATE", i+1, blockType(b.Type))
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
@@ -210,14 +261,25 @@ func parseKey(field, text string) (crypto.Signer, string, []byte, error) {
 	params := false
 	for i, blk := range blocks {
 		switch {
-		case blk.Type == "EC PARAMETERS" && b == nil:
-			// Servers skip it; the curve is the key's own.
+		case blk.Type == "EC PARAMETERS":
+			// Servers skip it, before or after the key; the curve is the
+			// key's own.
 			params = true
+		case blk.Type == "CERTIFICATE":
+			// A key file that holds its certificate too (a combined
+			// file): servers read the key and skip the rest. Nothing of
+			// it is written.
 		case b != nil:
 			return nil, "", nil, errf(field, "holds more than one PEM block after the key (block %d is %s): give one key", i+1, blockType(blk.Type))
 		default:
 			b = blk
 		}
+	}
+	if b == nil && IsDER([]byte(text)) {
+		return nil, "", nil, errf(field, "%s", DERAdvice(field, "FILE"))
+	}
+	if b == nil && len(blocks) > 0 && blocks[0].Type == "CERTIFICATE" {
+		return nil, "", nil, errf(field, "holds a certificate but no private key: give the key's file (certbot: privkey.pem)")
 	}
 	if b == nil {
 		return nil, "", nil, errf(field, "holds no PEM private key")
@@ -303,12 +365,15 @@ func blockType(t string) string {
 // zero now skips this), and host (when not empty) is covered by the leaf.
 func (b *Bundle) Check(now time.Time, host string) error {
 	if !publicKeysEqual(b.Key.Public(), b.Leaf.PublicKey) {
-		return errf("key_pem", "private key does not match the certificate (leaf %s)", b.Leaf.Subject)
+		return errf("key_pem", "private key does not match the certificate (leaf %s)", Name(b.Leaf))
+	}
+	if err := noRepeats(append([]*x509.Certificate{b.Leaf}, b.Chain[:b.fromCert]...), b.Chain[b.fromCert:]); err != nil {
+		return err
 	}
 	prev := b.Leaf
 	for i, c := range b.Chain {
 		if err := prev.CheckSignatureFrom(c); err != nil {
-			return errf("chain_pem", "certificate %d (%s) did not sign %s: chain out of order or not linking", i+1, c.Subject, prev.Subject)
+			return errf("chain_pem", "certificate %d (%s) did not sign %s: chain out of order or not linking", i+1, Name(c), Name(prev))
 		}
 		prev = c
 	}
@@ -321,7 +386,14 @@ func (b *Bundle) Check(now time.Time, host string) error {
 	}
 	if host != "" {
 		if err := b.Leaf.VerifyHostname(host); err != nil {
-			return errf("cert_pem", "certificate does not cover the verify host %q (SANs: %s)", host, sans(b.Leaf))
+			msg := fmt.Sprintf("certificate does not cover the verify host %q (SANs: %s)", host, sans(b.Leaf))
+			if isLoopback(host) {
+				// An endpoint on loopback (a verify from the host itself)
+				// is dialed by address; the name to check is the site's.
+				msg += fmt.Sprintf(": the verify endpoint is on loopback, so set post_deploy_verify.server_name to a name the certificate covers (%s): "+
+					"verify sends it as SNI and checks the leaf against it", firstName(b.Leaf))
+			}
+			return errf("cert_pem", "%s", msg)
 		}
 	}
 	return nil
@@ -381,6 +453,51 @@ func sans(c *x509.Certificate) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
+}
+
+// isLoopback: host is a loopback address or "localhost".
+func isLoopback(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return strings.EqualFold(host, "localhost")
+}
+
+// firstName is the leaf's first DNS name, else its Name.
+func firstName(c *x509.Certificate) string {
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return Name(c)
+}
+
+// noRepeats refuses a certificate given twice: cert_pem's (a fullchain)
+// again in chain_pem — `--cert fullchain.pem --chain chain.pem` — or one
+// twice within a field. Servers would send it twice.
+func noRepeats(certs, chain []*x509.Certificate) error {
+	inCert := map[string]bool{}
+	for i, c := range certs {
+		if inCert[string(c.Raw)] {
+			return errf("cert_pem", "holds certificate %d (%s) twice: give each certificate once", i+1, Name(c))
+		}
+		inCert[string(c.Raw)] = true
+	}
+	inChain := map[string]bool{}
+	var repeated []string
+	for i, c := range chain {
+		switch {
+		case inCert[string(c.Raw)]:
+			repeated = append(repeated, Name(c))
+		case inChain[string(c.Raw)]:
+			return errf("chain_pem", "holds certificate %d (%s) twice: give each intermediate once", i+1, Name(c))
+		}
+		inChain[string(c.Raw)] = true
+	}
+	if len(repeated) > 0 {
+		return errf("chain_pem", "the chain repeats certificates already in cert_pem (%s): cert_pem is a fullchain already, so give no chain_pem, "+
+			"or give only the leaf in cert_pem (certbot: cert.pem with chain.pem, or fullchain.pem alone)", strings.Join(repeated, ", "))
+	}
+	return nil
 }
 
 // HostOf returns the host part of a host:port endpoint.

@@ -1,12 +1,13 @@
-// Package probe reads the leaf certificate an endpoint serves: a TLS
-// handshake, after the plaintext prelude of its protocol (SMTP or IMAP
-// STARTTLS) when it has one. The chain is not verified: the caller compares
-// the leaf's fingerprint with the one it deployed.
+// Package probe reads the certificates an endpoint serves: a TLS handshake,
+// after the plaintext prelude of its protocol (SMTP or IMAP STARTTLS) when it
+// has one. The chain is not verified against any root: the caller compares
+// what was served, certificate by certificate, with what it deployed.
 package probe
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -26,17 +27,27 @@ func Host(v target.Verify) string {
 	return material.HostOf(v.Endpoint)
 }
 
-// Leaf connects to endpoint, speaks protocol's plaintext prelude (nothing
+// Leaf is the SHA-256 of the leaf Chain reads.
+func Leaf(ctx context.Context, endpoint, host, protocol string, timeout time.Duration) (string, error) {
+	certs, err := Chain(ctx, endpoint, host, protocol, timeout)
+	if err != nil {
+		return "", err
+	}
+	return material.Fingerprint(certs[0].Raw), nil
+}
+
+// Chain connects to endpoint, speaks protocol's plaintext prelude (nothing
 // for "tls" or "", EHLO and STARTTLS for "smtp-starttls", STARTTLS for
 // "imap-starttls"), does a TLS handshake sending host as SNI, and returns the
-// SHA-256 of the served leaf. timeout and ctx bound the whole exchange.
-func Leaf(ctx context.Context, endpoint, host, protocol string, timeout time.Duration) (string, error) {
+// certificates the server sent, in the order it sent them (the leaf first;
+// never empty). timeout and ctx bound the whole exchange.
+func Chain(ctx context.Context, endpoint, host, protocol string, timeout time.Duration) ([]*x509.Certificate, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", endpoint)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer raw.Close()
 	// The plaintext exchange reads and writes the connection directly: its
@@ -57,17 +68,17 @@ func Leaf(ctx context.Context, endpoint, host, protocol string, timeout time.Dur
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("%s: %w", protocol, ctx.Err())
+			return nil, fmt.Errorf("%s: %w", protocol, ctx.Err())
 		}
-		return "", fmt.Errorf("%s: %w", protocol, err)
+		return nil, fmt.Errorf("%s: %w", protocol, err)
 	}
 	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, ServerName: host}) //nolint:gosec // the caller compares the fingerprint
 	if err := conn.HandshakeContext(ctx); err != nil {
-		return "", err
+		return nil, err
 	}
 	certs := conn.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
-		return "", errors.New("no certificate served")
+		return nil, errors.New("no certificate served")
 	}
-	return material.Fingerprint(certs[0].Raw), nil
+	return certs, nil
 }

@@ -13,10 +13,12 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
@@ -27,20 +29,28 @@ import (
 )
 
 type deployFlags struct {
-	target, cert, key, chain string
-	dryRun, detach, force    bool
-	output                   string
+	target                string
+	m                     materialFlags
+	dryRun, detach, force bool
+	output                string
 }
 
 func deployCmd() *cobra.Command {
 	var f deployFlags
 	cmd := &cobra.Command{
-		Use:   "deploy --target TARGET.yaml --cert CERT.pem --key KEY.pem [--chain CHAIN.pem]",
+		Use:   "deploy --target TARGET.yaml (--cert CERT.pem --key KEY.pem [--chain CHAIN.pem] | --lineage DIR)",
 		Short: "Land a certificate on one target and follow the deploy to its outcome",
 		Long: `Starts DeployWorkflow, prints its ID, each step as it finishes, then the outcome on its
 own last line. The workflow starts on the target host's queue "certctl-host-<host>" when a
 worker polls it (its steps then run on that worker), and otherwise on "certctl", which waits
 up to CERTCTL_HOST_WAIT for the host's worker before HostUnavailable.
+
+--lineage DIR reads an ACME client's lineage (certbot's RENEWED_LINEAGE,
+/etc/letsencrypt/live/NAME): cert.pem, chain.pem and privkey.pem in it.
+
+A leaf issued by a CA deployed without any chain prints a warning line (and
+"chain_missing": true with --output json): clients that do not hold the
+intermediate cannot verify it.
 
 Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
 2 input refused before anything started (the message names the field).`,
@@ -57,16 +67,12 @@ Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.target, "target", "", "target file (YAML)")
-	fl.StringVar(&f.cert, "cert", "", "certificate PEM (a fullchain is fine)")
-	fl.StringVar(&f.key, "key", "", "private key PEM")
-	fl.StringVar(&f.chain, "chain", "", "chain PEM (intermediates, issuer of the leaf first)")
+	f.m.add(cmd)
 	fl.BoolVar(&f.dryRun, "dry-run", false, "run Plan and Validate only; touch nothing live")
 	fl.BoolVar(&f.detach, "detach", false, "print the workflow ID and return without waiting")
 	fl.BoolVar(&f.force, "force-validity", false, "deploy a leaf that is expired or not yet valid (every other check still applies)")
 	fl.StringVar(&f.output, "output", "text", "text or json")
-	for _, n := range []string{"target", "cert", "key"} {
-		_ = cmd.MarkFlagRequired(n)
-	}
+	_ = cmd.MarkFlagRequired("target")
 	return cmd
 }
 
@@ -75,6 +81,10 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 	var req workflows.DeployRequest
 	if f.output != "text" && f.output != "json" {
 		return req, errors.New("--output: want text or json")
+	}
+	m, err := f.m.read()
+	if err != nil {
+		return req, err
 	}
 	tf, err := os.Open(f.target)
 	if err != nil {
@@ -85,75 +95,18 @@ func (f *deployFlags) request() (workflows.DeployRequest, error) {
 	if err != nil {
 		return req, fmt.Errorf("--target %s: %w", f.target, err)
 	}
-	read := func(flag, path string) (string, error) {
-		if path == "" {
-			return "", nil
-		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			return "", fmt.Errorf("--%s: %w", flag, err)
-		}
-		if fi.Size() > material.MaxPEMSize {
-			return "", fmt.Errorf("--%s: %s is %d bytes, more than the %d any certificate, chain or key needs: give a file holding only the PEM blocks",
-				flag, path, fi.Size(), material.MaxPEMSize)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", fmt.Errorf("--%s: %w", flag, err)
-		}
-		return string(b), nil
-	}
-	var m material.Material
-	if m.CertPEM, err = read("cert", f.cert); err != nil {
-		return req, err
-	}
-	if m.KeyPEM, err = read("key", f.key); err != nil {
-		return req, err
-	}
-	if m.ChainPEM, err = read("chain", f.chain); err != nil {
-		return req, err
-	}
 	now := time.Now()
 	if f.force {
 		now = time.Time{}
 	}
 	if _, _, err := activities.Preflight(*t, m, now); err != nil {
-		return req, f.nameFlag(err)
+		return req, f.m.nameFlag(err)
 	}
 	req = workflows.DeployRequest{Target: *t, Material: m, DryRun: f.dryRun, ForceValidity: f.force}
-	if v := os.Getenv("CERTCTL_HOST_WAIT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return req, fmt.Errorf("CERTCTL_HOST_WAIT: %w", err)
-		}
-		req.HostWait = target.Duration(d)
+	if req.HostWait, err = hostWaitFromEnv(); err != nil {
+		return req, err
 	}
 	return req, nil
-}
-
-// nameFlag prefixes a material error with the flag and file it came from:
-// "--key key.pem: key_pem: …".
-func (f *deployFlags) nameFlag(err error) error {
-	var me *contract.FieldError
-	if !errors.As(err, &me) {
-		return err
-	}
-	flag, path := "", ""
-	switch me.Field {
-	case "cert_pem":
-		flag, path = "cert", f.cert
-	case "key_pem":
-		flag, path = "key", f.key
-	case "chain_pem":
-		// A fullchain's extras come from --cert when there is no --chain.
-		flag, path = "chain", f.chain
-		if f.chain == "" {
-			flag, path = "cert", f.cert
-		}
-	default:
-		return err
-	}
-	return fmt.Errorf("--%s %s: %w", flag, path, err)
 }
 
 // workflowID is unique per request and says what it is about.
@@ -167,7 +120,24 @@ func workflowID(t target.Target) string {
 type deployOutput struct {
 	WorkflowID string `json:"workflow_id"`
 	RunID      string `json:"run_id"`
+	// ChainMissing: the leaf was issued by a CA and no chain came with it
+	// (chainWarning).
+	ChainMissing bool `json:"chain_missing,omitempty"`
 	workflows.DeployResult
+}
+
+// chainWarning is the warning for material whose leaf was issued by a CA
+// (its issuer is not its subject) and that holds no chain: the server will
+// send the leaf alone, and clients that do not hold the intermediate fail.
+// Empty when there is a chain, the leaf is self-signed, or the material does
+// not parse (the deploy says why).
+func chainWarning(m material.Material) string {
+	b, err := material.Parse(m)
+	if err != nil || len(b.Chain) > 0 || !material.Issued(b.Leaf) {
+		return ""
+	}
+	return fmt.Sprintf("warning: no chain: leaf %s is issued by %q and the server will send it alone; clients that do not hold that issuer's certificate fail "+
+		"(\"unable to verify the first certificate\"): give --chain CHAIN.pem (the intermediates), or --lineage DIR", material.Name(b.Leaf), b.Leaf.Issuer.String())
 }
 
 // runDeploy starts the workflow and follows it. uiBase, when set, is the Web
@@ -178,7 +148,11 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		return &exitError{code: 1, msg: "start DeployWorkflow: " + err.Error() + searchAttributeHint(err)}
 	}
 	text := output != "json"
+	warning := chainWarning(req.Material)
 	if text {
+		if warning != "" {
+			fmt.Fprintln(w, warning)
+		}
 		fmt.Fprintf(w, "workflow: %s\n", run.GetID())
 		if uiBase != "" {
 			fmt.Fprintf(w, "web ui:   %s\n", uiLink(uiBase, run))
@@ -217,7 +191,7 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		}
 	}
 	if !text {
-		if err := json.NewEncoder(w).Encode(deployOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), DeployResult: res}); err != nil {
+		if err := json.NewEncoder(w).Encode(deployOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), ChainMissing: warning != "", DeployResult: res}); err != nil {
 			return err
 		}
 	} else {
@@ -304,7 +278,7 @@ func (f *follower) stepLine(ev *historypb.HistoryEvent) (string, string) {
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
 		a := ev.GetActivityTaskFailedEventAttributes()
 		id := a.GetScheduledEventId()
-		return f.names[id], fmt.Sprintf("  %-16s FAILED %s  %s", f.names[id], took(id), oneLine(a.GetFailure().GetMessage()))
+		return f.names[id], fmt.Sprintf("  %-16s FAILED %s  %s", f.names[id], took(id), oneLine(f.message(a.GetFailure())))
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		id := ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()
 		return f.names[id], fmt.Sprintf("  %-16s TIMED OUT %s", f.names[id], took(id))
@@ -334,7 +308,7 @@ func (f *follower) markerLine(ev *historypb.HistoryEvent) (string, string) {
 	took := fmt.Sprintf("%6d ms", end.Sub(f.last).Milliseconds())
 	f.last = end
 	if fl := m.GetFailure(); fl != nil {
-		return name, fmt.Sprintf("  %-16s FAILED %s  %s", name, took, oneLine(fl.GetMessage()))
+		return name, fmt.Sprintf("  %-16s FAILED %s  %s", name, took, oneLine(f.message(fl)))
 	}
 	if name == string(contract.StepLock) {
 		var r activities.LockResult
@@ -343,6 +317,22 @@ func (f *follower) markerLine(ev *historypb.HistoryEvent) (string, string) {
 		}
 	}
 	return name, fmt.Sprintf("  %-16s ok     %s", name, took)
+}
+
+// message is a failure's message as the worker wrote it. The codec encrypts
+// failure messages too (EncodeCommonAttributes): a history holds "Encoded
+// failure" and the real message in encoded attributes, which the CLI, holding
+// the codec key, decodes. A failure it cannot decode says so.
+func (f *follower) message(fl *failurepb.Failure) string {
+	if fl.GetEncodedAttributes() == nil {
+		return fl.GetMessage()
+	}
+	d := proto.Clone(fl).(*failurepb.Failure)
+	converter.DecodeCommonFailureAttributes(f.dc, d)
+	if d.GetMessage() == fl.GetMessage() {
+		return fl.GetMessage() + " (not decoded: it is encrypted under a codec key this certctl does not hold)"
+	}
+	return d.GetMessage()
 }
 
 func oneLine(s string) string {

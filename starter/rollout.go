@@ -37,7 +37,7 @@ type rolloutFlags struct {
 func rolloutCmd() *cobra.Command {
 	var f rolloutFlags
 	cmd := &cobra.Command{
-		Use:   "rollout --targets DIR_OR_FILE [--targets …] --cert CERT.pem --key KEY.pem [--chain CHAIN.pem]",
+		Use:   "rollout --targets DIR_OR_FILE [--targets …] (--cert CERT.pem --key KEY.pem [--chain CHAIN.pem] | --lineage DIR)",
 		Short: "Land one certificate on many targets: the canary first, then in batches, halting on failure",
 		Long: `Starts RolloutWorkflow (ID rollout/<id>, queue "certctl") and follows it. Targets come from
 each --targets: a directory's *.yaml files in file-name order, or one target file. The first

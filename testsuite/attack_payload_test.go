@@ -230,7 +230,7 @@ func TestIntegrationAttackJunkNeverReachesLiveKey(t *testing.T) {
 	wantServed(t, n, set.LeafSHA256)
 	for _, w := range []struct{ path, want string }{
 		{n.KeyPath, canonicalKey},
-		{n.CertPath, set.CertPEM},
+		{n.CertPath, set.CertPEM + set.ChainPEM}, // nginx: the chain after the leaf
 		{n.ChainPath, set.ChainPEM},
 	} {
 		got, err := os.ReadFile(w.path)

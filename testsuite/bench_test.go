@@ -410,7 +410,9 @@ func bareDeploy(n *testsuite.Nginx, s testsuite.Set) (first time.Duration, err e
 const benchSettle = 150 * time.Millisecond
 
 func bareUntilServed(n *testsuite.Nginx, s testsuite.Set) error {
-	for _, f := range []struct{ path, data string }{{n.CertPath, s.CertPEM}, {n.ChainPath, s.ChainPEM}, {n.KeyPath, s.KeyPEM}} {
+	// As the nginx connector writes them: ssl_certificate's file holds the
+	// leaf and then the chain (nginx serves only that file).
+	for _, f := range []struct{ path, data string }{{n.CertPath, s.CertPEM + s.ChainPEM}, {n.ChainPath, s.ChainPEM}, {n.KeyPath, s.KeyPEM}} {
 		tmp := f.path + ".bench"
 		if err := os.WriteFile(tmp, []byte(f.data), 0o600); err != nil {
 			return err

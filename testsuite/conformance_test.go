@@ -624,9 +624,9 @@ func script(t *testing.T, body string) target.Command {
 
 // ---- nginx on the suite -------------------------------------------------------
 
-// nginxConf puts testsuite's nginx on the suite. Its target leaves chain_path
-// out: nginx sends only what ssl_certificate holds, so the chain belongs after
-// the leaf in cert_path (its chain.pem stays as ssl_trusted_certificate).
+// nginxConf puts testsuite's nginx on the suite. nginx sends only what
+// ssl_certificate holds, so the connector writes the chain after the leaf in
+// cert_path, and the chain alone in chain_path (its ssl_trusted_certificate).
 type nginxConf struct{ n *testsuite.Nginx }
 
 func startNginxConf(dir string, initial testsuite.Set) (testsuite.RealServer, error) {
@@ -637,15 +637,13 @@ func startNginxConf(dir string, initial testsuite.Set) (testsuite.RealServer, er
 	return nginxConf{n}, nil
 }
 
-func (x nginxConf) Kind() string { return "nginx" }
-func (x nginxConf) Target(id, host string) target.Target {
-	tg := x.n.Target(id, host)
-	tg.Config.ChainPath = ""
-	return tg
+func (x nginxConf) Kind() string                         { return "nginx" }
+func (x nginxConf) Target(id, host string) target.Target { return x.n.Target(id, host) }
+func (x nginxConf) LiveFiles() []string {
+	return []string{x.n.CertPath, x.n.ChainPath, x.n.KeyPath}
 }
-func (x nginxConf) LiveFiles() []string { return []string{x.n.CertPath, x.n.KeyPath} }
 func (x nginxConf) Layout(s testsuite.Set) map[string]string {
-	return map[string]string{x.n.CertPath: s.CertPEM + s.ChainPEM, x.n.KeyPath: s.KeyPEM}
+	return map[string]string{x.n.CertPath: s.CertPEM + s.ChainPEM, x.n.ChainPath: s.ChainPEM, x.n.KeyPath: s.KeyPEM}
 }
 func (x nginxConf) BrokenCheck() (target.Command, error) {
 	broken := filepath.Join(x.n.Dir, "broken.conf")

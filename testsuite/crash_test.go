@@ -186,7 +186,7 @@ func TestIntegrationWorkflowWorkerCrash(t *testing.T) {
 	// Commit renames, then waits at the failpoint.
 	testsuite.WaitFor(t, 30*time.Second, func() (bool, string) {
 		b, _ := os.ReadFile(n.CertPath)
-		return string(b) == fresh.CertPEM, "commit never wrote the new certificate"
+		return string(b) == fresh.CertPEM+fresh.ChainPEM, "commit never wrote the new certificate"
 	})
 	env.workflowWorker.Kill()
 	port, _ := testsuite.FreePort()

@@ -108,7 +108,7 @@ func (d *deploy) reloadAndVerify(ctx workflow.Context, plan activities.Plan, bac
 		return nil
 	}
 	var v activities.VerifyResult
-	if err := d.step(ctx, contract.StepVerify, d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.LeafSHA256}, &v); err != nil {
+	if err := d.step(ctx, contract.StepVerify, d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.LeafSHA256, ExpectedChain: plan.Chain}, &v); err != nil {
 		fail(contract.VerifyFailed, err)
 		return err
 	}

@@ -18,12 +18,12 @@ import (
 //     timed out after counting (a deadlock, its completion refused or
 //     lost), so the next attempt runs the end of the workflow again, live.
 //     The run is remembered (counted): the attempt that lands on the same
-//     worker, as a host run's always does (its host has one worker), counts
+//     worker, as a host run's does when its host has one worker, counts
 //     nothing.
 //
-// What is left: an attempt of a "certctl" queue workflow that another
-// workflow worker picks up counts there too; a worker killed after counting
-// loses its counts with it (Prometheus sees the reset).
+// What is left: an attempt that another worker of the same queue picks up
+// (several workflow workers on "certctl") counts there too; a worker killed
+// after counting loses its counts with it (Prometheus sees the reset).
 //
 // Counting adds no command: the history is the same as without metrics.
 func recordDeploy(ctx workflow.Context, targetType string, res DeployResult) {
@@ -31,8 +31,9 @@ func recordDeploy(ctx workflow.Context, targetType string, res DeployResult) {
 		return
 	}
 	countDeploy(targetType, res)
-	// The crash tests fail the workflow task here (a "pause" longer than
-	// the deadlock detector's second) to prove the retry counts nothing.
+	// testsuite/metrics_test.go fails the workflow task here (a "pause"
+	// longer than the SDK's deadlock detector's second) to prove the retry
+	// counts nothing.
 	failpoint.Hit("deploy:counted")
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -203,7 +204,16 @@ func runRollout(ctx context.Context, c client.Client, req workflows.RolloutReque
 	if err := requireSearchAttributes(ctx, c); err != nil {
 		return err
 	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.RolloutID(id), TaskQueue: contract.TaskQueue}, contract.RolloutWorkflow, req)
+	// A rollout already running under this ID is refused, not followed: the
+	// client would otherwise hand back that rollout's run, as if this one
+	// (its own certificate and targets) had started.
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.RolloutID(id), TaskQueue: contract.TaskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true}, contract.RolloutWorkflow, req)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return invalid(fmt.Sprintf("--id %s: %s is already running: give another --id, or follow it with: certctl rollout status %s --follow",
+			id, workflows.RolloutID(id), id))
+	}
 	if err != nil {
 		return &exitError{code: 1, msg: "start RolloutWorkflow: " + err.Error()}
 	}

@@ -2,9 +2,12 @@ package testsuite_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/contract"
 )
@@ -33,5 +36,38 @@ func TestIntegrationRolloutIDInUse(t *testing.T) {
 	}
 	if msg := second.stdout + second.stderr; !strings.Contains(msg, id) || !strings.Contains(msg, "already") {
 		t.Fatalf("the refusal does not name the ID and say it is in use: %q", msg)
+	}
+}
+
+// A rollout cancelled (temporal workflow cancel) while a deploy waits for
+// its host's worker ends, cancelled, in seconds: it does not spin on its
+// host-wait timer.
+func TestIntegrationRolloutCancelledEnds(t *testing.T) {
+	f := newRolloutFleet(t, "cancel", 2, "ro-cancel-nobody")
+	id := uniqueID("cancel")
+	r := rollout(t, f.dir, issue(t), nil, "--canary", "0", "--id", id, "--detach")
+	if r.code != 0 {
+		t.Fatalf("rollout: exit %d", r.code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	defer func() {
+		c, done := context.WithTimeout(context.Background(), 10*time.Second)
+		defer done()
+		_ = env.client.TerminateWorkflow(c, contract.RolloutIDPrefix+id, "", "test over")
+		for _, tg := range f.targets {
+			_ = env.client.TerminateWorkflow(c, "deploy/"+tg.TargetID+"/rollout-"+id, "", "test over")
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	if err := env.client.CancelWorkflow(ctx, contract.RolloutIDPrefix+id, ""); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	err := env.client.GetWorkflow(wctx, contract.RolloutIDPrefix+id, "").Get(wctx, nil)
+	var ce *temporal.CanceledError
+	if !errors.As(err, &ce) {
+		t.Fatalf("the cancelled rollout did not end cancelled within 20s: %v", err)
 	}
 }

@@ -1,0 +1,97 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/certctl/certctl/activities"
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/target"
+)
+
+// newFleetDeploying is newFleet with deploy in place of the fake
+// DeployWorkflow.
+func newFleetDeploying(t *testing.T, deploy func(*fleet, workflow.Context, DeployRequest) (DeployResult, error)) *fleet {
+	s := &testsuite.WorkflowTestSuite{}
+	f := &fleet{t: t, env: s.NewTestWorkflowEnvironment(), outcome: map[string]string{}, took: 10 * time.Second}
+	f.env.RegisterWorkflowWithOptions(RolloutWorkflow, workflow.RegisterOptions{Name: contract.RolloutWorkflow})
+	f.env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req DeployRequest) (DeployResult, error) { return deploy(f, ctx, req) },
+		workflow.RegisterOptions{Name: contract.DeployWorkflow})
+	f.env.RegisterActivity(a)
+	f.env.OnActivity(a.GiveUp, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.GiveUpInput) (bool, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.giveUps = append(f.giveUps, in.WorkflowID)
+		return !strings.Contains(in.WorkflowID, "/dead-"), nil
+	}).Maybe()
+	return f
+}
+
+// cancelledResult runs req, cancels the rollout at `at` and returns its
+// result (the details of its cancellation).
+func (f *fleet) cancelledResult(req RolloutRequest, at time.Duration) RolloutResult {
+	f.t.Helper()
+	req.Material = material.Material{CertPEM: "cert", KeyPEM: "key"}
+	f.env.RegisterDelayedCallback(func() { f.env.CancelWorkflow() }, at)
+	f.env.ExecuteWorkflow(contract.RolloutWorkflow, req)
+	if !f.env.IsWorkflowCompleted() {
+		f.t.Fatal("the cancelled rollout did not complete")
+	}
+	var ce *temporal.CanceledError
+	if err := f.env.GetWorkflowError(); !errors.As(err, &ce) {
+		f.t.Fatalf("want a cancelled rollout, got %v", err)
+	}
+	var res RolloutResult
+	if err := ce.Details(&res); err != nil {
+		f.t.Fatal(err)
+	}
+	return res
+}
+
+// A deploy past its plan does not obey a cancel request: it finishes (or
+// rolls back) on its own. A cancelled rollout must report what its deploys
+// in flight really did, not call a deploy that landed its certificate
+// DeployFailed.
+func TestRolloutCancelReportsWhatDeploysInFlightDid(t *testing.T) {
+	f := newFleetDeploying(t, func(f *fleet, ctx workflow.Context, req DeployRequest) (DeployResult, error) {
+		// Past the plan at once: the rest of the deploy ignores the cancel.
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+		return f.deploy(ctx, req)
+	})
+	// The canary 0–10s; web-02 and web-03 10–20s; the cancel at 15s.
+	res := f.cancelledResult(RolloutRequest{Targets: targets(names("web-", 10)...), Batch: 2}, 15*time.Second)
+	if len(f.started) != 3 {
+		t.Fatalf("started %v", f.started)
+	}
+	for _, fl := range res.Failed {
+		t.Errorf("%s reported %s (%s), but its deploy ended Deployed", fl.TargetID, fl.Outcome, fl.Error)
+	}
+	if res.Succeeded != 3 || res.NotStarted != 7 {
+		t.Errorf("result %+v, want 3 succeeded, 7 not started", res)
+	}
+}
+
+// A cancelled rollout still gives up, after host_wait, a deploy whose host
+// has no worker: it ends, instead of waiting for a host that never comes.
+func TestRolloutCancelledStillGivesUpDeadHost(t *testing.T) {
+	f := newFleet(t)
+	f.took = time.Second
+	res := f.cancelledResult(RolloutRequest{Targets: targets("web-01", "dead-02", "web-03"), Canary: intp(0), Batch: 3,
+		MaxFailures: 5, HostWait: target.Duration(time.Minute)}, 5*time.Second)
+	var failed []string
+	for _, fl := range res.Failed {
+		failed = append(failed, fl.TargetID+" "+fl.Outcome)
+	}
+	if strings.Join(failed, ",") != "dead-02 "+contract.HostUnavailable || res.Succeeded != 2 {
+		t.Fatalf("failed %v, result %+v", failed, res)
+	}
+}

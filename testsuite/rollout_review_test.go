@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/workflows"
 )
 
 // A rollout ID given twice while the first rollout runs: the second
@@ -39,13 +40,15 @@ func TestIntegrationRolloutIDInUse(t *testing.T) {
 	}
 }
 
-// A rollout cancelled (temporal workflow cancel) while a deploy waits for
-// its host's worker ends, cancelled, in seconds: it does not spin on its
-// host-wait timer.
+// A rollout cancelled (temporal workflow cancel) while its deploys wait
+// for their host's worker ends, cancelled, once host_wait is over, each
+// deploy given up HostUnavailable: it neither spins on its host-wait timer
+// (on main: TMPRL1101 "Potential deadlock", the workflow task failing for
+// ever) nor waits for a host that never comes to read the cancel.
 func TestIntegrationRolloutCancelledEnds(t *testing.T) {
 	f := newRolloutFleet(t, "cancel", 2, "ro-cancel-nobody")
 	id := uniqueID("cancel")
-	r := rollout(t, f.dir, issue(t), nil, "--canary", "0", "--id", id, "--detach")
+	r := rollout(t, f.dir, issue(t), []string{"CERTCTL_HOST_WAIT=3s"}, "--canary", "0", "--id", id, "--detach")
 	if r.code != 0 {
 		t.Fatalf("rollout: exit %d", r.code)
 	}
@@ -59,7 +62,7 @@ func TestIntegrationRolloutCancelledEnds(t *testing.T) {
 			_ = env.client.TerminateWorkflow(c, "deploy/"+tg.TargetID+"/rollout-"+id, "", "test over")
 		}
 	}()
-	time.Sleep(2 * time.Second)
+	time.Sleep(time.Second)
 	if err := env.client.CancelWorkflow(ctx, contract.RolloutIDPrefix+id, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -69,5 +72,12 @@ func TestIntegrationRolloutCancelledEnds(t *testing.T) {
 	var ce *temporal.CanceledError
 	if !errors.As(err, &ce) {
 		t.Fatalf("the cancelled rollout did not end cancelled within 20s: %v", err)
+	}
+	var res workflows.RolloutResult
+	if err := ce.Details(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failed) != 2 || res.Failed[0].Outcome != contract.HostUnavailable || res.Failed[1].Outcome != contract.HostUnavailable {
+		t.Fatalf("result %+v, want both targets HostUnavailable", res)
 	}
 }

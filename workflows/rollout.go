@@ -185,6 +185,9 @@ type rollout struct {
 	sel     workflow.Selector
 	// watching: the host-wait timer is armed (watch).
 	watching bool
+	// afterCancel is the host wait's context once the rollout is
+	// cancelled (hostWaitCtx).
+	afterCancel workflow.Context
 	// canaryFailed: a canary did not succeed.
 	canaryFailed bool
 	// childID names a target's deploy (RolloutDeployID by default; a

@@ -109,6 +109,7 @@ func (r *rollout) watch(ctx workflow.Context) {
 	if r.watching {
 		return
 	}
+	ctx = r.hostWaitCtx(ctx)
 	var next time.Time
 	for _, f := range r.flight {
 		if !f.deadline.IsZero() && f.givenUp == "" && (next.IsZero() || f.deadline.Before(next)) {
@@ -126,10 +127,30 @@ func (r *rollout) watch(ctx workflow.Context) {
 	})
 }
 
+// hostWaitCtx is the context of the host-wait timer and its checks: the
+// run's, until the rollout is cancelled, then one the cancel does not
+// reach. A cancelled rollout still waits for its deploys in flight to end
+// (a child's future resolves only when it closes), and one whose host has
+// no worker never reads its cancel request: the host wait must go on
+// giving such deploys up. (On the cancelled context a timer is ready at
+// once and its callback armed the next, the workflow spinning without
+// yielding: the SDK's deadlock error, for ever.) Before a cancel the timer
+// and its checks are what they always were, so recorded histories replay.
+func (r *rollout) hostWaitCtx(ctx workflow.Context) workflow.Context {
+	if ctx.Err() == nil {
+		return ctx
+	}
+	if r.afterCancel == nil {
+		r.afterCancel, _ = workflow.NewDisconnectedContext(ctx)
+	}
+	return r.afterCancel
+}
+
 // checkHosts asks, of each deploy whose host_wait is over, whether its
 // host's worker picked it up; one that was not is terminated (GiveUp) and
 // counts as HostUnavailable when its end arrives.
 func (r *rollout) checkHosts(ctx workflow.Context) {
+	ctx = r.hostWaitCtx(ctx)
 	now := workflow.Now(ctx)
 	var due []*inFlight
 	var checks []workflow.Future

@@ -42,6 +42,7 @@ func (f *fleet) cancelledResult(req RolloutRequest, at time.Duration) RolloutRes
 	f.t.Helper()
 	req.Material = material.Material{CertPEM: "cert", KeyPEM: "key"}
 	f.env.RegisterDelayedCallback(func() { f.env.CancelWorkflow() }, at)
+	f.env.SetTestTimeout(20 * time.Second)
 	f.env.ExecuteWorkflow(contract.RolloutWorkflow, req)
 	if !f.env.IsWorkflowCompleted() {
 		f.t.Fatal("the cancelled rollout did not complete")
@@ -57,11 +58,12 @@ func (f *fleet) cancelledResult(req RolloutRequest, at time.Duration) RolloutRes
 	return res
 }
 
-// A deploy past its plan does not obey a cancel request: it finishes (or
-// rolls back) on its own. A cancelled rollout must report what its deploys
-// in flight really did, not call a deploy that landed its certificate
-// DeployFailed.
-func TestRolloutCancelReportsWhatDeploysInFlightDid(t *testing.T) {
+// A rollout cancelled with deploys in flight on hosts' queues (a host-wait
+// timer armed) ends: it does not spin on a timer that, on a cancelled
+// context, is ready at once (on main it never yields: the SDK's deadlock
+// detector fails its workflow task for ever). A deploy past its plan does
+// not obey the cancel: the rollout reports what each did.
+func TestRolloutCancelWithDeploysInFlightEnds(t *testing.T) {
 	f := newFleetDeploying(t, func(f *fleet, ctx workflow.Context, req DeployRequest) (DeployResult, error) {
 		// Past the plan at once: the rest of the deploy ignores the cancel.
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
@@ -80,10 +82,18 @@ func TestRolloutCancelReportsWhatDeploysInFlightDid(t *testing.T) {
 	}
 }
 
-// A cancelled rollout still gives up, after host_wait, a deploy whose host
-// has no worker: it ends, instead of waiting for a host that never comes.
+// A cancelled rollout waits for its deploys in flight to end; one whose
+// host has no worker never reads its cancel request, so the rollout must
+// still give it up once host_wait is over (HostUnavailable), not wait for a
+// host that never comes.
 func TestRolloutCancelledStillGivesUpDeadHost(t *testing.T) {
-	f := newFleet(t)
+	f := newFleetDeploying(t, func(f *fleet, ctx workflow.Context, req DeployRequest) (DeployResult, error) {
+		if strings.HasPrefix(req.Target.TargetID, "dead-") {
+			// No worker: nothing reads the cancel.
+			ctx, _ = workflow.NewDisconnectedContext(ctx)
+		}
+		return f.deploy(ctx, req)
+	})
 	f.took = time.Second
 	res := f.cancelledResult(RolloutRequest{Targets: targets("web-01", "dead-02", "web-03"), Canary: intp(0), Batch: 3,
 		MaxFailures: 5, HostWait: target.Duration(time.Minute)}, 5*time.Second)
@@ -93,5 +103,8 @@ func TestRolloutCancelledStillGivesUpDeadHost(t *testing.T) {
 	}
 	if strings.Join(failed, ",") != "dead-02 "+contract.HostUnavailable || res.Succeeded != 2 {
 		t.Fatalf("failed %v, result %+v", failed, res)
+	}
+	if len(f.giveUps) != 1 {
+		t.Fatalf("GiveUp asked for %v", f.giveUps)
 	}
 }

@@ -141,6 +141,13 @@ func (f *rolloutFlags) request() (workflows.RolloutRequest, error) {
 	if req.HostWait, err = hostWaitFromEnv(); err != nil {
 		return req, err
 	}
+	// Every default the rollout would otherwise take from the worker's code
+	// is written into its request, so that a later change to one changes
+	// neither what a running rollout does nor how its history replays.
+	if req.HostWait == 0 {
+		req.HostWait = target.Duration(workflows.DefaultHostWait)
+	}
+	req.ContinueAfter = workflows.DefaultContinueAfter
 	return req, nil
 }
 

@@ -346,9 +346,13 @@ func (r *rollout) drainSignals(ctx workflow.Context) {
 	}
 }
 
-// carry is the next run's request.
+// carry is the next run's request. It pins what the defaults gave this
+// run (canary, batch, host_wait, continue_after): a later change to a
+// default changes neither what the next runs do nor how they replay.
 func (r *rollout) carry() RolloutRequest {
 	next := r.req
+	canary := r.canary
+	next.Canary, next.Batch, next.ContinueAfter, next.HostWait = &canary, r.batch, r.limit, target.Duration(r.hostWait)
 	next.Targets = r.req.Targets[r.next:]
 	c := r.c
 	c.Offset += r.next

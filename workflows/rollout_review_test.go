@@ -108,3 +108,24 @@ func TestRolloutCancelledStillGivesUpDeadHost(t *testing.T) {
 		t.Fatalf("GiveUp asked for %v", f.giveUps)
 	}
 }
+
+// A run continued as new carries the values its defaults gave it (batch,
+// host_wait, continue_after, canary), not "absent": a later change to a
+// default must not change what a running rollout's next runs do, nor how
+// a recorded run replays.
+func TestRolloutContinueAsNewPinsDefaults(t *testing.T) {
+	f := newFleet(t)
+	f.env.ExecuteWorkflow(contract.RolloutWorkflow, RolloutRequest{Targets: targets(names("web-", 6)...), ContinueAfter: 3,
+		Material: material.Material{CertPEM: "cert", KeyPEM: "key"}})
+	var can *workflow.ContinueAsNewError
+	if !asCAN(f.env.GetWorkflowError(), &can) {
+		t.Fatalf("want continue-as-new, got %v", f.env.GetWorkflowError())
+	}
+	var next RolloutRequest
+	if err := decodeCAN(can, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Batch != DefaultRolloutBatch || next.HostWait.D() != DefaultHostWait || next.ContinueAfter != 3 || next.Canary == nil || *next.Canary != DefaultRolloutCanary {
+		t.Fatalf("next run's batch %d, host_wait %s, continue_after %d, canary %v: want the defaults pinned", next.Batch, next.HostWait.D(), next.ContinueAfter, next.Canary)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/workflows"
 )
 
@@ -79,5 +80,28 @@ func TestIntegrationRolloutCancelledEnds(t *testing.T) {
 	}
 	if len(res.Failed) != 2 || res.Failed[0].Outcome != contract.HostUnavailable || res.Failed[1].Outcome != contract.HostUnavailable {
 		t.Fatalf("result %+v, want both targets HostUnavailable", res)
+	}
+}
+
+// What a host's command printed reaches the operator's terminal in
+// certctl rollout's progress and result (a failed validate_command's
+// output is in its error): an escape sequence in it (written, say, by
+// whoever can put text in a config the validator echoes) must not reach
+// the terminal as one.
+func TestIntegrationRolloutPrintsNoTerminalEscapes(t *testing.T) {
+	hostWorker(t, "ro-esc")
+	waitPolled(t, "ro-esc")
+	f := newRolloutFleet(t, "esc", 2, "ro-esc")
+	f.targets[0].Config.ValidateCommand = target.Command{"sh", "-c", `printf 'bad config \033]2;pwned\007\033[2J\r\n'; exit 1`}
+	f.write(t)
+	r := rollout(t, f.dir, issue(t), nil, "--id", uniqueID("esc"))
+	if r.code != 1 || !strings.Contains(r.stdout, "esc-01 ValidateFailed") {
+		t.Fatalf("exit %d, want 1 and esc-01 ValidateFailed", r.code)
+	}
+	if !strings.Contains(r.stdout, "bad config") {
+		t.Fatal("the command's output is not in the error printed")
+	}
+	if i := strings.IndexAny(r.stdout, "\x1b\x07\r"); i >= 0 {
+		t.Fatalf("certctl rollout printed a control character %q: %q", r.stdout[i], r.stdout[max(0, i-20):min(len(r.stdout), i+20)])
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/workflows"
@@ -103,5 +106,44 @@ func TestIntegrationRolloutPrintsNoTerminalEscapes(t *testing.T) {
 	}
 	if i := strings.IndexAny(r.stdout, "\x1b\x07\r"); i >= 0 {
 		t.Fatalf("certctl rollout printed a control character %q: %q", r.stdout[i], r.stdout[max(0, i-20):min(len(r.stdout), i+20)])
+	}
+}
+
+// GiveUp terminates a host run no worker picked up only once the run's
+// own host_wait, from its own start on the server, is over: asked sooner
+// (the rollout's clock ran ahead of the run's start, say) it refuses, so
+// that a run picked up between its check and the termination always gives
+// itself up rather than being killed half way through a deploy.
+func TestIntegrationGiveUpWaitsForTheRunsOwnHostWait(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := "deploy/giveup-01/rollout-" + uniqueID("giveup")
+	run, err := env.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.HostQueue("ro-giveup-nobody")},
+		contract.DeployWorkflow, workflows.DeployRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.client.TerminateWorkflow(context.Background(), id, "", "test over") }()
+	a := &activities.Activities{Client: env.client}
+	in := activities.GiveUpInput{WorkflowID: id, RunID: run.GetRunID(), Reason: "test", HostWait: time.Minute}
+	picked, err := a.GiveUp(ctx, in)
+	if contract.Of(err) != activities.GiveUpTooEarly || picked {
+		t.Fatalf("GiveUp of a run started an instant ago with a host_wait of 1m: picked %v, err %v; want GiveUpTooEarly", picked, err)
+	}
+	desc, err := env.client.DescribeWorkflowExecution(ctx, id, run.GetRunID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatalf("the run is %s after a GiveUp too early", st)
+	}
+	in.HostWait = time.Millisecond
+	time.Sleep(1100 * time.Millisecond)
+	if picked, err := a.GiveUp(ctx, in); err != nil || picked {
+		t.Fatalf("GiveUp past the run's host_wait: picked %v, err %v; want it terminated", picked, err)
+	}
+	var te *temporal.TerminatedError
+	if err := run.Get(ctx, nil); !errors.As(err, &te) {
+		t.Fatalf("the run given up ended %v, want terminated", err)
 	}
 }

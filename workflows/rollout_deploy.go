@@ -173,14 +173,15 @@ func (r *rollout) checkHosts(ctx workflow.Context) {
 		t := r.req.Targets[f.index-r.c.Offset]
 		due = append(due, f)
 		checks = append(checks, workflow.ExecuteLocalActivity(lctx, a.GiveUp, activities.GiveUpInput{
-			WorkflowID: we.ID, RunID: we.RunID, Reason: hostUnavailable(t.Host, r.hostWait),
+			WorkflowID: we.ID, RunID: we.RunID, Reason: hostUnavailable(t.Host, r.hostWait), HostWait: r.hostWait,
 		}))
 	}
 	for i, c := range checks {
 		var picked bool
 		switch err := c.Get(ctx, &picked); {
 		case err != nil:
-			// Unknown is not absent: ask again later.
+			// Unknown is not absent, and too early (GiveUpTooEarly) is not
+			// yet: ask again later.
 			due[i].deadline = now.Add(hostWaitMargin(r.hostWait))
 		case picked:
 			due[i].deadline = time.Time{}

@@ -53,12 +53,13 @@ Exit codes: 0 RolloutCompleted; 1 RolloutHalted or any other end; 2 input refuse
 anything started (the message names the file and field).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, err := f.request()
+			id := f.rolloutID()
+			req, err := f.request(id)
 			if err != nil {
 				return invalid(err.Error())
 			}
 			return following(cmd, func(ctx context.Context, c client.Client) error {
-				return runRollout(ctx, c, req, f.rolloutID(), f.detach, f.output, cmd.OutOrStdout())
+				return runRollout(ctx, c, req, id, f.detach, f.output, cmd.OutOrStdout())
 			})
 		},
 	}
@@ -90,7 +91,7 @@ func (f *rolloutFlags) rolloutID() string {
 
 // request reads and checks every target and the material before anything
 // starts: a target that would be refused is named with its file.
-func (f *rolloutFlags) request() (workflows.RolloutRequest, error) {
+func (f *rolloutFlags) request(id string) (workflows.RolloutRequest, error) {
 	var req workflows.RolloutRequest
 	if f.output != "text" && f.output != "json" {
 		return req, errors.New("--output: want text or json")
@@ -125,6 +126,9 @@ func (f *rolloutFlags) request() (workflows.RolloutRequest, error) {
 		t, err := readTarget(path)
 		if err != nil {
 			return req, err
+		}
+		if err := workflows.CheckRolloutDeployID(id, t.TargetID); err != nil {
+			return req, fmt.Errorf("--targets %s: %w", path, err)
 		}
 		if prev, dup := from[t.TargetID]; dup {
 			return req, fmt.Errorf("--targets %s: target_id %q is also %s's: a rollout deploys each target once", path, t.TargetID, prev)

@@ -3,6 +3,8 @@ package testsuite_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +147,53 @@ func TestIntegrationGiveUpWaitsForTheRunsOwnHostWait(t *testing.T) {
 	var te *temporal.TerminatedError
 	if err := run.Get(ctx, nil); !errors.As(err, &te) {
 		t.Fatalf("the run given up ended %v, want terminated", err)
+	}
+}
+
+// A target ID that makes its deploy's workflow ID longer than the server
+// takes (1,000 characters) is refused before anything starts, exit 2,
+// naming the file and the field: not a rollout whose workflow task the
+// server refuses for ever (the child's start attributes are bad).
+func TestIntegrationRolloutTargetIDTooLongForItsWorkflowID(t *testing.T) {
+	f := newRolloutFleet(t, "long", 2, "ro-long-nobody")
+	f.targets[1].TargetID = strings.Repeat("l", 990)
+	text, err := yamlOf(f.targets[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(f.dir, "02-long-02.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "02-long.yaml"), []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := uniqueID("long")
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = env.client.TerminateWorkflow(ctx, contract.RolloutIDPrefix+id, "", "test over")
+	}()
+	r := rollout(t, f.dir, issue(t), nil, "--canary", "0", "--id", id, "--detach")
+	if r.code != 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		err := env.client.GetWorkflow(ctx, contract.RolloutIDPrefix+id, "").Get(ctx, nil)
+		var evs []string
+		it := env.client.GetWorkflowHistory(context.Background(), contract.RolloutIDPrefix+id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, herr := it.Next()
+			if herr != nil {
+				break
+			}
+			s := ev.GetEventType().String()
+			if f := ev.GetWorkflowTaskFailedEventAttributes(); f != nil {
+				s += " " + f.GetCause().String()
+			}
+			evs = append(evs, s)
+		}
+		t.Fatalf("exit %d, want 2 (refused); the rollout then ended: %v; its history: %s", r.code, err, strings.Join(evs, ", "))
+	}
+	if msg := r.stderr; !strings.Contains(msg, "02-long.yaml") || !strings.Contains(msg, "target_id") {
+		t.Fatalf("the refusal does not name the file and target_id: %q", msg)
 	}
 }

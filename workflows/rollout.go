@@ -142,6 +142,9 @@ type RolloutResult struct {
 // those in flight have ended, so its history stays bounded.
 func RolloutWorkflow(ctx workflow.Context, req RolloutRequest) (RolloutResult, error) {
 	r, err := newRollout(ctx, req)
+	if err == nil {
+		err = r.checkDeployIDs()
+	}
 	if err != nil {
 		return r.result(contract.InvalidInput, errMessage(err)), temporal.NewNonRetryableApplicationError(errMessage(err), contract.InvalidInput, nil, r.result(contract.InvalidInput, errMessage(err)))
 	}
@@ -245,6 +248,17 @@ func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
 		seen[t.TargetID] = i
 	}
 	return r, nil
+}
+
+// checkDeployIDs refuses, before any deploy starts, a target whose
+// deploy's workflow ID the server would refuse (CheckRolloutDeployID).
+func (r *rollout) checkDeployIDs() error {
+	for i, t := range r.req.Targets {
+		if err := CheckRolloutDeployID(r.id, t.TargetID); err != nil {
+			return contract.Invalid(fmt.Sprintf("targets[%d]", r.c.Offset+i), err.Error())
+		}
+	}
+	return nil
 }
 
 // inCanary says whether target number i (of the whole rollout) is a canary.

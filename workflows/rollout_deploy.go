@@ -37,6 +37,22 @@ func RolloutDeployID(rolloutID, targetID string) string {
 	return fmt.Sprintf("deploy/%s/rollout-%s", targetID, rolloutID)
 }
 
+// MaxWorkflowIDLength is the longest workflow ID the Temporal server takes
+// (its limit.maxIDLength, 1,000 unless its operator changed it). A child
+// started with a longer one is not refused as a child: the server fails the
+// rollout's workflow task (BadStartChildExecutionAttributes), for ever.
+const MaxWorkflowIDLength = 1000
+
+// CheckRolloutDeployID refuses a target whose deploy's workflow ID in
+// rollout rolloutID would be longer than the server takes.
+func CheckRolloutDeployID(rolloutID, targetID string) error {
+	if n := len(RolloutDeployID(rolloutID, targetID)); n > MaxWorkflowIDLength {
+		return contract.Invalid("target_id", fmt.Sprintf("is %d characters: its deploy's workflow ID (deploy/<target_id>/rollout-<id>) would be %d, more than the %d the server takes: give it a shorter target_id",
+			len(targetID), n, MaxWorkflowIDLength))
+	}
+	return nil
+}
+
 // start starts the next target's deploy: a DeployWorkflow on the target's
 // own queue, the host run, found by CertctlTarget from its start. It is
 // abandoned, not terminated, if the rollout ends: a deploy finishes or

@@ -129,3 +129,17 @@ func TestRolloutContinueAsNewPinsDefaults(t *testing.T) {
 		t.Fatalf("next run's batch %d, host_wait %s, continue_after %d, canary %v: want the defaults pinned", next.Batch, next.HostWait.D(), next.ContinueAfter, next.Canary)
 	}
 }
+
+// A target whose deploy's workflow ID would pass the server's limit is
+// refused, InvalidInput naming it, before any deploy starts: started, the
+// server would fail the rollout's workflow task for ever.
+func TestRolloutRefusesTargetIDTooLongForItsDeployID(t *testing.T) {
+	f := newFleet(t)
+	_, err := f.run(RolloutRequest{Targets: targets("web-01", strings.Repeat("l", 990))})
+	if contract.Of(err) != contract.InvalidInput || !strings.Contains(err.Error(), "targets[1]: target_id: is 990 characters") {
+		t.Fatalf("err %v, want InvalidInput naming targets[1]'s target_id", err)
+	}
+	if len(f.started) != 0 {
+		t.Fatalf("started %v", f.started)
+	}
+}

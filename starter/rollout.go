@@ -127,7 +127,7 @@ func (f *rolloutFlags) request(id string) (workflows.RolloutRequest, error) {
 		if err != nil {
 			return req, err
 		}
-		if err := workflows.CheckRolloutDeployID(id, t.TargetID); err != nil {
+		if err := workflows.CheckRolloutDeployID(id, *t); err != nil {
 			return req, fmt.Errorf("--targets %s: %w", path, err)
 		}
 		if prev, dup := from[t.TargetID]; dup {

@@ -254,7 +254,7 @@ func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
 // deploy's workflow ID the server would refuse (CheckRolloutDeployID).
 func (r *rollout) checkDeployIDs() error {
 	for i, t := range r.req.Targets {
-		if err := CheckRolloutDeployID(r.id, t.TargetID); err != nil {
+		if err := CheckRolloutDeployID(r.id, t); err != nil {
 			return contract.Invalid(fmt.Sprintf("targets[%d]", r.c.Offset+i), err.Error())
 		}
 	}

@@ -38,17 +38,22 @@ func RolloutDeployID(rolloutID, targetID string) string {
 }
 
 // MaxWorkflowIDLength is the longest workflow ID the Temporal server takes
-// (its limit.maxIDLength, 1,000 unless its operator changed it). A child
-// started with a longer one is not refused as a child: the server fails the
+// (its limit.maxIDLength, 1,000 unless its operator changed it; task queue
+// names too). A child started with a longer one is not refused as a child: the server fails the
 // rollout's workflow task (BadStartChildExecutionAttributes), for ever.
 const MaxWorkflowIDLength = 1000
 
-// CheckRolloutDeployID refuses a target whose deploy's workflow ID in
-// rollout rolloutID would be longer than the server takes.
-func CheckRolloutDeployID(rolloutID, targetID string) error {
-	if n := len(RolloutDeployID(rolloutID, targetID)); n > MaxWorkflowIDLength {
+// CheckRolloutDeployID refuses a target whose deploy in rollout rolloutID
+// the server would refuse to start: its workflow ID, or its host's task
+// queue, longer than the server takes.
+func CheckRolloutDeployID(rolloutID string, t target.Target) error {
+	if n := len(RolloutDeployID(rolloutID, t.TargetID)); n > MaxWorkflowIDLength {
 		return contract.Invalid("target_id", fmt.Sprintf("is %d characters: its deploy's workflow ID (deploy/<target_id>/rollout-<id>) would be %d, more than the %d the server takes: give it a shorter target_id",
-			len(targetID), n, MaxWorkflowIDLength))
+			len(t.TargetID), n, MaxWorkflowIDLength))
+	}
+	if n := len(queueFor(t)); n > MaxWorkflowIDLength {
+		return contract.Invalid("host", fmt.Sprintf("is %d characters: its task queue (%s<host>) would be %d, more than the %d the server takes: give a shorter host",
+			len(t.Host), contract.HostQueuePrefix, n, MaxWorkflowIDLength))
 	}
 	return nil
 }

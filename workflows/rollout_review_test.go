@@ -142,4 +142,14 @@ func TestRolloutRefusesTargetIDTooLongForItsDeployID(t *testing.T) {
 	if len(f.started) != 0 {
 		t.Fatalf("started %v", f.started)
 	}
+	g := newFleet(t)
+	ts := targets("web-01", "web-02")
+	ts[1].Host = strings.Repeat("h", 990)
+	_, err = g.run(RolloutRequest{Targets: ts})
+	if contract.Of(err) != contract.InvalidInput || !strings.Contains(err.Error(), "targets[1]: host: is 990 characters") {
+		t.Fatalf("err %v, want InvalidInput naming targets[1]'s host", err)
+	}
+	if len(g.started) != 0 {
+		t.Fatalf("started %v", g.started)
+	}
 }

@@ -306,7 +306,7 @@ func (p *progressPrinter) show(ctx context.Context, c client.Client, id string) 
 		p.seen = d.Seq
 		line := fmt.Sprintf("  %-20s %-18s %6d ms  %s", d.TargetID, d.Outcome, d.Ms, d.WorkflowID)
 		if d.Error != "" {
-			line += "\n      " + terminalLine(d.Error)
+			line += "\n      " + oneLine(d.Error)
 		}
 		fmt.Fprintln(p.w, line)
 	}
@@ -350,36 +350,16 @@ func printRolloutResult(w io.Writer, res workflows.RolloutResult) {
 	for _, f := range res.Failed {
 		fmt.Fprintf(w, "failed:    %s %s (%s)\n", f.TargetID, f.Outcome, f.WorkflowID)
 		if f.Error != "" {
-			fmt.Fprintf(w, "           %s\n", terminalLine(f.Error))
+			fmt.Fprintf(w, "           %s\n", oneLine(f.Error))
 		}
 	}
 	if res.NotStarted > 0 {
 		fmt.Fprintf(w, "not started: %d (untouched)\n", res.NotStarted)
 	}
 	if res.Error != "" {
-		fmt.Fprintf(w, "error: %s\n", terminalLine(res.Error))
+		fmt.Fprintf(w, "error: %s\n", oneLine(res.Error))
 	}
 	fmt.Fprintf(w, "outcome: %s\n", res.Outcome)
-}
-
-// terminalLine is an error a deploy reported, as one line fit for the
-// operator's terminal: it may quote what a host's command printed, so a
-// control character in it (an escape sequence that would retitle or clear
-// the terminal, a carriage return that would overwrite the line) is
-// shown as \xNN, never sent.
-func terminalLine(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n' || r == '\r' || r == '\t':
-			b.WriteByte(' ')
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			fmt.Fprintf(&b, "\\x%02x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return oneLine(b.String())
 }
 
 // rolloutWorkflowID takes "rollout/<id>" or "<id>".
@@ -444,7 +424,7 @@ func rolloutStatusCmd() *cobra.Command {
 				for _, f := range pr.Failed {
 					fmt.Fprintf(w, "failed:  %s %s (%s)\n", f.TargetID, f.Outcome, f.WorkflowID)
 					if f.Error != "" {
-						fmt.Fprintf(w, "         %s\n", terminalLine(f.Error))
+						fmt.Fprintf(w, "         %s\n", oneLine(f.Error))
 					}
 				}
 				return nil

@@ -371,6 +371,22 @@ func (r *rollout) carry() RolloutRequest {
 	c := r.c
 	c.Offset += r.next
 	c.Runs++
+	// The next run's input is one payload with the material's key, and
+	// the codec compresses a payload this large before it encrypts it: no
+	// text that is not the operator's may ride along (a deploy's error can
+	// quote what a server or a command printed), or the ciphertext's length
+	// could say whether that text repeats part of the key. Outcomes, target
+	// and workflow IDs go on; each deploy's error stays in its own result.
+	c.Failed = make([]RolloutFailure, len(r.c.Failed))
+	for i, f := range r.c.Failed {
+		f.Error = ""
+		c.Failed[i] = f
+	}
+	c.Recent = make([]RolloutDone, len(r.c.Recent))
+	for i, d := range r.c.Recent {
+		d.Error = ""
+		c.Recent[i] = d
+	}
 	next.Carried = &c
 	return next
 }

@@ -36,3 +36,7 @@ func InspectWorkflow(ctx workflow.Context, t target.Target) (renewal.Deployed, e
 	}
 	return d, nil
 }
+
+// QueueFor is the queue a target's steps run on: its host's
+// ("certctl-host-<host>"), else "certctl". InspectWorkflow is started there.
+func QueueFor(t target.Target) string { return queueFor(t) }

@@ -380,8 +380,12 @@ func inspectDisk(ctx context.Context, c client.Client, t target.Target, wait tim
 	if err == nil {
 		return d, nil
 	}
-	if ctx.Err() != nil || !errors.Is(wctx.Err(), context.DeadlineExceeded) {
-		return d, fmt.Errorf("%s %s: %w", contract.InspectWorkflow, run.GetID(), err)
+	// The run ended without a result (PolicyRefused, say), or certctl is
+	// stopping: say so. Anything else is the wait's end (its long poll
+	// ends with the deadline, as a canceled stream or a timeout).
+	var failed *temporal.WorkflowExecutionError
+	if ctx.Err() != nil || errors.As(err, &failed) {
+		return d, inspectErr(run, err)
 	}
 	// Unknown is not absent: an error reading the history counts as picked up.
 	if started, perr := activities.PickedUp(ctx, c, run.GetID(), run.GetRunID()); !started && perr == nil {
@@ -391,9 +395,19 @@ func inspectDisk(ctx context.Context, c client.Client, t target.Target, wait tim
 	}
 	// Picked up: the read itself is bounded (three tries of 30s).
 	if err := run.Get(ctx, &d); err != nil {
-		return d, fmt.Errorf("%s %s: %w", contract.InspectWorkflow, run.GetID(), err)
+		return d, inspectErr(run, err)
 	}
 	return d, nil
+}
+
+// inspectErr says why the read failed: the worker's own words and error
+// type (PolicyRefused naming the rule, say) when it gave them.
+func inspectErr(run client.WorkflowRun, err error) error {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return fmt.Errorf("not read: %s (%s, %s %s)", ae.Message(), ae.Type(), contract.InspectWorkflow, run.GetID())
+	}
+	return fmt.Errorf("not read: %s %s: %w", contract.InspectWorkflow, run.GetID(), err)
 }
 
 // diskUnavailable says no worker read the file, and which to start.

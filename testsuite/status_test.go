@@ -119,6 +119,7 @@ func TestIntegrationStatusAndHistory(t *testing.T) {
 		t.Fatalf("second deploy: exit %d, %q", r3.code, r3.lastLine())
 	}
 	wantServed(t, n, second.LeafSHA256)
+	settled(t, n, second.LeafSHA256)
 	waitListed(t, id, 3)
 
 	// history: newest first, each with its outcome and status.
@@ -232,6 +233,7 @@ func TestIntegrationStatusAndHistory(t *testing.T) {
 		t.Fatalf("%v: %v: %s", reload, err, out)
 	}
 	wantServed(t, n, hand.LeafSHA256)
+	settled(t, n, hand.LeafSHA256)
 	swapped := certctlCLI(t, nil, "status", "--target", id)
 	if swapped.code != 0 {
 		t.Fatalf("status: exit %d: %s", swapped.code, swapped.stderr)
@@ -240,6 +242,23 @@ func TestIntegrationStatusAndHistory(t *testing.T) {
 		regexp.QuoteMeta(fmt.Sprintf("served:      %s (at %s)", leafLine(t, hand), n.Endpoint)),
 		regexp.QuoteMeta(fmt.Sprintf("disk:        %s, not after %s (%s)", hand.LeafSHA256, notAfter(t, hand), n.CertPath)),
 		regexp.QuoteMeta(fmt.Sprintf("note:        serving another leaf than the last deploy deployed (%s): it changed since %s; deploy again to put it back", second.LeafSHA256[:16], r3.workflowID())))...)...)
+}
+
+// settled waits until nginx's old workers are gone: a reload's old
+// workers may still take a connection for a moment after the first one
+// served the new leaf, so ten probes in a row must see it.
+func settled(t *testing.T, n *testsuite.Nginx, leaf string) {
+	t.Helper()
+	row := 0
+	testsuite.WaitFor(t, 15*time.Second, func() (bool, string) {
+		got, err := n.Served(context.Background())
+		if err != nil || got != leaf {
+			row = 0
+			return false, fmt.Sprintf("served %s (%v), want %s", got, err, leaf)
+		}
+		row++
+		return row >= 10, fmt.Sprintf("%d probes in a row served %s", row, leaf)
+	})
 }
 
 // A host without a worker: status says so in seconds under a short
@@ -274,6 +293,28 @@ func TestIntegrationStatusHostWithoutWorker(t *testing.T) {
 	}
 	if st := runs[0].GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 		t.Fatalf("the inspection no worker picked up is %s, want terminated", st)
+	}
+}
+
+// The read on disk is the host worker's, under its policy: a target file
+// naming a path outside it reads nothing, and status says why (exit 1).
+func TestIntegrationStatusDiskReadUnderThePolicy(t *testing.T) {
+	n, _ := startNginx(t)
+	tg := n.Target(uniqueID("outside"), testHost)
+	tg.Config.CertPath = "/etc/ssl/private/certctl-status-test.pem"
+	r := certctlCLI(t, nil, "status", "--target", targetFile(t, tg))
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1", r.code)
+	}
+	disk := ""
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if v, ok := strings.CutPrefix(l, "disk:        "); ok {
+			disk = v
+		}
+	}
+	want := regexp.MustCompile(`^not read: InspectDeployed: refused by the host policy \S+worker\.yaml: target_config\.cert_path "/etc/ssl/private/certctl-status-test\.pem" lies under none of allow_paths \[/tmp\]; add it to allow_paths on this host if it is meant to be allowed \(PolicyRefused, InspectWorkflow inspect/\S+\)$`)
+	if !want.MatchString(disk) {
+		t.Fatalf("disk line %q, want %s", disk, want)
 	}
 }
 

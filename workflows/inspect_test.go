@@ -12,10 +12,12 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	_ "github.com/certctl/certctl/connectors/all"
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
 	certtest "github.com/certctl/certctl/testsuite"
+	"github.com/certctl/certctl/testsuite/histories"
 )
 
 // inspectEnv runs InspectWorkflow with the real InspectDeployed behind a
@@ -92,5 +94,27 @@ func TestInspectWorkflowRefusedOutsideThePolicy(t *testing.T) {
 	err := env.GetWorkflowError()
 	if err == nil || !strings.Contains(err.Error(), "PolicyRefused") || !strings.Contains(err.Error(), "cert_path") {
 		t.Fatalf("want PolicyRefused naming cert_path, got %v", err)
+	}
+}
+
+// The recorded histories hold an InspectWorkflow (testsuite's status test
+// records it), so TestReplayRecordedHistories replays one.
+func TestReplayHistoriesCoverTheInspection(t *testing.T) {
+	hs := histories.Load(t, "../testsuite/histories/inspect-read.json")
+	if len(hs) != 1 {
+		t.Fatal("no recorded history inspect-read.json (make record-histories)")
+	}
+	events := hs[0].History.GetEvents()
+	if typ := events[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName(); typ != contract.InspectWorkflow {
+		t.Fatalf("inspect-read.json is a %s", typ)
+	}
+	markers := 0
+	for _, ev := range events {
+		if ev.GetMarkerRecordedEventAttributes() != nil {
+			markers++
+		}
+	}
+	if markers != 1 {
+		t.Fatalf("inspect-read.json records %d local activities, want the one read", markers)
 	}
 }

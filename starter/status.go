@@ -178,8 +178,9 @@ type statusOutput struct {
 	ServedErr  string            `json:"served_error,omitempty"`
 	Disk       *renewal.Deployed `json:"disk,omitempty"`
 	DiskErr    string            `json:"disk_error,omitempty"`
-	// ServedIsDeployed: the served leaf is the one the last deploy
-	// deployed (absent when either is unknown).
+	// ServedIsDeployed: the served leaf is the last deploy's (the one it
+	// deployed, or for a failed deploy the one it tried); absent when
+	// either is unknown or the last deploy was a dry run.
 	ServedIsDeployed *bool `json:"served_is_deployed,omitempty"`
 	// Notes say in words what the facts mean.
 	Notes []string `json:"notes"`
@@ -424,13 +425,16 @@ func (st *statusOutput) judge() {
 	if d == nil {
 		st.Notes = append(st.Notes, "no deploy of this target in visibility")
 	}
-	if st.Served != nil && d != nil && d.LeafSHA256 != "" {
+	if d != nil && d.Outcome == contract.DryRunPassed {
+		st.Notes = append(st.Notes, "the last deploy was a dry run: it landed nothing (see `certctl history` for the deploys before it)")
+	} else if st.Served != nil && d != nil && d.LeafSHA256 != "" {
+		landed := d.Outcome == contract.Deployed || d.Outcome == contract.SkippedIdempotent
 		same := st.Served.SHA256 == d.LeafSHA256
 		st.ServedIsDeployed = &same
 		switch {
-		case contract.Succeeded(d.Outcome) && same:
+		case landed && same:
 			st.Notes = append(st.Notes, "serving the leaf the last deploy deployed")
-		case contract.Succeeded(d.Outcome):
+		case landed:
 			st.Notes = append(st.Notes, fmt.Sprintf("serving another leaf than the last deploy deployed (%s): it changed since %s; deploy again to put it back", short(d.LeafSHA256), d.WorkflowID))
 		case same:
 			st.Notes = append(st.Notes, fmt.Sprintf("serving the leaf the last deploy tried, though it ended %s", d.Outcome))

@@ -271,11 +271,10 @@ func describeDeploy(ctx context.Context, c client.Client, e *workflowpb.Workflow
 	}
 	var res workflows.DeployResult
 	err := c.GetWorkflow(ctx, id, runID).Get(ctx, &res)
-	var ae *temporal.ApplicationError
 	var te *temporal.TerminatedError
 	switch {
 	case err == nil:
-	case errors.As(err, &ae) && ae.Details(&res) == nil && res.Outcome != "":
+	case detailsOf(err, &res) && res.Outcome != "":
 	case errors.As(err, &te):
 		d.Error = "terminated: " + terminationReason(ctx, c, id, runID)
 		return d

@@ -9,6 +9,7 @@ const (
 	TargetLockWorkflow = "TargetLockWorkflow" // the per-target lock of target-lock version 1, kept for deploys still running
 	FileLockWorkflow   = "FileLockWorkflow"   // the per-host lock of target-lock version 2
 	RolloutWorkflow    = "RolloutWorkflow"
+	InspectWorkflow    = "InspectWorkflow" // reads the leaf a target holds on disk, on its host's worker (`certctl status`)
 )
 
 // RolloutIDPrefix begins a rollout's workflow ID: "rollout/<id>".

@@ -33,7 +33,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(deployCmd(), devCmd(), codecServerCmd())
-	root.AddCommand(approvalsCmd(), renewCmd(), rolloutCmd(), setupCmd())
+	root.AddCommand(approvalsCmd(), renewCmd(), rolloutCmd(), setupCmd(), statusCmd(), historyCmd())
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/connectors/kubernetes"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/probe"
@@ -22,8 +23,8 @@ func Preflight(t target.Target, m material.Material, now time.Time) (connectors.
 	if err != nil {
 		return nil, nil, &contract.FieldError{Field: "target_type", Msg: err.Error()}
 	}
-	if t.Host == "" {
-		// Every connector here writes files: plan, stage and commit must run
+	if t.Host == "" && t.TargetType != kubernetes.Name {
+		// Every file connector here writes files: plan, stage and commit must run
 		// on the one machine that holds them, not on any "certctl" worker.
 		return nil, nil, &contract.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
 			": name the machine whose certctl-worker --host runs the file steps"}

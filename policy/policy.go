@@ -211,7 +211,7 @@ func (p *Policy) CheckNamespaces(namespaces []string) error {
 		if len(namespaces) > 1 {
 			field = fmt.Sprintf("target_config.namespaces[%d]", i)
 		}
-		if p.AllowKubernetesNamespaces == nil {
+		if len(p.AllowKubernetesNamespaces) == 0 {
 			return &Refused{File: p.File, Rule: "allow_kubernetes_namespaces", Field: field, Value: fmt.Sprintf("%q", ns),
 				Reason: "is refused: the policy has no allow_kubernetes_namespaces, so this worker writes no Kubernetes Secret"}
 		}

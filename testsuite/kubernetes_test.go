@@ -3,11 +3,13 @@ package testsuite_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -434,5 +436,102 @@ func TestKubernetesRollbackAndMultiNamespace(t *testing.T) {
 	}
 	if got := getSecret(t, k, "rb-new", "site-tls"); string(got.Data["tls.crt"]) != "theirs" {
 		t.Fatal("the foreign Secret was touched")
+	}
+}
+
+// End to end, as an operator runs it: `certctl deploy` (the built binary)
+// of a kubernetes target (no host: its steps run on the certctl worker,
+// whose policy allows namespace shop only) against the real apiserver ends
+// Deployed, then SkippedIdempotent on a repeat. A namespace outside the
+// policy ends PolicyRefused with nothing written. A verify that fails (the
+// endpoint named serves nothing) ends VerifyFailed with the old Secret
+// restored.
+func TestKubernetesDeployEndToEnd(t *testing.T) {
+	k := startKube(t)
+	ctx := context.Background()
+	ns := testsuite.KubeE2ENamespace
+	kubeNamespace(t, k, ns)
+	tg := kubeTarget(t, k, kubernetes.Config{Namespace: ns, SecretName: "site-tls", Labels: map[string]string{"app": "shop"}})
+	tf := targetFile(t, tg)
+	set, err := env.ca.Issue(testsuite.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, chain, key, err := set.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := certctl(t, "deploy", "--target", tf, "--cert", cert, "--chain", chain, "--key", key)
+	wantOutcome(t, r, 0, contract.Deployed)
+	sec := getSecret(t, k, ns, "site-tls")
+	if string(sec.Data["tls.crt"]) != set.CertPEM+set.ChainPEM || string(sec.Data["tls.key"]) != set.KeyPEM || sec.Labels["app"] != "shop" {
+		t.Fatalf("the Secret does not hold the deployed material: labels %v", sec.Labels)
+	}
+	if strings.Contains(r.stdout+r.stderr, "PRIVATE KEY") {
+		t.Fatal("certctl deploy printed the key")
+	}
+	r = certctl(t, "deploy", "--target", tf, "--cert", cert, "--chain", chain, "--key", key)
+	wantOutcome(t, r, 0, contract.SkippedIdempotent)
+	if again := getSecret(t, k, ns, "site-tls"); again.ResourceVersion != sec.ResourceVersion {
+		t.Fatalf("a skip wrote: resourceVersion %s → %s", sec.ResourceVersion, again.ResourceVersion)
+	}
+
+	// The worker's policy, not the credentials, bounds the namespaces:
+	// the admin may write anywhere, the worker refuses kube-system.
+	admin, err := k.WriteKubeconfig(filepath.Join(t.TempDir(), "admin"), "admin", k.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := kubeTarget(t, k, kubernetes.Config{KubeconfigPath: admin, Namespace: "kube-system", SecretName: "site-tls"})
+	r = certctl(t, "deploy", "--target", targetFile(t, refused), "--cert", cert, "--chain", chain, "--key", key)
+	wantOutcome(t, r, 1, contract.PolicyRefused)
+	if !strings.Contains(r.stdout, `target_config.namespace "kube-system"`) || !strings.Contains(r.stdout, "allow_kubernetes_namespaces") {
+		t.Errorf("the refusal does not name the namespace and the rule:\n%s", r.stdout)
+	}
+	if _, err := k.Admin.CoreV1().Secrets("kube-system").Get(ctx, "site-tls", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("a refused deploy wrote in kube-system: %v", err)
+	}
+
+	// Verify fails: the endpoint serving the Secret (an ingress that never
+	// picks it up, played by a TLS listener holding the old leaf) serves
+	// the old leaf. The rollback puts the old Secret back, as it was, and
+	// the rollback's verify sees the old leaf served again.
+	pair, err := tls.X509KeyPair([]byte(set.CertPEM+set.ChainPEM), []byte(set.KeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	bad := tg
+	bad.Config.PostDeployVerify = target.Verify{Endpoint: ln.Addr().String(), Timeout: target.Duration(2 * time.Second)}
+	bad.Config.PostDeployVerifyAttempts = 1
+	next, err := env.ca.Issue(testsuite.LeafOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, ch2, k2, err := next.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = certctl(t, "deploy", "--target", targetFile(t, bad), "--cert", c2, "--chain", ch2, "--key", k2)
+	wantOutcome(t, r, 1, contract.VerifyFailed)
+	if !strings.Contains(r.stdout, "rollback-verify  ok") {
+		t.Errorf("the rollback's verify did not pass:\n%s", r.stdout)
+	}
+	back := getSecret(t, k, ns, "site-tls")
+	if string(back.Data["tls.crt"]) != set.CertPEM+set.ChainPEM || string(back.Data["tls.key"]) != set.KeyPEM {
+		t.Fatal("after VerifyFailed the Secret does not hold the old material")
 	}
 }

@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -93,6 +95,9 @@ type Planned struct {
 	// the Secret holds now.
 	SHA256        string `json:"sha256"`
 	CurrentSHA256 string `json:"current_sha256,omitempty"`
+	// Leaf is the SHA-256 of the first certificate in the Secret's tls.crt
+	// now, when it has one.
+	Leaf string `json:"leaf,omitempty"`
 }
 
 // Ref is "namespace/name".
@@ -174,6 +179,9 @@ func (s *Secrets) Plan(ctx context.Context, data map[string][]byte) ([]Planned, 
 					p.Ref(), sec.Type, corev1.SecretTypeTLS))
 			}
 			p.Exists, p.ResourceVersion, p.CurrentSHA256 = true, sec.ResourceVersion, s.digestOf(sec)
+			if c, err := material.FirstCertificate(sec.Data[corev1.TLSCertKey]); err == nil {
+				p.Leaf = material.Fingerprint(c.Raw)
+			}
 		}
 		out = append(out, p)
 	}
@@ -304,6 +312,35 @@ func (s *Secrets) Verify(ctx context.Context, planned []Planned) error {
 		}
 		if got := s.digestOf(sec); got != p.SHA256 {
 			return mismatchErr("Secret %s on %s holds %s, not %s (what this deploy wrote)", p.Ref(), s.where, short(got), short(p.SHA256))
+		}
+	}
+	return nil
+}
+
+// VerifyServed reads each Secret back and checks what a reader of it gets:
+// tls.crt's first certificate is the leaf expected (its SHA-256), followed by
+// chain's intermediates when chain (leaf first) is given, and tls.key is that
+// leaf's key. Anything else is VerifyMismatch naming the Secret.
+func (s *Secrets) VerifyServed(ctx context.Context, expected string, chain []material.CertRef) error {
+	for _, ns := range s.Namespaces() {
+		ref := Ref(ns, s.cfg.SecretName)
+		sec, err := s.get(ctx, ns)
+		if err != nil {
+			return s.typed("get", ns, err)
+		}
+		b, err := material.Parse(material.Material{CertPEM: string(sec.Data[corev1.TLSCertKey]), KeyPEM: string(sec.Data[corev1.TLSPrivateKeyKey])})
+		if err != nil {
+			return mismatchErr("Secret %s on %s: %v", ref, s.where, err)
+		}
+		got := material.Refs(append([]*x509.Certificate{b.Leaf}, b.Chain...)...)
+		switch {
+		case got[0].SHA256 != expected:
+			return mismatchErr("Secret %s on %s holds leaf %s, not %s", ref, s.where, got[0], expected)
+		case len(chain) > 0 && material.RefList(got) != material.RefList(chain):
+			return mismatchErr("Secret %s on %s holds the chain %s, not %s", ref, s.where, material.RefList(got), material.RefList(chain))
+		}
+		if pub, ok := b.Key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(b.Leaf.PublicKey) {
+			return mismatchErr("Secret %s on %s: tls.key is not the key of the leaf in tls.crt", ref, s.where)
 		}
 	}
 	return nil

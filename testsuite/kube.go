@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 )
 
 // KubeVersion is the kube-apiserver the tests run: the Makefile's
@@ -219,22 +221,57 @@ func (k *Kube) Namespace(ctx context.Context, ns string) error {
 	return err
 }
 
-// Grant gives user a Role with verbs on Secrets in ns, bound by a
-// RoleBinding (what docs/connectors/kubernetes.md asks an operator for).
-func (k *Kube) Grant(ctx context.Context, ns, user string, verbs ...string) error {
+// Grant applies the Role and RoleBinding of docs/connectors/kubernetes-rbac.yaml
+// (what the docs ask an operator for) in ns, bound to user.
+func (k *Kube) Grant(ctx context.Context, ns, user string) error {
+	path, err := RepoFile("docs/connectors/kubernetes-rbac.yaml")
+	if err != nil {
+		return err
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	docs := strings.Split(string(text), "\n---\n")
+	if len(docs) != 2 {
+		return fmt.Errorf("%s: want a Role and a RoleBinding, found %d documents", path, len(docs))
+	}
+	var role rbacv1.Role
+	var rb rbacv1.RoleBinding
+	if err := yaml.UnmarshalStrict([]byte(docs[0]), &role); err != nil {
+		return fmt.Errorf("%s: the Role: %w", path, err)
+	}
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), &rb); err != nil {
+		return fmt.Errorf("%s: the RoleBinding: %w", path, err)
+	}
+	role.Namespace, rb.Namespace = ns, ns
+	if len(rb.Subjects) != 1 {
+		return fmt.Errorf("%s: want one subject", path)
+	}
+	rb.Subjects[0].Name = user
+	return k.GrantRole(ctx, &role, &rb)
+}
+
+// GrantSecrets gives user a Role with only verbs on Secrets in ns.
+func (k *Kube) GrantSecrets(ctx context.Context, ns, user string, verbs ...string) error {
 	role := &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: "certctl-secrets", Namespace: ns},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: verbs}},
-	}
-	if _, err := k.Admin.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		return err
 	}
 	rb := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "certctl-secrets", Namespace: ns},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
 	}
-	_, err := k.Admin.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{})
+	return k.GrantRole(ctx, role, rb)
+}
+
+// GrantRole creates role and its binding.
+func (k *Kube) GrantRole(ctx context.Context, role *rbacv1.Role, rb *rbacv1.RoleBinding) error {
+	if _, err := k.Admin.RbacV1().Roles(role.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	_, err := k.Admin.RbacV1().RoleBindings(rb.Namespace).Create(ctx, rb, metav1.CreateOptions{})
 	return err
 }
 

@@ -56,15 +56,16 @@ func stopKube() {
 
 func mkdir(d string) error { return os.MkdirAll(d, 0o700) }
 
-// kubeNamespace makes a fresh namespace in which the deployer may get,
-// create, update and delete Secrets (the Role of docs/connectors/kubernetes.md).
+// kubeNamespace makes a fresh namespace in which the deployer has the Role
+// of docs/connectors/kubernetes-rbac.yaml (get, create, update, delete on
+// Secrets there).
 func kubeNamespace(t *testing.T, k *testsuite.Kube, ns string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := k.Namespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.Grant(ctx, ns, testsuite.KubeDeployerUser, "get", "create", "update", "delete"); err != nil {
+	if err := k.Grant(ctx, ns, testsuite.KubeDeployerUser); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -289,7 +290,7 @@ func TestKubernetesForbiddenAndMissingNamespace(t *testing.T) {
 	if err := k.Namespace(ctx, "read-only"); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.Grant(ctx, "read-only", testsuite.KubeDeployerUser, "get", "create"); err != nil {
+	if err := k.GrantSecrets(ctx, "read-only", testsuite.KubeDeployerUser, "get", "create"); err != nil {
 		t.Fatal(err)
 	}
 	existing := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "site-tls"}, Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("old"), "tls.key": []byte("old")}}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/safefs"
+	"github.com/certctl/certctl/sshfs"
 )
 
 // Activities are the deploy steps. Register a *Activities with a worker.
@@ -27,6 +28,9 @@ type Activities struct {
 	// StateDir lists where this host staged files (see SweepTemps); empty
 	// means StateDir() from the environment.
 	StateDir string
+	// SSH is the connection pool of agentless SSH targets; nil means
+	// sshfs.Default (one pool per worker process).
+	SSH *sshfs.Pool
 }
 
 func (a *Activities) stateDir() string {
@@ -72,6 +76,16 @@ func insecure(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), contract.InsecurePath, nil, ie.Dir)
 	}
 	return err
+}
+
+// wrapf says which file an error is about; a typed (application) error is
+// returned as it is, so its type reaches the workflow.
+func wrapf(err error, format string, args ...any) error {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return err
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
 }
 
 // errMessage is an application error's message, or err's.

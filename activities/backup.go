@@ -23,12 +23,17 @@ func (a *Activities) Backup(ctx context.Context, in StageInput) (Backups, error)
 	if err := checkPlan(in.Request, in.Plan); err != nil {
 		return out, err
 	}
+	fsys, release, err := a.fsFor(ctx, in.Target)
+	if err != nil {
+		return out, err
+	}
+	defer release()
 	for _, f := range in.Plan.Files {
 		if !f.Exists {
 			continue
 		}
 		bak := BackupPath(f.Path, in.Stamp)
-		if err := a.backupOne(f, in.Stamp); err != nil {
+		if err := a.backupOne(fsys, f, in.Stamp); err != nil {
 			return out, err
 		}
 		out.Files = append(out.Files, Backup{Path: f.Path, Backup: bak})
@@ -38,8 +43,8 @@ func (a *Activities) Backup(ctx context.Context, in StageInput) (Backups, error)
 	return out, nil
 }
 
-func (a *Activities) backupOne(f PlannedFile, stamp int64) error {
-	d, base, err := openPlanned(f)
+func (a *Activities) backupOne(fsys FS, f PlannedFile, stamp int64) error {
+	d, base, err := openPlanned(fsys, f)
 	if err != nil {
 		return err
 	}
@@ -54,7 +59,7 @@ func (a *Activities) backupOne(f PlannedFile, stamp int64) error {
 	// A retry finds a complete backup (same bytes as the untouched live
 	// file, owned as the live file) and keeps it; a torn one is rewritten.
 	if sum, info, err := d.SHA256(bak); err == nil && sum == f.CurrentSHA256 && info.UID == f.CurrentUID && info.Nlink == 1 {
-		return a.recordBackup(backupRecord{Path: []byte(f.Path), Backup: []byte(d.Join(bak)), Stamp: stamp, ID: info.ID, UID: info.UID})
+		return a.recordBackup(backupRecord{Where: fsys.Where(), Path: []byte(f.Path), Backup: []byte(d.Join(bak)), Stamp: stamp, ID: info.ID, UID: info.UID})
 	}
 	if err := clearName(d, bak, "backup"); err != nil {
 		return err
@@ -68,10 +73,10 @@ func (a *Activities) backupOne(f PlannedFile, stamp int64) error {
 	}
 	id, err := createExcl(d, bak, "backup", data, info.Perm()&^clear, info.UID, info.GID)
 	if err != nil {
-		return fmt.Errorf("back up %s: %w", f.Path, err)
+		return wrapf(err, "back up %s", f.Path)
 	}
 	if err := d.Sync(); err != nil {
 		return err
 	}
-	return a.recordBackup(backupRecord{Path: []byte(f.Path), Backup: []byte(d.Join(bak)), Stamp: stamp, ID: id, UID: info.UID})
+	return a.recordBackup(backupRecord{Where: fsys.Where(), Path: []byte(f.Path), Backup: []byte(d.Join(bak)), Stamp: stamp, ID: id, UID: info.UID})
 }

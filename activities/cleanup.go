@@ -30,6 +30,11 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 	if err := checkPlan(in.Request, in.Plan); err != nil {
 		return res, err
 	}
+	fsys, release, err := a.fsFor(ctx, in.Target)
+	if err != nil {
+		return res, err
+	}
+	defer release()
 	if in.DryRun {
 		if d := dryRunDir(in.Request); ownPrivateDir(d) {
 			if err := os.RemoveAll(d); err != nil {
@@ -38,18 +43,18 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 		}
 	} else {
 		for _, f := range in.Plan.Files {
-			cleanupTemp(log, f, in.Stamp)
+			cleanupTemp(fsys, log, f, in.Stamp)
 		}
 	}
 	switch {
 	case in.Succeeded:
-		if err := a.pruneBackups(log, in.Plan, in.Target.Config.Retention()); err != nil {
+		if err := a.pruneBackups(fsys, log, in.Plan, in.Target.Config.Retention()); err != nil {
 			return res, err
 		}
 	case !in.DryRun:
 		for _, f := range in.Plan.Files {
 			if f.Exists {
-				a.dropOwnBackup(log, f, in.Stamp)
+				a.dropOwnBackup(fsys, log, f, in.Stamp)
 			}
 		}
 	}
@@ -58,8 +63,8 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 		return res, err
 	}
 	for _, f := range in.Plan.Files {
-		for _, r := range newestFirst(recs, f.Path) {
-			if present(r) {
+		for _, r := range newestFirst(recs, fsys.Where(), f.Path) {
+			if present(fsys, r) {
 				res.Backups = append(res.Backups, string(r.Backup))
 			}
 		}
@@ -75,8 +80,8 @@ func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResul
 
 // cleanupTemp removes this deploy's temp file of f, when it is a regular
 // file in the directory Plan saw.
-func cleanupTemp(log log.Logger, f PlannedFile, stamp int64) {
-	d, _, err := openPlanned(f)
+func cleanupTemp(fsys FS, log log.Logger, f PlannedFile, stamp int64) {
+	d, _, err := openPlanned(fsys, f)
 	if err != nil {
 		log.Warn("cleanup: directory not as planned; temp file left", "path", f.Path, "error", err)
 		return
@@ -93,8 +98,8 @@ func cleanupTemp(log log.Logger, f PlannedFile, stamp int64) {
 
 // dropOwnBackup removes this deploy's backup of f after a failure before
 // Commit, while f still holds what it held before the deploy.
-func (a *Activities) dropOwnBackup(log log.Logger, f PlannedFile, stamp int64) {
-	d, base, err := openPlanned(f)
+func (a *Activities) dropOwnBackup(fsys FS, log log.Logger, f PlannedFile, stamp int64) {
+	d, base, err := openPlanned(fsys, f)
 	if err != nil {
 		return
 	}
@@ -108,31 +113,31 @@ func (a *Activities) dropOwnBackup(log log.Logger, f PlannedFile, stamp int64) {
 		return
 	}
 	for _, r := range recs {
-		if string(r.Backup) == bak && r.Stamp == stamp && d.RemoveIf(filepath.Base(bak), r.ID) == nil {
+		if r.Where == fsys.Where() && string(r.Backup) == bak && r.Stamp == stamp && d.RemoveIf(filepath.Base(bak), r.ID) == nil {
 			log.Info("cleanup: removed", "path", bak)
 			_ = d.Sync()
 		}
 	}
-	_ = a.forgetBackups(func(r backupRecord) bool { return !present(r) })
+	_ = a.forgetBackups(func(r backupRecord) bool { return r.Where == fsys.Where() && !present(fsys, r) })
 }
 
 // pruneBackups keeps the newest keep backups of each planned file among
 // those the ledger names and that are still the files the worker made
 // (same inode, still owned as when made), and removes the others of those.
-func (a *Activities) pruneBackups(log log.Logger, p Plan, keep int) error {
+func (a *Activities) pruneBackups(fsys FS, log log.Logger, p Plan, keep int) error {
 	recs, err := a.backupRecords()
 	if err != nil {
 		return err
 	}
 	for _, f := range p.Files {
-		d, _, err := openPlanned(f)
+		d, _, err := openPlanned(fsys, f)
 		if err != nil {
 			log.Warn("cleanup: directory not as planned; backups not pruned", "path", f.Path, "error", err)
 			continue
 		}
 		n := 0
-		for _, r := range newestFirst(recs, f.Path) {
-			if filepath.Dir(string(r.Backup)) != d.Path() || !present(r) {
+		for _, r := range newestFirst(recs, fsys.Where(), f.Path) {
+			if filepath.Dir(string(r.Backup)) != d.Path() || !present(fsys, r) {
 				continue
 			}
 			if n++; n <= keep {
@@ -145,5 +150,5 @@ func (a *Activities) pruneBackups(log log.Logger, p Plan, keep int) error {
 		_ = d.Sync()
 		d.Close()
 	}
-	return a.forgetBackups(func(r backupRecord) bool { return !present(r) })
+	return a.forgetBackups(func(r backupRecord) bool { return r.Where == fsys.Where() && !present(fsys, r) })
 }

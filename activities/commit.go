@@ -29,9 +29,14 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, 
 	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
 		return res, err
 	}
+	fsys, release, err := a.fsFor(ctx, in.Target)
+	if err != nil {
+		return res, err
+	}
+	defer release()
 	renamed, already := 0, 0
 	for i, pf := range in.Plan.Files {
-		did, err := commitOne(pf, in.Staged.Files[i].Temp)
+		did, err := commitOne(fsys, pf, in.Staged.Files[i].Temp)
 		if err != nil {
 			return res, err
 		}
@@ -50,8 +55,8 @@ func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, 
 	return res, nil
 }
 
-func commitOne(pf PlannedFile, temp string) (renamed bool, err error) {
-	d, base, err := openPlanned(pf)
+func commitOne(fsys FS, pf PlannedFile, temp string) (renamed bool, err error) {
+	d, base, err := openPlanned(fsys, pf)
 	if err != nil {
 		return false, err
 	}

@@ -3,7 +3,6 @@ package activities
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,7 +11,9 @@ import (
 	"syscall"
 	"unicode"
 
+	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/safefs"
+	"github.com/certctl/certctl/sshfs"
 )
 
 // File name markers. A temp or backup file is "<path><marker><unix-nanos>".
@@ -35,19 +36,25 @@ func BackupPath(path string, stamp int64) string {
 // step: still safe (CheckSecure, as in Plan) and still the very directory
 // Plan saw (its device and inode), so a directory swapped since Plan, for a
 // link or another directory, is ConcurrentChange with nothing written.
-func openPlanned(pf PlannedFile) (*safefs.Dir, string, error) {
+func openPlanned(fsys FS, pf PlannedFile) (Dir, string, error) {
 	dir, base := filepath.Dir(pf.Path), filepath.Base(pf.Path)
 	if pf.DirID == (safefs.ID{}) {
 		return nil, "", mismatch("%s: the plan has no identity for directory %s (planned by an older worker?): deploy again", pf.Path, dir)
 	}
-	if err := safefs.CheckSecure(dir, pf.UID); err != nil {
+	if err := fsys.CheckSecure(dir, pf.UID); err != nil {
 		var ie *safefs.InsecureError
 		if errors.As(err, &ie) {
 			return nil, "", insecure(err)
 		}
+		if isTransport(err) {
+			return nil, "", err
+		}
 		return nil, "", concurrent("%s: directory %s is no longer the one planned: %v; nothing written", pf.Path, dir, err)
 	}
-	d, err := safefs.OpenDir(dir)
+	d, err := fsys.OpenDir(dir)
+	if isTransport(err) {
+		return nil, "", err
+	}
 	if err != nil {
 		return nil, "", concurrent("%s: directory %s is no longer the one planned: %v; nothing written", pf.Path, dir, err)
 	}
@@ -62,7 +69,7 @@ func openPlanned(pf PlannedFile) (*safefs.Dir, string, error) {
 // is a torn copy from an earlier attempt of this step (the name carries this
 // deploy's stamp) and is removed; anything else (a planted link, a
 // directory, a FIFO) is ConcurrentChange and is left alone.
-func clearName(d *safefs.Dir, name, what string) error {
+func clearName(d Dir, name, what string) error {
 	info, err := d.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -91,8 +98,11 @@ func fileType(i safefs.Info) string {
 
 // createExcl creates name in d exclusively; a name taken between clearName
 // and the create is ConcurrentChange.
-func createExcl(d *safefs.Dir, name, what string, data []byte, mode os.FileMode, uid, gid int) (safefs.ID, error) {
+func createExcl(d Dir, name, what string, data []byte, mode os.FileMode, uid, gid int) (safefs.ID, error) {
 	id, err := d.CreateExcl(name, data, mode, uid, gid)
+	if errors.Is(err, sshfs.ErrUmask) {
+		return id, sshErr(err)
+	}
 	if errors.Is(err, fs.ErrExist) {
 		return id, concurrent("%s %s appeared while this deploy was creating it: someone who can write %s is interfering; nothing written through it", what, d.Join(name), d.Path())
 	}
@@ -101,7 +111,7 @@ func createExcl(d *safefs.Dir, name, what string, data []byte, mode os.FileMode,
 
 // holds reports the SHA-256 of name's bytes, "" when it does not exist, or
 // an error (a link or non-regular file included).
-func holds(d *safefs.Dir, name string) (string, error) {
+func holds(d Dir, name string) (string, error) {
 	sum, _, err := d.SHA256(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
@@ -206,20 +216,23 @@ const maxFileRead = 1 << 20
 // readRegular reads path through its directory opened without following
 // links: only a regular file (never a link, a FIFO or a device), at most
 // maxFileRead bytes.
-func readRegular(path string) ([]byte, error) {
-	d, err := safefs.OpenDir(filepath.Dir(path))
+func readRegular(fsys FS, path string) ([]byte, error) {
+	d, err := fsys.OpenDir(filepath.Dir(path))
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
-	f, _, err := d.Open(filepath.Base(path))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxFileRead+1))
-	if err == nil && len(b) > maxFileRead {
-		err = fmt.Errorf("%s is larger than %d bytes: not a file this deploy wrote", path, maxFileRead)
-	}
+	b, _, err := d.ReadLimited(filepath.Base(path), maxFileRead)
 	return b, err
+}
+
+// isTransport reports an error of the way to a remote host (it is down, or
+// its key is not trusted): the step fails as such, never as a change of
+// the files.
+func isTransport(err error) bool {
+	switch contract.Of(err) {
+	case contract.HostUnavailable, contract.HostKeyMismatch:
+		return true
+	}
+	return false
 }

@@ -318,7 +318,7 @@ func TestBackupLedgerKeepsEveryByte(t *testing.T) {
 		t.Fatalf("ledger holds %d records (%v), want %d", len(recs), err, len(odd))
 	}
 	for i, p := range odd {
-		if got := newestFirst(recs, p); len(got) != 1 || string(got[0].Backup) != BackupPath(p, int64(i)) {
+		if got := newestFirst(recs, "", p); len(got) != 1 || string(got[0].Backup) != BackupPath(p, int64(i)) {
 			t.Errorf("record for %q: %+v", p, got)
 		}
 	}

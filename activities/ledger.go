@@ -27,6 +27,9 @@ const backupsFile = "backups.jsonl"
 var ledgerMu sync.Mutex
 
 type backupRecord struct {
+	// Where is the machine the backup is on: "" for this one, the
+	// FS.Where of a remote one ("ssh://user@host:port").
+	Where  string    `json:"where,omitempty"`
 	Path   []byte    `json:"path"`   // the destination
 	Backup []byte    `json:"backup"` // BackupPath(Path, Stamp)
 	Stamp  int64     `json:"stamp"`
@@ -127,7 +130,7 @@ func (a *Activities) recordBackup(r backupRecord) error {
 		return fmt.Errorf("backup ledger: %w", err)
 	}
 	for _, k := range recs {
-		if string(k.Backup) == string(r.Backup) && k.ID == r.ID {
+		if k.Where == r.Where && string(k.Backup) == string(r.Backup) && k.ID == r.ID {
 			return nil
 		}
 	}
@@ -165,10 +168,10 @@ func (a *Activities) forgetBackups(drop func(backupRecord) bool) error {
 
 // newestFirst is the records of path's backups, newest stamp first, one per
 // backup name (the last recorded).
-func newestFirst(recs []backupRecord, path string) []backupRecord {
+func newestFirst(recs []backupRecord, where, path string) []backupRecord {
 	byName := map[string]backupRecord{}
 	for _, r := range recs {
-		if string(r.Path) == path {
+		if r.Where == where && string(r.Path) == path {
 			byName[string(r.Backup)] = r
 		}
 	}
@@ -198,13 +201,13 @@ func secureStateDir(stateDir string) (string, error) {
 
 // present reports whether r's backup is still the file the worker made: at
 // the name derived from its path and stamp, a regular file at its name, same device and inode, same owner, reached
-// without following links.
-func present(r backupRecord) bool {
+// without following links. fsys is the machine r is on.
+func present(fsys FS, r backupRecord) bool {
 	p := string(r.Backup)
 	if p != BackupPath(string(r.Path), r.Stamp) {
 		return false // not a name this worker makes: never counted, never removed
 	}
-	d, err := safefs.OpenDir(filepath.Dir(p))
+	d, err := fsys.OpenDir(filepath.Dir(p))
 	if err != nil {
 		return false
 	}

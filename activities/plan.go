@@ -5,11 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -35,16 +31,21 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	if err != nil {
 		return Plan{}, invalid(err)
 	}
-	if err := resolveCommands(c, in.Target); err != nil {
-		return Plan{}, err
-	}
 	files, err := layout(c, in.Target, bundle)
 	if err != nil {
 		return Plan{}, err
 	}
+	fsys, release, err := a.fsFor(ctx, in.Target)
+	if err != nil {
+		return Plan{}, err
+	}
+	defer release()
+	if err := resolveCommands(fsys, c, in.Target); err != nil {
+		return Plan{}, err
+	}
 	p := Plan{Action: ActionDeploy, LeafSHA256: bundle.LeafSHA256(), Chain: bundle.ServedChain()}
 	for _, f := range files {
-		pf, err := planFile(f, c.Defaults().Owners, in.Target.Host)
+		pf, err := planFile(fsys, f, c.Defaults().Owners, where(in.Target))
 		if err != nil {
 			return p, err
 		}
@@ -53,7 +54,7 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	cfg := in.Target.Config
 	if cfg.VerifyEnabled() {
 		_, _, _, timeout := cfg.VerifyPolicy()
-		if served, err := currentLeaf(ctx, c, in.Target, timeout); err == nil {
+		if served, err := currentLeaf(ctx, fsys, c, in.Target, timeout); err == nil {
 			p.ServedSHA256 = served
 		}
 	}
@@ -72,15 +73,17 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 // planFile looks at one destination through its directory, opened without
 // following links: the directory must exist and be safe (InsecurePath
 // otherwise), the destination be absent or a regular file.
-func planFile(f connectors.File, owners []string, host string) (PlannedFile, error) {
+func planFile(fsys FS, f connectors.File, owners []string, host string) (PlannedFile, error) {
 	field := "target_config." + f.Role + "_path"
 	dir, base := filepath.Dir(f.Path), filepath.Base(f.Path)
-	d, err := safefs.OpenDir(dir)
+	d, err := fsys.OpenDir(dir)
 	switch {
+	case isTransport(err):
+		return PlannedFile{}, err
 	case errors.Is(err, safefs.ErrSymlink):
 		return PlannedFile{}, contract.Invalid(field, fmt.Sprintf("%v: a directory on the way to %s is a symbolic link: point the target at the real path", err, f.Path))
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
-		return PlannedFile{}, contract.Invalid(field, fmt.Sprintf("directory %s does not exist on host %q", dir, host))
+		return PlannedFile{}, contract.Invalid(field, fmt.Sprintf("directory %s does not exist on %s", dir, host))
 	case err != nil:
 		return PlannedFile{}, fmt.Errorf("plan %s: %w", f.Path, err)
 	}
@@ -103,13 +106,13 @@ func planFile(f connectors.File, owners []string, host string) (PlannedFile, err
 	if existing != nil && !existing.IsRegular() {
 		return PlannedFile{}, contract.Invalid(field, f.Path+" is not a regular file")
 	}
-	pf, err := resolveOwnership(f, existing, owners)
+	pf, err := resolveOwnership(fsys, f, existing, owners)
 	if err != nil {
 		return pf, contract.Invalid("target_config."+f.Role+"_owner", err.Error())
 	}
 	// Before anything is written: no one but root and the file's owner may
 	// be able to redirect what is written in dir. No opt-out.
-	if err := safefs.CheckSecure(dir, pf.UID); err != nil {
+	if err := fsys.CheckSecure(dir, pf.UID); err != nil {
 		return pf, insecure(err)
 	}
 	if f.HoldsKey && pf.Mode&0o007 != 0 {
@@ -133,8 +136,10 @@ func planFile(f connectors.File, owners []string, host string) (PlannedFile, err
 // resolveOwnership applies DESIGN promise 3: explicit setting, then the
 // existing destination's, then the connector's default for new files, then
 // 0600 for anything holding a key.
-func resolveOwnership(f connectors.File, existing *safefs.Info, owners []string) (pf PlannedFile, err error) {
-	pf.UID, pf.GID = os.Getuid(), os.Getgid()
+func resolveOwnership(fsys FS, f connectors.File, existing *safefs.Info, owners []string) (pf PlannedFile, err error) {
+	if pf.UID, pf.GID, err = fsys.Process(); err != nil {
+		return pf, err
+	}
 	pf.OwnerFrom = "process"
 	switch {
 	case f.Mode != nil:
@@ -150,7 +155,7 @@ func resolveOwnership(f connectors.File, existing *safefs.Info, owners []string)
 	}
 	switch {
 	case f.Owner != "":
-		pf.UID, pf.GID, err = lookupOwner(f.Owner)
+		pf.UID, pf.GID, err = lookupOwner(fsys, f.Owner)
 		if err != nil {
 			return pf, err
 		}
@@ -159,9 +164,8 @@ func resolveOwnership(f connectors.File, existing *safefs.Info, owners []string)
 		pf.UID, pf.GID, pf.OwnerFrom = existing.UID, existing.GID, "existing"
 	default:
 		for _, name := range owners {
-			if u, err := user.Lookup(name); err == nil {
-				pf.UID, _ = strconv.Atoi(u.Uid)
-				pf.GID, _ = strconv.Atoi(u.Gid)
+			if uid, gid, err := fsys.LookupUser(name); err == nil {
+				pf.UID, pf.GID = uid, gid
 				pf.OwnerFrom = "connector-default"
 				break
 			}
@@ -171,32 +175,31 @@ func resolveOwnership(f connectors.File, existing *safefs.Info, owners []string)
 }
 
 // lookupOwner reads "user" or "user:group" (names or numeric ids).
-func lookupOwner(spec string) (uid, gid int, err error) {
+func lookupOwner(fsys FS, spec string) (uid, gid int, err error) {
 	name, group, hasGroup := strings.Cut(spec, ":")
-	u, err := user.Lookup(name)
-	if err != nil {
-		if u, err = user.LookupId(name); err != nil {
-			return 0, 0, fmt.Errorf("owner %q: no such user", name)
-		}
+	if uid, gid, err = fsys.LookupUser(name); err != nil {
+		return 0, 0, fmt.Errorf("owner %q: no such user", name)
 	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
 	if hasGroup {
-		g, err := user.LookupGroup(group)
-		if err != nil {
-			if g, err = user.LookupGroupId(group); err != nil {
-				return 0, 0, fmt.Errorf("owner %q: no such group %q", spec, group)
-			}
+		if gid, err = fsys.LookupGroup(group); err != nil {
+			return 0, 0, fmt.Errorf("owner %q: no such group %q", spec, group)
 		}
-		gid, _ = strconv.Atoi(g.Gid)
 	}
 	return uid, gid, nil
+}
+
+// where names the machine of a target's files in messages.
+func where(t target.Target) string {
+	if t.Remote() {
+		return "ssh://" + t.Config.SSH.String()
+	}
+	return fmt.Sprintf("host %q", t.Host)
 }
 
 // resolveCommands finds every binary the pipeline will run (validate and
 // reload, the connector's defaults included) before anything is staged: a
 // missing one is ValidateFailed naming the field, with nothing live touched.
-func resolveCommands(c connectors.Connector, t target.Target) error {
+func resolveCommands(fsys FS, c connectors.Connector, t target.Target) error {
 	cfg := t.Config
 	for _, cm := range []struct {
 		field string
@@ -209,14 +212,17 @@ func resolveCommands(c connectors.Connector, t target.Target) error {
 		if len(cm.argv) == 0 {
 			continue
 		}
-		if _, err := exec.LookPath(cm.argv[0]); err != nil {
+		if err := fsys.LookPath(cm.argv[0]); err != nil {
+			if isTransport(err) {
+				return err
+			}
 			field := cm.field
 			if !cm.set {
 				field = fmt.Sprintf("%s (not set: the %s connector's default %q)", cm.field, t.TargetType, cm.argv.String())
 			}
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-				"%s: %q cannot be run on host %q (%v): install it, or set %s to the binary that is there; nothing was changed",
-				field, cm.argv[0], t.Host, err, cm.field), contract.ValidateFailed, nil)
+				"%s: %q cannot be run on %s (%v): install it, or set %s to the binary that is there; nothing was changed",
+				field, cm.argv[0], where(t), err, cm.field), contract.ValidateFailed, nil)
 		}
 	}
 	return nil

@@ -23,11 +23,12 @@ func Preflight(t target.Target, m material.Material, now time.Time) (connectors.
 	if err != nil {
 		return nil, nil, &contract.FieldError{Field: "target_type", Msg: err.Error()}
 	}
-	if t.Host == "" && t.TargetType != kubernetes.Name {
-		// Every file connector here writes files: plan, stage and commit must run
-		// on the one machine that holds them, not on any "certctl" worker.
+	if t.Host == "" && !t.Remote() && t.TargetType != kubernetes.Name {
+		// Every connector here writes files: plan, stage and commit must run
+		// on the one machine that holds them (its worker, or over SSH), not
+		// on any "certctl" worker's own disk.
 		return nil, nil, &contract.FieldError{Field: "host", Msg: "is required for " + t.TargetType +
-			": name the machine whose certctl-worker --host runs the file steps"}
+			": name the machine whose certctl-worker --host runs the file steps (or give target_config.ssh to reach a machine with no certctl worker over SSH)"}
 	}
 	if err := c.Check(t.Config); err != nil {
 		return nil, nil, err

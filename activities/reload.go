@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,7 +29,15 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 	}
 	r := connectors.ReloadFor(c, req.Target.Config)
 	res := CommandResult{Command: r.String()}
-	limit, sc := req.Target.Config.CommandLimit(), scrubberFor(req, nil)
+	fsys, release, err := a.fsFor(ctx, req.Target)
+	if err != nil {
+		return res, err
+	}
+	defer release()
+	if req.Target.Remote() && (r.Signal != "" || r.HTTP != nil) {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: over SSH a reload is a command: set target_config.reload_command", r), contract.ReloadFailed, nil)
+	}
+	limit, sc := req.Target.Config.CommandLimit(), scrubberFor(fsys, req, nil)
 	if r.Signal != "" {
 		res.Output, err = signalPIDFile(r)
 		if err != nil {
@@ -53,7 +60,10 @@ func (a *Activities) Reload(ctx context.Context, req Request) (CommandResult, er
 		res.Note = req.Target.TargetType + ": no reload"
 		return res, nil
 	}
-	res.Output, err = runCommand(ctx, exec.Command(argv[0], argv[1:]...), limit, sc)
+	res.Output, err = fsys.Run(ctx, argv, limit, sc)
+	if isTransport(err) {
+		return res, err
+	}
 	if err != nil {
 		return res, commandErr(contract.ReloadFailed, argv, res.Output, err, sc)
 	}

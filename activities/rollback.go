@@ -29,6 +29,11 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 	if err := checkPlan(in.Request, in.Plan); err != nil {
 		return res, err
 	}
+	fsys, release, err := a.fsFor(ctx, in.Target)
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError("rollback: "+errMessage(err)+"; backups: "+describeBackups(in.Backups), contract.RollbackFailed, err, res)
+	}
+	defer release()
 	baks := map[string]string{}
 	for _, b := range in.Backups.Files {
 		baks[b.Path] = b.Backup
@@ -47,7 +52,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 			// in flight across the upgrade must still be able to roll back.
 			// Every operation stays no-follow and the directory is checked
 			// secure; only the swap since Plan cannot be seen.
-			if d, err := safefs.OpenDir(filepath.Dir(f.Path)); err == nil {
+			if d, err := fsys.OpenDir(filepath.Dir(f.Path)); err == nil {
 				f.DirID = d.ID()
 				d.Close()
 			}
@@ -61,7 +66,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 			fail(mismatch("backup %s of %s is not this deploy's (%s); %s left as it is", bak, f.Path, BackupPath(f.Path, in.Stamp), f.Path))
 			continue
 		}
-		restored, err := rollbackOne(f, in.Stamp)
+		restored, err := rollbackOne(fsys, f, in.Stamp)
 		if err != nil {
 			fail(err)
 			continue
@@ -85,8 +90,8 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackRe
 
 // rollbackOne restores (or, for a file the deploy created, removes) one
 // destination; changed reports whether it wrote anything.
-func rollbackOne(f PlannedFile, stamp int64) (changed bool, err error) {
-	d, base, err := openPlanned(f)
+func rollbackOne(fsys FS, f PlannedFile, stamp int64) (changed bool, err error) {
+	d, base, err := openPlanned(fsys, f)
 	if err != nil {
 		return false, err
 	}
@@ -125,7 +130,7 @@ func rollbackOne(f PlannedFile, stamp int64) (changed bool, err error) {
 		mode &^= 0o007
 	}
 	if _, err := createExcl(d, tmp, "rollback's temp file", data, mode, binfo.UID, binfo.GID); err != nil {
-		return false, fmt.Errorf("restore %s from %s: %w", f.Path, d.Join(bak), err)
+		return false, wrapf(err, "restore %s from %s", f.Path, d.Join(bak))
 	}
 	// Last look before the rename: still this deploy's bytes.
 	if now, err := holds(d, base); err != nil || now != f.SHA256 {

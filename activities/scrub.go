@@ -1,12 +1,10 @@
 package activities
 
 import (
-	"io"
 	"path/filepath"
 
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/scrub"
 )
 
@@ -16,7 +14,7 @@ const maxKeyFile = 1 << 20
 // scrubberFor knows every private key a command of this deploy could print:
 // the material's, when the step has it, and those in the target's files and
 // in this deploy's temp and backup files beside them (the old key too).
-func scrubberFor(req Request, m *material.Material) *scrub.Scrubber {
+func scrubberFor(fsys FS, req Request, m *material.Material) *scrub.Scrubber {
 	sc := scrub.New()
 	if m != nil {
 		sc.AddPEM([]byte(m.KeyPEM))
@@ -28,7 +26,7 @@ func scrubberFor(req Request, m *material.Material) *scrub.Scrubber {
 	for _, d := range ds {
 		p := d.Path
 		for _, f := range []string{p, TempPath(p, req.Stamp), BackupPath(p, req.Stamp)} {
-			if b := readKeyFile(f); b != nil {
+			if b := readKeyFile(fsys, f); b != nil {
 				sc.AddPEM(b)
 			}
 		}
@@ -38,18 +36,13 @@ func scrubberFor(req Request, m *material.Material) *scrub.Scrubber {
 
 // readKeyFile reads a regular file through safefs (no link followed on the
 // way or at the name, no FIFO blocked on); nil when there is none.
-func readKeyFile(path string) []byte {
-	d, err := safefs.OpenDir(filepath.Dir(path))
+func readKeyFile(fsys FS, path string) []byte {
+	d, err := fsys.OpenDir(filepath.Dir(path))
 	if err != nil {
 		return nil
 	}
 	defer d.Close()
-	f, _, err := d.Open(filepath.Base(path))
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
+	b, _, err := d.ReadLimited(filepath.Base(path), maxKeyFile)
 	if err != nil {
 		return nil
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/certctl/certctl/failpoint"
 	"github.com/certctl/certctl/material"
-	"github.com/certctl/certctl/safefs"
 )
 
 // Stage writes each file's new bytes to <path>.certctl-tmp.<stamp> beside its
@@ -34,18 +33,25 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 		return Staged{}, err
 	}
 	var out Staged
-	var private *safefs.Dir
+	fsys, release, err := a.fsFor(ctx, in.Target)
+	if err != nil {
+		return out, err
+	}
+	defer release()
+	var private Dir
 	if in.DryRun {
+		// A dry run stages on this worker, in its private directory,
+		// whatever machine the target's files are on.
 		dir, err := makeDryRunDir(in.Request)
 		if err != nil {
 			return out, err
 		}
 		out.PrivateDir = dir
-		if private, err = safefs.OpenDir(dir); err != nil {
+		if private, err = (localFS{}).OpenDir(dir); err != nil {
 			return out, err
 		}
 		defer private.Close()
-	} else {
+	} else if !in.Target.Remote() {
 		// A worker starting after a crash sweeps leftovers from these.
 		var dirs []string
 		for _, f := range files {
@@ -69,7 +75,7 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 		}
 		// The owner and mode come from the input too: they must be what
 		// this worker plans for the file now, never a plan's own.
-		want, err := planFile(f, c.Defaults().Owners, in.Target.Host)
+		want, err := planFile(fsys, f, c.Defaults().Owners, where(in.Target))
 		if err != nil {
 			return out, err
 		}
@@ -77,7 +83,7 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 			return out, mismatch("stage: %s: the plan says owner %d:%d mode %v (holds key %t), this worker plans %d:%d mode %v (holds key %t); nothing staged",
 				f.Path, pf.UID, pf.GID, pf.Mode, pf.HoldsKey, want.UID, want.GID, want.Mode, want.HoldsKey)
 		}
-		tmp, err := stageOne(private, i, pf, f.Bytes, in.Stamp)
+		tmp, err := stageOne(fsys, private, i, pf, f.Bytes, in.Stamp)
 		if err != nil {
 			return out, err
 		}
@@ -90,11 +96,11 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 
 // stageOne writes one staged file, beside its destination or (private not
 // nil) into the dry run's private directory, and returns its path.
-func stageOne(private *safefs.Dir, i int, pf PlannedFile, data []byte, stamp int64) (string, error) {
+func stageOne(fsys FS, private Dir, i int, pf PlannedFile, data []byte, stamp int64) (string, error) {
 	d, name := private, dryRunName(i, pf.Path)
 	if d == nil {
 		var err error
-		if d, _, err = openPlanned(pf); err != nil {
+		if d, _, err = openPlanned(fsys, pf); err != nil {
 			return "", err
 		}
 		defer d.Close()
@@ -104,7 +110,7 @@ func stageOne(private *safefs.Dir, i int, pf PlannedFile, data []byte, stamp int
 		return "", err
 	}
 	if _, err := createExcl(d, name, "staged file", data, pf.Mode.Perm(), pf.UID, pf.GID); err != nil {
-		return "", fmt.Errorf("stage %s: %w", pf.Path, err)
+		return "", wrapf(err, "stage %s", pf.Path)
 	}
 	return d.Join(name), d.Sync()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -45,13 +44,20 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 	if err := checkStaged(in.Request, in.Plan, in.Staged); err != nil {
 		return ValidateResult{}, err
 	}
-	if err := a.checkFiles(in); err != nil {
+	fsys, release, err := a.fsFor(ctx, in.Target)
+	if err != nil {
+		return ValidateResult{}, err
+	}
+	defer release()
+	if err := a.checkFiles(fsys, in); err != nil {
 		return ValidateResult{}, err
 	}
 	// A reload by signal can be checked without sending it: a pid file that
 	// names no live server process fails here, before anything live changes,
 	// not at reload time with the new files in place.
-	if r := connectors.ReloadFor(c, in.Target.Config); r.Signal != "" {
+	if r := connectors.ReloadFor(c, in.Target.Config); r.Signal != "" && in.Target.Remote() {
+		return ValidateResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("reload (%s): over SSH a reload is a command: set target_config.reload_command", r), contract.ValidateFailed, nil)
+	} else if r.Signal != "" {
 		if _, _, err := reloadPID(r); err != nil {
 			return ValidateResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("reload (%s): %v", r, err), contract.ValidateFailed, nil)
 		}
@@ -63,11 +69,25 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 		res.ServerCheck, res.Note = CheckNone, in.Target.TargetType+": no server check"
 		return res, nil
 	}
-	limit, sc := in.Target.Config.CommandLimit(), scrubberFor(in.Request, nil)
+	limit, sc := in.Target.Config.CommandLimit(), scrubberFor(fsys, in.Request, nil)
 	if in.Live {
 		res.ServerCheck = CheckLive
-		res.Output, err = runCommand(ctx, exec.Command(argv[0], argv[1:]...), limit, sc)
+		res.Output, err = fsys.Run(ctx, argv, limit, sc)
+		if isTransport(err) {
+			return res, err
+		}
 		return res, validateErr(argv, res.Output, err, sc)
+	}
+	if in.Target.Remote() {
+		// The remote server's check reads the live paths: it runs after
+		// Commit, before Reload, and a failure restores the backups.
+		res.Note = "over SSH the server's check can only read the live paths"
+		if in.DryRun {
+			res.ServerCheck = CheckSkipped
+			return res, nil
+		}
+		res.ServerCheck = CheckDeferred
+		return res, nil
 	}
 	var binds []stagedview.Bind
 	for i, s := range in.Staged.Files {
@@ -98,14 +118,20 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 
 // checkFiles re-reads the files that will be served (staged, or live after
 // Commit) and checks them as material: what is on disk is what matters.
-func (a *Activities) checkFiles(in ValidateInput) error {
+func (a *Activities) checkFiles(fsys FS, in ValidateInput) error {
 	var all []byte
 	for i, f := range in.Plan.Files {
-		p := f.Path
+		p, from := f.Path, fsys
 		if !in.Live {
 			p = in.Staged.Files[i].Temp
 		}
-		b, err := readRegular(p)
+		if !in.Live && in.Staged.PrivateDir != "" {
+			from = localFS{} // a dry run stages on this worker
+		}
+		b, err := readRegular(from, p)
+		if isTransport(err) {
+			return err
+		}
 		if errors.Is(err, safefs.ErrSymlink) || errors.Is(err, safefs.ErrNotRegular) {
 			return concurrent("read %s: %v: someone who can write its directory replaced it", p, err)
 		}

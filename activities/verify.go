@@ -40,7 +40,12 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 			return res, err
 		}
 	} else if connectors.VerifiesByReadBack(c) {
-		return verifyReadBack(ctx, c, in)
+		fsys, release, err := a.fsFor(ctx, in.Target)
+		if err != nil {
+			return VerifyResult{}, err
+		}
+		defer release()
+		return verifyReadBack(ctx, fsys, c, in)
 	}
 	cfg := in.Target.Config
 	_, _, _, timeout := cfg.VerifyPolicy()
@@ -188,13 +193,13 @@ func probeChain(ctx context.Context, c connectors.Connector, t target.Target, ti
 // commit, the one it replaced after a rollback. One read per attempt (files
 // do not settle); a file that is missing, a link, not a regular file or
 // without a certificate fails like a served mismatch, naming the file.
-func verifyReadBack(ctx context.Context, c connectors.Connector, in VerifyInput) (VerifyResult, error) {
+func verifyReadBack(ctx context.Context, fsys FS, c connectors.Connector, in VerifyInput) (VerifyResult, error) {
 	var res VerifyResult
 	if activity.IsActivity(ctx) {
 		res.Attempt = activity.GetInfo(ctx).Attempt
 	}
 	failpoint.Hit("verify:probe")
-	path, leaf, err := readBackLeaf(c, in.Target)
+	path, leaf, err := readBackLeaf(fsys, c, in.Target)
 	metrics.VerifyAttemptsTotal.Inc()
 	res.Endpoint = path
 	if err != nil {
@@ -212,12 +217,12 @@ func verifyReadBack(ctx context.Context, c connectors.Connector, in VerifyInput)
 // and the SHA-256 of the first certificate it holds, read through package
 // safefs: no link is followed, on the way or at the file, and only a regular
 // file is read. Errors name the file and its field.
-func readBackLeaf(c connectors.Connector, t target.Target) (path, leaf string, err error) {
+func readBackLeaf(fsys FS, c connectors.Connector, t target.Target) (path, leaf string, err error) {
 	d, ok := connectors.LeafFile(c, t.Config)
 	if !ok {
 		return "", "", errors.New("the target names no file for the certificate")
 	}
-	b, err := readRegular(d.Path)
+	b, err := readRegular(fsys, d.Path)
 	switch {
 	case errors.Is(err, safefs.ErrSymlink):
 		return d.Path, "", fmt.Errorf("%s: %w: not followed, so not read (the file certctl wrote was replaced by a link)", d.Field, err)
@@ -236,9 +241,9 @@ func readBackLeaf(c connectors.Connector, t target.Target) (path, leaf string, e
 // currentLeaf is the leaf a target delivers now, before a deploy: the one
 // its endpoint serves, or, for a connector that verifies by reading back,
 // the one its leaf file holds.
-func currentLeaf(ctx context.Context, c connectors.Connector, t target.Target, timeout time.Duration) (string, error) {
+func currentLeaf(ctx context.Context, fsys FS, c connectors.Connector, t target.Target, timeout time.Duration) (string, error) {
 	if connectors.VerifiesByReadBack(c) {
-		_, leaf, err := readBackLeaf(c, t)
+		_, leaf, err := readBackLeaf(fsys, c, t)
 		return leaf, err
 	}
 	return probeTarget(ctx, c, t, timeout)

@@ -19,12 +19,29 @@ type Separate struct {
 	// chain files are 0644.
 	KeyMode os.FileMode
 	Default Defaults
+	// ChainInCert: the server sends clients only what cert_path holds
+	// (nginx's ssl_certificate, postfix's smtpd_tls_cert_file, dovecot's
+	// ssl_cert, caddy's tls CERT): the chain always follows the leaf there.
+	// A chain_path, when the target sets one, gets the chain as well (for
+	// the server's own trust settings, such as nginx's
+	// ssl_trusted_certificate), never instead. Without it (apache, which
+	// sends SSLCertificateChainFile), a chain_path holds the chain alone.
+	ChainInCert bool
 }
 
-// Files writes cert (with the chain appended when there is no chain_path),
-// chain (when chain_path is set) and key.
+// Files writes cert (with the chain appended when there is no chain_path,
+// or always with ChainInCert), chain (when chain_path is set) and key.
 func (s Separate) Files(cfg target.Config, b *material.Bundle) ([]File, error) {
-	return SeparateFiles(cfg, b, 0o644, 0o644, s.KeyMode)
+	files, err := SeparateFiles(cfg, b, 0o644, 0o644, s.KeyMode)
+	if err != nil || !s.ChainInCert {
+		return files, err
+	}
+	for i := range files {
+		if files[i].Role == "cert" {
+			files[i].Bytes = append(b.LeafPEM(), b.ChainPEM()...)
+		}
+	}
+	return files, nil
 }
 
 // Destinations are cert_path, chain_path and key_path.

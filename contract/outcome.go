@@ -25,6 +25,7 @@ const (
 	InvalidInput      = "InvalidInput"      // the request was refused before anything was written
 	InsecurePath      = "InsecurePath"      // a directory on the way to a destination is writable by others; refused before anything was written
 	PolicyRefused     = "PolicyRefused"     // the host worker's policy (CERTCTL_WORKER_POLICY) refused the target; nothing written
+	HostKeyMismatch   = "HostKeyMismatch"   // agentless SSH: the host's key is unknown to known_hosts_path or not the pinned host_key; never accepted, nothing written
 	ApprovalRejected  = "ApprovalRejected"  // renewal: an approver rejected the request; nothing was issued or deployed
 	ApprovalExpired   = "ApprovalExpired"   // renewal: no decision before the deadline; terminal, nothing was issued or deployed
 )

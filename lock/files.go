@@ -61,8 +61,14 @@ func Keys(t target.Target) []string {
 		}
 	}
 	sort.Strings(paths) // one spelling of a key set, whatever the connector's order
+	// A remote target's files are another machine's: keyed by the SSH
+	// user and address as well (the same path on two hosts is two files).
+	prefix := "file:"
+	if t.Config.SSH != nil {
+		prefix = "file:ssh://" + strings.ToLower(t.Config.SSH.Address) + ":"
+	}
 	for _, p := range paths {
-		keys = append(keys, "file:"+p)
+		keys = append(keys, prefix+p)
 	}
 	return keys
 }

@@ -180,6 +180,13 @@ func (p *Policy) CheckTarget(t target.Target) error {
 	if kc, ok := c.(KubernetesConnector); ok {
 		return p.CheckNamespaces(kc.KubernetesNamespaces(t.Config))
 	}
+	if t.Config.SSH != nil {
+		// Agentless over SSH: the host first, then its paths and commands
+		// under the same allow_paths and allow_commands.
+		if err := p.CheckSSHHost("target_config.ssh.address", t.Config.SSH.Address); err != nil {
+			return err
+		}
+	}
 	for _, d := range c.Destinations(t.Config) {
 		if err := p.CheckPath(d.Field, d.Path); err != nil {
 			return err
@@ -221,6 +228,25 @@ func (p *Policy) CheckNamespaces(namespaces []string) error {
 		}
 	}
 	return nil
+}
+
+// CheckSSHHost allows an address (host:port) that allow_ssh_hosts lists
+// (compared case-folded), or any when it lists "*". Without allow_ssh_hosts
+// the worker reaches no host over SSH.
+func (p *Policy) CheckSSHHost(field, address string) error {
+	if p.Missing {
+		return &Refused{File: p.File, Rule: "file"}
+	}
+	for _, h := range p.AllowSSHHosts {
+		if h == Wildcard || strings.EqualFold(h, address) {
+			return nil
+		}
+	}
+	reason := fmt.Sprintf("is none of allow_ssh_hosts %v", p.AllowSSHHosts)
+	if len(p.AllowSSHHosts) == 0 {
+		reason = "is not allowed: the policy has no allow_ssh_hosts, so this worker reaches no host over SSH"
+	}
+	return &Refused{File: p.File, Rule: "allow_ssh_hosts", Field: field, Value: fmt.Sprintf("%q", address), Reason: reason}
 }
 
 // CheckPath allows an absolute path without ".." that is an allow_paths

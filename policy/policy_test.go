@@ -218,3 +218,38 @@ func TestInterceptor(t *testing.T) {
 		})
 	}
 }
+
+// An agentless SSH target: the certctl worker's policy must list its host
+// (allow_ssh_hosts), and its remote paths and commands pass allow_paths and
+// allow_commands like a host worker's; a policy without allow_ssh_hosts
+// reaches no host.
+func TestPolicySSHHosts(t *testing.T) {
+	tg := func(addr, path string) target.Target {
+		return target.Target{TargetID: "w", TargetType: "nginx", Config: target.Config{
+			CertPath: path + "/cert.pem", KeyPath: path + "/key.pem",
+			ValidateCommand: target.Command{"nginx", "-t"}, ReloadCommand: target.Command{"nginx", "-s", "reload"},
+			SSH: &target.SSH{Address: addr, User: "root", KnownHostsPath: "/etc/certctl/known_hosts"}}}
+	}
+	p := parse(t, "allow_paths: [/etc/nginx/certs]\nallow_commands: [[nginx]]\nallow_ssh_hosts: [web-1.example.com:22]\n")
+	if err := p.CheckTarget(tg("WEB-1.example.com:22", "/etc/nginx/certs")); err != nil {
+		t.Errorf("a listed host: %v", err)
+	}
+	if r := refusedRule(t, p.CheckTarget(tg("web-2.example.com:22", "/etc/nginx/certs"))); r != "allow_ssh_hosts" {
+		t.Errorf("an unlisted host refused by %s", r)
+	}
+	if r := refusedRule(t, p.CheckTarget(tg("web-1.example.com:2222", "/etc/nginx/certs"))); r != "allow_ssh_hosts" {
+		t.Errorf("another port refused by %s", r)
+	}
+	if r := refusedRule(t, p.CheckTarget(tg("web-1.example.com:22", "/etc/ssl/private"))); r != "allow_paths" {
+		t.Errorf("a remote path outside allow_paths refused by %s", r)
+	}
+	none := parse(t, "allow_paths: [/]\nallow_commands: [[\"*\"]]\n")
+	err := none.CheckTarget(tg("web-1.example.com:22", "/etc/nginx/certs"))
+	if r := refusedRule(t, err); r != "allow_ssh_hosts" || !strings.Contains(err.Error(), "no allow_ssh_hosts") {
+		t.Errorf("a policy without allow_ssh_hosts: %v", err)
+	}
+	wild := parse(t, "allow_paths: [/]\nallow_commands: [[\"*\"]]\nallow_ssh_hosts: [\"*\"]\n")
+	if err := wild.CheckTarget(tg("anything:22", "/etc/nginx/certs")); err != nil {
+		t.Errorf("allow_ssh_hosts [*]: %v", err)
+	}
+}

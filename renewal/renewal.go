@@ -25,6 +25,7 @@ import (
 	"github.com/certctl/certctl/metrics"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/safefs"
+	"github.com/certctl/certctl/sshfs"
 	"github.com/certctl/certctl/target"
 )
 
@@ -204,7 +205,7 @@ type Deployed struct {
 // (connectors.LeafFile: cert_path, haproxy's pem_path …), run on the
 // target's queue: its host's worker. A missing or unreadable file is
 // reported, not an error: it makes the renewal due.
-func (a *Activities) InspectDeployed(_ context.Context, t target.Target) (Deployed, error) {
+func (a *Activities) InspectDeployed(ctx context.Context, t target.Target) (Deployed, error) {
 	d := Deployed{TargetID: t.TargetID}
 	c, err := connectors.Get(t.TargetType)
 	if err != nil {
@@ -217,7 +218,13 @@ func (a *Activities) InspectDeployed(_ context.Context, t target.Target) (Deploy
 		return d, nil
 	}
 	d.Path = leaf.Path
-	data, err := readLeafFile(d.Path)
+	var data []byte
+	if t.Remote() {
+		// An agentless SSH target: its file is on the remote host.
+		data, err = readRemoteLeafFile(ctx, t.Config.SSH, d.Path)
+	} else {
+		data, err = readLeafFile(d.Path)
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		d.Problem = "no certificate deployed yet"
@@ -247,6 +254,25 @@ var errTooLarge = fmt.Errorf("is larger than %d bytes: not a file certctl wrote"
 // readLeafFile reads path as a deploy step would: through its directory
 // opened without following links, only a regular file (never a link, a FIFO
 // or a device), at most maxLeafFile bytes. It runs as root on the host.
+// readRemoteLeafFile reads path on the remote host of s, over SFTP through
+// the worker's connection pool (no link on the way or at the file).
+func readRemoteLeafFile(ctx context.Context, s *target.SSH, path string) ([]byte, error) {
+	c, err := sshfs.Default.Get(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Release()
+	dir, err := c.OpenDir(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	data, _, err := dir.ReadLimited(filepath.Base(path), maxLeafFile)
+	if errors.Is(err, sshfs.ErrTooLarge) {
+		return nil, fmt.Errorf("%s %w", path, errTooLarge)
+	}
+	return data, err
+}
+
 func readLeafFile(path string) ([]byte, error) {
 	dir, err := safefs.OpenDir(filepath.Dir(path))
 	if err != nil {

@@ -48,6 +48,27 @@ func CheckSecure(dir string, owner int) error {
 	return nil
 }
 
+// CheckChain applies CheckSecure's rules to a walk made elsewhere (over
+// SFTP, say): dirs[i] is the i-th directory from "/" to the destination's
+// own directory (the last), infos[i] its Info, none of them a link.
+func CheckChain(dirs []string, infos []Info, owner int) error {
+	if len(dirs) == 0 || len(dirs) != len(infos) {
+		return fmt.Errorf("check %v: no walk to check", dirs)
+	}
+	for i := range dirs {
+		if infos[i].IsSymlink() {
+			return fmt.Errorf("%s: %w", dirs[i], ErrSymlink)
+		}
+		if i == len(dirs)-1 {
+			return checkOwnDir(dirs[i], infos[i], owner)
+		}
+		if err := checkAncestor(dirs[i], infos[i], &infos[i+1], owner); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func checkOwnDir(dir string, info Info, owner int) error {
 	fail := func(reason string) error {
 		return &InsecureError{Dir: dir, UID: info.UID, Mode: info.ModeString(), Reason: reason,

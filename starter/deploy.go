@@ -17,7 +17,6 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/certctl/certctl/activities"
@@ -177,8 +176,7 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 	if msg := givenUp(); msg != "" {
 		res = workflows.DeployResult{Outcome: contract.HostUnavailable, TargetID: req.Target.TargetID, Error: msg}
 	} else if err != nil {
-		var ae *temporal.ApplicationError
-		if !errors.As(err, &ae) || ae.Details(&res) != nil || res.Outcome == "" {
+		if !detailsOf(err, &res) || res.Outcome == "" {
 			return &exitError{code: 1, msg: fmt.Sprintf("deploy %s: %v", run.GetID(), err)}
 		}
 	}

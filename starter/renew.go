@@ -197,28 +197,15 @@ func runRenew(ctx context.Context, c client.Client, req workflows.RenewRequest, 
 	}
 	var res workflows.RenewResult
 	if err := run.Get(ctx, &res); err != nil {
-		var ae *temporal.ApplicationError
 		if ctx.Err() != nil {
 			return &exitError{code: 1, msg: fmt.Sprintf("stopped waiting; %s keeps running (temporal workflow result --workflow-id %s)", run.GetID(), run.GetID())}
 		}
-		if !errors.As(err, &ae) || ae.Details(&res) != nil || res.Outcome == "" {
+		if !detailsOf(err, &res) || res.Outcome == "" {
 			return &exitError{code: 1, msg: fmt.Sprintf("renew %s: %v", run.GetID(), err)}
 		}
 	}
-	if !text {
-		if err := json.NewEncoder(w).Encode(renewOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), RenewResult: res}); err != nil {
-			return err
-		}
-	} else {
-		printRenew(w, res)
-	}
-	switch res.Outcome {
-	case contract.Deployed, contract.SkippedIdempotent, contract.RenewalNotDue:
-		return nil
-	case contract.InvalidInput:
-		return &exitError{code: 2}
-	}
-	return &exitError{code: 1}
+	return report(w, text, renewOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), RenewResult: res},
+		func() { printRenew(w, res) }, res.Outcome, contract.Deployed, contract.SkippedIdempotent, contract.RenewalNotDue)
 }
 
 func printRenew(w io.Writer, res workflows.RenewResult) {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
@@ -248,32 +247,13 @@ func followRollout(ctx context.Context, c client.Client, run client.WorkflowRun,
 		err = nil
 	}
 	p.show(ctx, c, run.GetID())
-	if err != nil {
-		var ae *temporal.ApplicationError
-		var ce *temporal.CanceledError
-		switch {
-		case errors.As(err, &ae) && ae.Details(&res) == nil && res.Outcome != "":
-		case errors.As(err, &ce) && ce.Details(&res) == nil && res.Outcome != "":
-		default:
-			// Continue-as-new is followed by run.Get; anything else ended
-			// the rollout without a result.
-			return &exitError{code: 1, msg: fmt.Sprintf("rollout %s: %v", run.GetID(), err)}
-		}
+	// Continue-as-new is followed by run.Get; anything else without a
+	// result ended the rollout (terminated).
+	if err != nil && (!detailsOf(err, &res) || res.Outcome == "") {
+		return &exitError{code: 1, msg: fmt.Sprintf("rollout %s: %v", run.GetID(), err)}
 	}
-	if !text {
-		if err := json.NewEncoder(w).Encode(rolloutOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), RolloutResult: res}); err != nil {
-			return err
-		}
-	} else {
-		printRolloutResult(w, res)
-	}
-	switch res.Outcome {
-	case contract.RolloutCompleted:
-		return nil
-	case contract.InvalidInput:
-		return &exitError{code: 2}
-	}
-	return &exitError{code: 1}
+	return report(w, text, rolloutOutput{WorkflowID: run.GetID(), RunID: run.GetRunID(), RolloutResult: res},
+		func() { printRolloutResult(w, res) }, res.Outcome, contract.RolloutCompleted)
 }
 
 var errFinished = errors.New("finished")

@@ -71,6 +71,10 @@ type Config struct {
 	// reload_command. Given together, never with reload_command.
 	ReloadSignal string `json:"reload_signal,omitempty" yaml:"reload_signal,omitempty"`
 	PIDFile      string `json:"pid_file,omitempty" yaml:"pid_file,omitempty"`
+
+	// SSH reaches the files on another machine over SSH/SFTP (an agentless
+	// target: no host). See SSH.
+	SSH *SSH `json:"ssh,omitempty" yaml:"ssh,omitempty"`
 }
 
 // Reload signals a target may name in reload_signal: the ones servers use to

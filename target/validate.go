@@ -70,6 +70,9 @@ func (t *Target) Validate() error {
 	if err := c.validateReload(); err != nil {
 		return err
 	}
+	if err := t.validateSSH(); err != nil {
+		return err
+	}
 	if p := c.PostDeployVerify.Protocol; p != "" && !slices.Contains(VerifyProtocols, p) {
 		return fieldErr("target_config.post_deploy_verify.protocol", "%q is not one of %s", p, strings.Join(VerifyProtocols, ", "))
 	}

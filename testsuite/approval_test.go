@@ -54,22 +54,22 @@ func codecEndpoint(t *testing.T) string {
 	return srv.URL
 }
 
-type renewCLIRun struct {
+type cliRun struct {
 	code           int
 	stdout, stderr string
 }
 
-func (r renewCLIRun) lastLine() string {
+func (r cliRun) lastLine() string {
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	return lines[len(lines)-1]
 }
 
-func runLogged(t *testing.T, name string, cmd *exec.Cmd) renewCLIRun {
+func runLogged(t *testing.T, name string, cmd *exec.Cmd) cliRun {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	r := renewCLIRun{stdout: stdout.String(), stderr: stderr.String()}
+	r := cliRun{stdout: stdout.String(), stderr: stderr.String()}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
@@ -82,7 +82,7 @@ func runLogged(t *testing.T, name string, cmd *exec.Cmd) renewCLIRun {
 }
 
 // temporalCLI runs the temporal CLI against the dev server through the codec.
-func tctl(t *testing.T, codecURL string, args ...string) renewCLIRun {
+func tctl(t *testing.T, codecURL string, args ...string) cliRun {
 	t.Helper()
 	cmd := exec.Command(env.temporalCLI, append(args, "--address", env.address, "--codec-endpoint", codecURL, "--color", "never")...)
 	return runLogged(t, "temporal", cmd)
@@ -94,7 +94,7 @@ func certctlExec(args ...string) *exec.Cmd {
 	return cmd
 }
 
-func certctlRun(t *testing.T, args ...string) renewCLIRun {
+func certctlRun(t *testing.T, args ...string) cliRun {
 	t.Helper()
 	return runLogged(t, "certctl", certctlExec(args...))
 }
@@ -121,7 +121,7 @@ func startRenew(t *testing.T, args ...string) *renewProc {
 	return r
 }
 
-func (r *renewProc) wait(t *testing.T) renewCLIRun {
+func (r *renewProc) wait(t *testing.T) cliRun {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- r.cmd.Wait() }()
@@ -132,7 +132,7 @@ func (r *renewProc) wait(t *testing.T) renewCLIRun {
 		_ = r.cmd.Process.Kill()
 		t.Fatalf("certctl renew did not finish:\n%s%s", r.stdout.String(), r.stderr.String())
 	}
-	res := renewCLIRun{stdout: r.stdout.String(), stderr: r.stderr.String()}
+	res := cliRun{stdout: r.stdout.String(), stderr: r.stderr.String()}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		res.code = ee.ExitCode()

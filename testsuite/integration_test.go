@@ -52,6 +52,11 @@ var env struct {
 	temporalCLI     string
 	workflowWorker  *testsuite.Process // polls "certctl"; a crash test may replace it
 	profilesDir     string             // CERTCTL_PROFILES_DIR of every worker
+	// sshPort is where the agentless tests start sshd, deadSSHPort one
+	// where nothing listens: both in the workers' allow_ssh_hosts.
+	sshPort, deadSSHPort int
+	// umaskSSHPort: an sshd whose SFTP umask is the default (022).
+	umaskSSHPort int
 }
 
 func TestMain(m *testing.M) {
@@ -80,7 +85,17 @@ func runMain(m *testing.M) int {
 	os.Setenv("CERTCTL_STATE_DIR", filepath.Join(dir, "state"))
 	// Every worker gets a host policy (the tests' temp dirs, any command)
 	// and a profiles directory.
-	if env.profilesDir, err = testsuite.UseTestPolicy(dir); err != nil {
+	taken := map[int]bool{}
+	for _, p := range []*int{&env.sshPort, &env.deadSSHPort, &env.umaskSSHPort} {
+		for *p == 0 || taken[*p] {
+			if *p, err = testsuite.FreePort(); err != nil {
+				fmt.Fprintln(os.Stderr, "integration setup:", err)
+				return 1
+			}
+		}
+		taken[*p] = true
+	}
+	if env.profilesDir, err = testsuite.UseTestPolicy(dir, fmt.Sprintf("127.0.0.1:%d", env.sshPort), fmt.Sprintf("127.0.0.1:%d", env.deadSSHPort), fmt.Sprintf("127.0.0.1:%d", env.umaskSSHPort)); err != nil {
 		fmt.Fprintln(os.Stderr, "integration setup:", err)
 		return 1
 	}

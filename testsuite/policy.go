@@ -20,11 +20,14 @@ const KubeE2ENamespace = "shop"
 // process's environment) a host policy that allows the tests' temp dirs and
 // any command, and a profiles directory: dir/worker.yaml and dir/profiles.
 // It returns the profiles directory, where renewal tests install profiles.
-func UseTestPolicy(dir string) (profilesDir string, err error) {
+// sshHosts are the policy's allow_ssh_hosts (none: no agentless SSH target
+// is allowed).
+func UseTestPolicy(dir string, sshHosts ...string) (profilesDir string, err error) {
 	path := filepath.Join(dir, "worker.yaml")
 	if err := WritePolicy(path, policy.Policy{
 		AllowPaths:    []string{os.TempDir()},
 		AllowCommands: [][]string{{policy.Wildcard}},
+		AllowSSHHosts: sshHosts,
 		// The kubernetes tests' end-to-end namespace; any other is refused.
 		AllowKubernetesNamespaces: []string{KubeE2ENamespace},
 	}); err != nil {

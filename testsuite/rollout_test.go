@@ -1,13 +1,10 @@
 package testsuite_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,18 +53,9 @@ func (f *rolloutFleet) write(t *testing.T) {
 	}
 }
 
-// rolloutRun is one run of `certctl rollout`.
-type rolloutRun struct {
-	code           int
-	stdout, stderr string
-}
-
-func (r rolloutRun) lastLine() string {
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	return lines[len(lines)-1]
-}
-
-func (r rolloutRun) rolloutID() string {
+// rolloutIDOf is the rollout's workflow ID, from `certctl rollout`'s
+// first line.
+func rolloutIDOf(r cliRun) string {
 	for _, l := range strings.Split(r.stdout, "\n") {
 		if rest, ok := strings.CutPrefix(l, "rollout: "); ok {
 			return strings.Fields(rest)[0]
@@ -76,27 +64,16 @@ func (r rolloutRun) rolloutID() string {
 	return ""
 }
 
-// certctlCLI runs certctl with args and the test server's address.
-func certctlCLI(t *testing.T, extraEnv []string, args ...string) rolloutRun {
+// certctlCLI runs certctl with args, the test server's address and
+// extraEnv.
+func certctlCLI(t *testing.T, extraEnv []string, args ...string) cliRun {
 	t.Helper()
-	cmd := exec.Command(env.certctl, args...)
-	cmd.Env = append(append(os.Environ(), "TEMPORAL_ADDRESS="+env.address, "CERTCTL_HOST_WAIT=1m"), extraEnv...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := rolloutRun{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	t.Logf("certctl %s (exit %d):\n%s%s", strings.Join(args[:min(2, len(args))], " "), r.code, r.stdout, r.stderr)
-	return r
+	cmd := certctlExec(args...)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	return runLogged(t, "certctl", cmd)
 }
 
-func rollout(t *testing.T, dir string, set testsuite.Set, extraEnv []string, args ...string) rolloutRun {
+func rollout(t *testing.T, dir string, set testsuite.Set, extraEnv []string, args ...string) cliRun {
 	t.Helper()
 	mdir := t.TempDir()
 	cert, chain, key, err := set.Write(mdir)
@@ -120,13 +97,13 @@ func TestIntegrationRolloutLandsEverywhere(t *testing.T) {
 	if r.code != 0 || r.lastLine() != "outcome: "+contract.RolloutCompleted {
 		t.Fatalf("exit %d, last line %q\n%s%s", r.code, r.lastLine(), r.stdout, r.stderr)
 	}
-	record(t, r.rolloutID(), "rollout-completed")
+	record(t, rolloutIDOf(r), "rollout-completed")
 	if !strings.Contains(r.stdout, "succeeded: 6 of 6") {
 		t.Fatalf("no count in\n%s", r.stdout)
 	}
 	for i, n := range f.nginx {
 		wantServed(t, n, set.LeafSHA256)
-		id := workflows.RolloutDeployID(strings.TrimPrefix(r.rolloutID(), contract.RolloutIDPrefix), f.targets[i].TargetID)
+		id := workflows.RolloutDeployID(strings.TrimPrefix(rolloutIDOf(r), contract.RolloutIDPrefix), f.targets[i].TargetID)
 		if !strings.Contains(r.stdout, f.targets[i].TargetID) || !strings.Contains(r.stdout, id) {
 			t.Errorf("%s not followed in the output", id)
 		}
@@ -144,14 +121,14 @@ func TestIntegrationRolloutLandsEverywhere(t *testing.T) {
 	}
 	// The canary went first, alone: every other deploy started after it
 	// ended.
-	canary := resultOfID(t, workflows.RolloutDeployID(strings.TrimPrefix(r.rolloutID(), contract.RolloutIDPrefix), f.targets[0].TargetID))
+	canary := resultOfID(t, workflows.RolloutDeployID(strings.TrimPrefix(rolloutIDOf(r), contract.RolloutIDPrefix), f.targets[0].TargetID))
 	for _, tg := range f.targets[1:] {
-		other := resultOfID(t, workflows.RolloutDeployID(strings.TrimPrefix(r.rolloutID(), contract.RolloutIDPrefix), tg.TargetID))
+		other := resultOfID(t, workflows.RolloutDeployID(strings.TrimPrefix(rolloutIDOf(r), contract.RolloutIDPrefix), tg.TargetID))
 		if other.start.Before(canary.end) {
 			t.Errorf("%s started %s, before the canary ended %s", tg.TargetID, other.start, canary.end)
 		}
 	}
-	st := certctlCLI(t, nil, "rollout", "status", r.rolloutID(), "--output", "json")
+	st := certctlCLI(t, nil, "rollout", "status", rolloutIDOf(r), "--output", "json")
 	var p workflows.RolloutProgress
 	if err := json.Unmarshal([]byte(st.stdout), &p); err != nil || st.code != 0 {
 		t.Fatalf("status: exit %d, %v\n%s", st.code, err, st.stdout)
@@ -227,7 +204,7 @@ func TestIntegrationRolloutHostWithoutWorker(t *testing.T) {
 	if r.code != 0 || r.lastLine() != "outcome: "+contract.RolloutCompleted {
 		t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
 	}
-	record(t, r.rolloutID(), "rollout-host-unavailable")
+	record(t, rolloutIDOf(r), "rollout-host-unavailable")
 	want := "HostUnavailable: no worker polled certctl-host-ro-nobody for 3s; start one on ro-nobody with: certctl-worker --host ro-nobody; nothing was touched"
 	if !strings.Contains(r.stdout, "failed:    nohost-02 HostUnavailable") || !strings.Contains(r.stdout, want) {
 		t.Fatalf("output lacks the HostUnavailable target and %q", want)

@@ -186,7 +186,7 @@ func logPolicy(logger *slog.Logger, p *policy.Policy) {
 			"path", p.File, "env", policy.EnvPath)
 		return
 	}
-	logger.Info("host policy", "path", p.File, "allow_paths", p.AllowPaths, "allow_commands", len(p.AllowCommands))
+	logger.Info("host policy", "path", p.File, "allow_paths", p.AllowPaths, "allow_commands", len(p.AllowCommands), "allow_ssh_hosts", p.AllowSSHHosts)
 	if w := p.Wildcards(); len(w) > 0 {
 		logger.Warn("the host policy allows anything (\"*\"): dev and tests only, never production", "path", p.File, "fields", w)
 	}

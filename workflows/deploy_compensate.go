@@ -64,6 +64,11 @@ func beforeCommit(err error, fallback string) string {
 		return contract.InsecurePath
 	case contract.Of(err) == contract.PolicyRefused:
 		return contract.PolicyRefused
+	case contract.Of(err) == contract.HostKeyMismatch:
+		return contract.HostKeyMismatch
+	case contract.Of(err) == contract.HostUnavailable:
+		// An agentless SSH target whose host cannot be reached.
+		return contract.HostUnavailable
 	}
 	return fallback
 }

@@ -39,21 +39,29 @@ func TestLayouts(t *testing.T) {
 	chainInCert := func(key os.FileMode) []file {
 		return []file{{"cert", "/d/cert.pem", s.CertPEM + s.ChainPEM, false, 0o644}, {"key", "/d/key.pem", s.KeyPEM, true, key}}
 	}
+	// A server that sends only the cert file's certificates (ChainInCert)
+	// gets the chain after the leaf always, and in chain_path too.
+	chainInBoth := func(key os.FileMode) []file {
+		return []file{{"cert", "/d/cert.pem", s.CertPEM + s.ChainPEM, false, 0o644}, {"chain", "/d/chain.pem", s.ChainPEM, false, 0o644}, {"key", "/d/key.pem", s.KeyPEM, true, key}}
+	}
 	for _, tc := range []struct {
 		kind string
 		cfg  target.Config
 		want []file
 	}{
-		// nginx sends only ssl_certificate's file: the chain goes after
-		// the leaf always, and into chain_path too when it is set.
-		{"nginx", sep, []file{{"cert", "/d/cert.pem", s.CertPEM + s.ChainPEM, false, 0o644}, {"chain", "/d/chain.pem", s.ChainPEM, false, 0o644}, {"key", "/d/key.pem", s.KeyPEM, true, 0o640}}},
+		// nginx, postfix, dovecot and caddy send only the cert file's
+		// certificates: the chain goes after the leaf always, and into
+		// chain_path too when it is set. apache sends its chain file.
+		{"nginx", sep, chainInBoth(0o640)},
 		{"nginx", joined, chainInCert(0o640)},
 		{"apache", sep, separate(0o600)},
 		{"apache", joined, chainInCert(0o600)},
 		{"postfix", joined, chainInCert(0o600)},
-		{"postfix", sep, separate(0o600)},
+		{"postfix", sep, chainInBoth(0o600)},
 		{"dovecot", joined, chainInCert(0o600)},
+		{"dovecot", sep, chainInBoth(0o600)},
 		{"caddy", joined, chainInCert(0o600)},
+		{"caddy", sep, chainInBoth(0o600)},
 		{"files", joined, chainInCert(0o600)},
 		{"files", sep, separate(0o600)},
 		{"haproxy", target.Config{Own: &haproxy.Config{PEMPath: "/d/site.pem"}}, []file{{"pem", "/d/site.pem", s.CertPEM + s.ChainPEM + s.KeyPEM, true, 0o600}}},

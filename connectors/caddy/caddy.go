@@ -1,6 +1,8 @@
 // Package caddy is the connector for Caddy serving certificates it does not
 // manage (`tls CERT KEY` in a Caddyfile): separate cert and key files, the
-// chain appended to the cert unless chain_path is set.
+// chain always after the leaf in the cert file, the only one caddy sends
+// (connectors.Separate's ChainInCert; a chain_path, if set, gets the chain
+// too).
 //
 // File mode (the default): checked with `caddy validate`, which loads the
 // certificate and key (it refuses a pair that does not match); reloaded with
@@ -41,8 +43,9 @@ type Connector struct {
 // caddy user.
 func init() {
 	connectors.Register(Name, Connector{connectors.Separate{
-		Name:    Name,
-		KeyMode: 0o600,
+		Name:        Name,
+		KeyMode:     0o600,
+		ChainInCert: true,
 		Default: connectors.Defaults{
 			ValidateCommand: target.Command{"caddy", "validate", "--config", DefaultConfig, "--adapter", "caddyfile"},
 			ReloadCommand:   target.Command{"caddy", "reload", "--config", DefaultConfig, "--adapter", "caddyfile", "--force"},

@@ -218,6 +218,7 @@ func (c Connector) check(cfg target.Config) (Config, error) {
 		{"cert_owner", cfg.CertOwner != "", notFile},
 		{"key_owner", cfg.KeyOwner != "", notFile},
 		{"chain_owner", cfg.ChainOwner != "", notFile},
+		{"ssh", cfg.SSH != nil, "is not used by kubernetes: the certctl worker reaches the API server with kubeconfig_path (or in-cluster), not over SSH: remove it"},
 		{"backup_retention", cfg.BackupRetention != nil, "is not used by kubernetes: the previous Secret is kept inside the deploy's own (encrypted) history, not as backup files: remove it"},
 		{"validate_command", len(cfg.ValidateCommand) > 0, noCommand},
 		{"reload_command", len(cfg.ReloadCommand) > 0, noCommand},

@@ -3,8 +3,8 @@ package kubernetes
 import (
 	"context"
 	"crypto"
-	"crypto/x509"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"

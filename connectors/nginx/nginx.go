@@ -12,23 +12,24 @@ package nginx
 
 import (
 	"github.com/certctl/certctl/connectors"
-	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
 
 // Name is the target_type.
 const Name = "nginx"
 
-// Connector is nginx's: connectors.Separate's destinations, defaults and
-// check, with the chain always after the leaf in cert_path.
+// Connector is nginx's: connectors.Separate's files, destinations, defaults
+// and check, with the chain always after the leaf in cert_path
+// (ChainInCert).
 type Connector struct {
 	connectors.Separate
 }
 
 func init() {
 	connectors.Register(Name, Connector{connectors.Separate{
-		Name:    Name,
-		KeyMode: 0o640,
+		Name:        Name,
+		KeyMode:     0o640,
+		ChainInCert: true,
 		Default: connectors.Defaults{
 			ValidateCommand: target.Command{"nginx", "-t"},
 			ReloadCommand:   target.Command{"nginx", "-s", "reload"},
@@ -36,19 +37,4 @@ func init() {
 			Processes:       []string{"nginx"},
 		},
 	}})
-}
-
-// Files writes the leaf and its chain into cert_path, the chain alone into
-// chain_path when it is set, and the key into key_path.
-func (c Connector) Files(cfg target.Config, b *material.Bundle) ([]connectors.File, error) {
-	files, err := c.Separate.Files(cfg, b)
-	if err != nil {
-		return nil, err
-	}
-	for i := range files {
-		if files[i].Role == "cert" {
-			files[i].Bytes = append(b.LeafPEM(), b.ChainPEM()...)
-		}
-	}
-	return files, nil
 }

@@ -1,9 +1,10 @@
 // Package postfix is the connector for mail servers, in two modes registered
 // as two target types: "postfix" (smtpd_tls_cert_file, smtpd_tls_key_file;
 // `postfix check`, `postfix reload`) and "dovecot" (ssl_cert, ssl_key;
-// `doveconf -n`, `doveadm reload`). Both read a certificate file that holds
-// the chain after the leaf, so without a chain_path the chain is appended to
-// cert_path.
+// `doveconf -n`, `doveadm reload`). Both send clients only what the
+// certificate file holds, so the chain always follows the leaf in cert_path
+// (connectors.Separate's ChainInCert); a chain_path, if set, gets the chain
+// too (for smtpd_tls_CAfile or ssl_ca), never instead.
 //
 // Neither server's check notices a key that does not match the certificate,
 // and neither fails its reload on one: postfix then silently stops offering
@@ -32,8 +33,9 @@ const (
 // SMTP STARTTLS (25, 587).
 func init() {
 	connectors.Register(Postfix, connectors.Separate{
-		Name:    Postfix,
-		KeyMode: 0o600,
+		Name:        Postfix,
+		KeyMode:     0o600,
+		ChainInCert: true,
 		Default: connectors.Defaults{
 			ValidateCommand: target.Command{"postfix", "check"},
 			ReloadCommand:   target.Command{"postfix", "reload"},
@@ -42,8 +44,9 @@ func init() {
 		},
 	})
 	connectors.Register(Dovecot, connectors.Separate{
-		Name:    Dovecot,
-		KeyMode: 0o600,
+		Name:        Dovecot,
+		KeyMode:     0o600,
+		ChainInCert: true,
 		Default: connectors.Defaults{
 			ValidateCommand: target.Command{"doveconf", "-n"},
 			ReloadCommand:   target.Command{"doveadm", "reload"},

@@ -1,0 +1,355 @@
+package testsuite_test
+
+// The conformance suite's cases for agentless targets over SSH: the same
+// connectors (nginx, haproxy, files) with target_config.ssh and no host,
+// deployed by the "certctl" queue's worker through Debian's real sshd on a
+// loopback port to the real servers' files. The files are "remote" only in
+// that they are reached through sshd. Case names follow runConformance's;
+// the cases of the transport itself (host keys, policy, a dead host, a link
+// planted at the destination) follow.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certctl/certctl/connectors/files"
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/renewal"
+	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/testsuite"
+)
+
+// overSSH is tg reached over sshd: no host, target_config.ssh set, and a
+// reload by signal (haproxy's) turned into the reload command it stands for.
+func overSSH(tg target.Target, sshd *testsuite.SSHD, reload string) target.Target {
+	tg.Host = ""
+	tg.Config.SSH = sshd.SSH()
+	if tg.Config.ReloadSignal != "" {
+		tg.Config.ReloadSignal, tg.Config.PIDFile = "", ""
+		tg.Config.ReloadCommand = target.Command{"sh", "-c", reload}
+	}
+	return tg
+}
+
+func TestConformanceSSH(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o711)
+	sshd, err := testsuite.StartSSHD(dir, env.sshPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sshd log:\n%s", tail(sshd.Logs(), 4000))
+		}
+		sshd.Stop()
+	})
+	// A host whose SFTP server leaves new files readable by others.
+	umaskDir := t.TempDir()
+	_ = os.Chmod(umaskDir, 0o711)
+	umaskSSHD, err := testsuite.StartSSHDWith(umaskDir, env.umaskSSHPort, "internal-sftp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(umaskSSHD.Stop)
+	type sshCase struct {
+		name string
+		run  func(t *testing.T, c *confRun, tg target.Target)
+	}
+	cases := []sshCase{
+		{"FirstDeployServedInServerLayout", sshFirstDeploy},
+		{"IdenticalDeploySkipsWithoutReload", sshIdempotent},
+		{"ServerCheckFailsLeavesLiveFilesUntouched", sshCheckFails},
+		{"ReloadFailsRestoresOldLeaf", sshReloadFails},
+		{"VerifySeesAnotherLeafRollsBack", func(t *testing.T, c *confRun, tg target.Target) { sshVerifyFails(t, c, tg) }},
+		{"DryRunTouchesNothing", func(t *testing.T, c *confRun, tg target.Target) {
+			before := c.snapshot(t)
+			r := deploy(t, tg, issue(t), "--dry-run", "--output", "json")
+			res := r.result(t)
+			if r.code != 0 || res.Outcome != contract.DryRunPassed {
+				t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+			}
+			// Staged on the worker; the remote server's check reads only
+			// live paths, so a dry run does not run it, and says so.
+			if d := stepDetails(res)["validate"]; !strings.Contains(d, "server check skipped") {
+				t.Errorf("validate step %q, want the server check skipped", d)
+			}
+			wantSame(t, before)
+			if b := c.backups(); len(b) != 0 {
+				t.Errorf("a dry run left backups: %v", b)
+			}
+			c.wantServed(t, c.initial.LeafSHA256)
+		}},
+		{"ChangedHostKeyRefusedNothingWritten", func(t *testing.T, c *confRun, tg target.Target) {
+			tg.Config.SSH.KnownHostsPath = sshd.OtherKnownHosts
+			r := c.deployFails(t, tg, contract.HostKeyMismatch)
+			if !strings.Contains(r.stdout, "changed") {
+				t.Errorf("the error does not say the host key changed")
+			}
+		}},
+		{"PinnedHostKeyMismatchRefused", func(t *testing.T, c *confRun, tg target.Target) {
+			other, err := os.ReadFile(filepath.Join(dir, "other_host_ed25519.pub"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg.Config.SSH.KnownHostsPath, tg.Config.SSH.HostKey = "", strings.TrimSpace(string(other))
+			c.deployFails(t, tg, contract.HostKeyMismatch)
+		}},
+		{"UnknownHostRefusedNoTrustOnFirstUse", func(t *testing.T, c *confRun, tg target.Target) {
+			tg.Config.SSH.KnownHostsPath = sshd.UnknownHosts
+			r := c.deployFails(t, tg, contract.HostKeyMismatch)
+			if !strings.Contains(r.stdout, "unknown") {
+				t.Errorf("the error does not say the host key is unknown")
+			}
+			if b, _ := os.ReadFile(sshd.UnknownHosts); strings.Contains(string(b), fmt.Sprint(env.sshPort)) {
+				t.Errorf("known_hosts was written: %s", b)
+			}
+		}},
+		{"UnlistedHostRefusedByPolicy", func(t *testing.T, c *confRun, tg target.Target) {
+			// The same sshd, named as the policy does not list it.
+			tg.Config.SSH.Address = fmt.Sprintf("localhost:%d", env.sshPort)
+			r := c.deployFails(t, tg, contract.PolicyRefused)
+			if !strings.Contains(r.stdout, "allow_ssh_hosts") {
+				t.Errorf("the refusal does not name allow_ssh_hosts")
+			}
+		}},
+		{"SymlinkAtDestinationRefused", sshSymlinkRefused},
+		{"SFTPUmaskLeavingFilesReadableRefused", func(t *testing.T, c *confRun, tg target.Target) {
+			tg.Config.SSH = umaskSSHD.SSH()
+			r := c.deployFails(t, tg, contract.InsecurePath)
+			if !strings.Contains(r.stdout, "internal-sftp -u 077") {
+				t.Errorf("the refusal does not say how to fix the server")
+			}
+			if b := c.backups(); len(b) != 0 {
+				t.Errorf("backups left: %v", b)
+			}
+		}},
+		{"DeadHostUnavailable", func(t *testing.T, c *confRun, tg target.Target) {
+			tg.Config.SSH.Address = fmt.Sprintf("127.0.0.1:%d", env.deadSSHPort)
+			c.deployFails(t, tg, contract.HostUnavailable)
+		}},
+	}
+	for _, kind := range []string{"nginx", "haproxy"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					c := startConf(t, kind)
+					tc.run(t, c, overSSH(c.target(), sshd, c.srv.ReloadScript()))
+					c.wantClean(t)
+				})
+			}
+		})
+	}
+	t.Run("files", func(t *testing.T) {
+		t.Parallel()
+		sshFiles(t, sshd)
+	})
+}
+
+func sshFirstDeploy(t *testing.T, c *confRun, tg target.Target) {
+	fresh := issue(t)
+	r := deploy(t, tg, fresh, "--output", "json")
+	res := r.result(t)
+	if r.code != 0 || res.Outcome != contract.Deployed {
+		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+	}
+	ran := stepDetails(res)
+	// Over SSH the server's check reads the live paths: after Commit,
+	// before Reload.
+	for _, step := range []string{"plan", "backup", "stage", "validate", "commit", "validate-live", "reload", "verify", "cleanup"} {
+		if _, ok := ran[step]; !ok {
+			t.Errorf("step %s did not run", step)
+		}
+	}
+	c.wantServed(t, fresh.LeafSHA256)
+	c.wantLayout(t, fresh)
+	if n := len(c.backups()); n != len(c.srv.LiveFiles()) {
+		t.Errorf("%d backups, want one per live file (%d)", n, len(c.srv.LiveFiles()))
+	}
+}
+
+func sshIdempotent(t *testing.T, c *confRun, tg target.Target) {
+	fresh := issue(t)
+	wantOutcome(t, deploy(t, tg, fresh), 0, contract.Deployed)
+	marker := filepath.Join(t.TempDir(), "reloaded")
+	tg.Config.ReloadCommand = script(t, fmt.Sprintf("touch %s\nexit 1\n", marker))
+	before := c.snapshot(t)
+	r := deploy(t, tg, fresh, "--output", "json")
+	if res := r.result(t); r.code != 0 || res.Outcome != contract.SkippedIdempotent {
+		t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("an identical deploy reloaded the server")
+	}
+	wantSame(t, before)
+	c.wantServed(t, fresh.LeafSHA256)
+}
+
+func sshCheckFails(t *testing.T, c *confRun, tg target.Target) {
+	broken, err := c.srv.BrokenCheck()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Config.ValidateCommand = broken
+	// The reload would leave a mark: a failed check never reloads.
+	marker := filepath.Join(t.TempDir(), "reloaded")
+	tg.Config.ReloadCommand = script(t, fmt.Sprintf("touch %s\n", marker))
+	tg.Config.ReloadSignal, tg.Config.PIDFile = "", ""
+	r := c.deployFails(t, tg, contract.ValidateFailed)
+	if !strings.Contains(r.stdout, broken[0]) {
+		t.Errorf("the error does not name the server's check")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a failed check reloaded the server")
+	}
+}
+
+func sshReloadFails(t *testing.T, c *confRun, tg target.Target) {
+	marker := filepath.Join(t.TempDir(), "failed-once")
+	tg.Config.ReloadCommand = script(t, fmt.Sprintf(
+		"if [ ! -e %[1]s ]; then touch %[1]s; echo 'reload refused (test)' >&2; exit 1; fi\n%[2]s\n", marker, c.srv.ReloadScript()))
+	r := c.deployFails(t, tg, contract.ReloadFailed)
+	for _, step := range []string{"rollback ", "rollback-reload ", "rollback-verify "} {
+		if !strings.Contains(r.stdout, "  "+step) {
+			t.Errorf("step %s not run", step)
+		}
+	}
+	if !strings.Contains(r.stdout, "reload refused (test)") {
+		t.Errorf("the error does not carry the remote command's output")
+	}
+}
+
+func sshVerifyFails(t *testing.T, c *confRun, tg target.Target) {
+	other := issue(t)
+	ctx := t.Context()
+	addr, err := testsuite.FakeServer(ctx, other, c.srv.Protocol())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Config.PostDeployVerify.Endpoint = addr
+	tg.Config.PostDeployVerifyAttempts = 2
+	c.deployFails(t, tg, contract.VerifyFailed)
+}
+
+// sshSymlinkRefused plants a link at the remote destination (to a file the
+// attacker would like written): Plan refuses it, nothing is written through
+// it, and the link and what it points to stay as they were.
+func sshSymlinkRefused(t *testing.T, c *confRun, tg target.Target) {
+	live := c.srv.LiveFiles()[0]
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := os.ReadFile(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(live); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, live); err != nil {
+		t.Fatal(err)
+	}
+	r := deploy(t, tg, issue(t))
+	wantOutcome(t, r, 2, contract.InvalidInput)
+	if !strings.Contains(r.stdout, "symbolic link") {
+		t.Errorf("the refusal does not name the link")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "not a certificate\n" {
+		t.Errorf("the link's target was written")
+	}
+	if fi, err := os.Lstat(live); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the planted link was replaced (%v)", err)
+	}
+	// Put the server's file back for wantClean.
+	if err := os.Remove(live); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(live, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sshFiles deploys plain files over SSH: read-back verify, a second
+// certificate replaces the first, the same again is skipped, and a link
+// planted in the directory's place is refused.
+func sshFiles(t *testing.T, sshd *testsuite.SSHD) {
+	dir := filepath.Join(t.TempDir(), "app")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := target.Config{
+		CertPath: filepath.Join(dir, "cert.pem"), ChainPath: filepath.Join(dir, "chain.pem"), KeyPath: filepath.Join(dir, "privkey.pem"),
+		Own: &files.Config{FullchainPath: filepath.Join(dir, "fullchain.pem")},
+		SSH: sshd.SSH(),
+	}
+	tg := target.Target{TargetID: "files-ssh", TargetType: files.Name, Config: cfg}
+	t.Run("FirstDeployServedInServerLayout", func(t *testing.T) {
+		for i, s := range []testsuite.Set{issue(t), issue(t)} {
+			r := deploy(t, tg, s, "--output", "json")
+			res := r.result(t)
+			if r.code != 0 || res.Outcome != contract.Deployed {
+				t.Fatalf("deploy %d: exit %d outcome %s", i+1, r.code, res.Outcome)
+			}
+			if d := stepDetails(res)["verify"]; !strings.Contains(d, "served "+s.LeafSHA256) {
+				t.Errorf("deploy %d: verify %q, want the leaf read back over SFTP", i+1, d)
+			}
+			for p, want := range map[string]string{cfg.CertPath: s.CertPEM, cfg.ChainPath: s.ChainPEM, cfg.KeyPath: s.KeyPEM,
+				filepath.Join(dir, "fullchain.pem"): s.CertPEM + s.ChainPEM} {
+				if got, err := os.ReadFile(p); err != nil || string(got) != want {
+					t.Errorf("deploy %d: %s does not hold the files layout (%v)", i+1, p, err)
+				}
+			}
+			wantMode(t, cfg.KeyPath, 0o600, 0)
+		}
+		if tmp := testsuite.TempFiles(dir); len(tmp) > 0 {
+			t.Errorf("temp files left behind: %v", tmp)
+		}
+	})
+	t.Run("RenewalReadsTheRemoteLeaf", func(t *testing.T) {
+		s := issue(t)
+		wantOutcome(t, deploy(t, tg, s), 0, contract.Deployed)
+		// The renewal's look at what is deployed goes to the remote host
+		// too, host key checked.
+		ra := renewal.New("")
+		d, err := ra.InspectDeployed(t.Context(), tg)
+		if err != nil || !d.Exists || d.LeafSHA256 != s.LeafSHA256 {
+			t.Errorf("inspect over SSH: %+v, %v; want leaf %s", d, err, s.LeafSHA256)
+		}
+		bad := tg
+		bad.Config.SSH = sshd.SSH()
+		bad.Config.SSH.KnownHostsPath = sshd.OtherKnownHosts
+		if _, err := ra.InspectDeployed(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "changed") {
+			t.Errorf("inspect with a changed host key: %v", err)
+		}
+	})
+	t.Run("IdenticalDeploySkipsWithoutReload", func(t *testing.T) {
+		s := issue(t)
+		wantOutcome(t, deploy(t, tg, s), 0, contract.Deployed)
+		wantOutcome(t, deploy(t, tg, s), 0, contract.SkippedIdempotent)
+	})
+	t.Run("SymlinkInPathRefused", func(t *testing.T) {
+		real := filepath.Join(t.TempDir(), "elsewhere")
+		if err := os.Mkdir(real, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(t.TempDir(), "linked")
+		if err := os.Symlink(real, link); err != nil {
+			t.Fatal(err)
+		}
+		lt := tg
+		lt.TargetID = "files-ssh-link"
+		lt.Config.CertPath, lt.Config.ChainPath, lt.Config.KeyPath = filepath.Join(link, "cert.pem"), filepath.Join(link, "chain.pem"), filepath.Join(link, "privkey.pem")
+		lt.Config.Own = &files.Config{FullchainPath: filepath.Join(link, "fullchain.pem")}
+		r := deploy(t, lt, issue(t))
+		wantOutcome(t, r, 2, contract.InvalidInput)
+		if names, _ := os.ReadDir(real); len(names) != 0 {
+			t.Errorf("files written through the link: %v", names)
+		}
+	})
+}

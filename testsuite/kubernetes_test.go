@@ -528,6 +528,11 @@ func TestKubernetesDeployEndToEnd(t *testing.T) {
 	}
 	r = certctl(t, "deploy", "--target", targetFile(t, bad), "--cert", c2, "--chain", ch2, "--key", k2)
 	wantOutcome(t, r, 1, contract.VerifyFailed)
+	// The rollback carried the old key in its input; the output shows none.
+	oldKeyBody := strings.Split(strings.TrimSpace(set.KeyPEM), "\n")[1]
+	if strings.Contains(r.stdout+r.stderr, "PRIVATE KEY") || strings.Contains(r.stdout+r.stderr, oldKeyBody) {
+		t.Fatal("certctl deploy printed a key")
+	}
 	if !strings.Contains(r.stdout, "rollback-verify  ok") {
 		t.Errorf("the rollback's verify did not pass:\n%s", r.stdout)
 	}

@@ -10,11 +10,15 @@ import (
 // Large payloads are compressed before they are encrypted: a rollout's
 // request carries every target, thousands of files that differ in a few
 // fields, which would otherwise pass the server's 2 MiB payload limit
-// (docs/scale.md). A payload that small (a deploy's request, a key) is never
-// compressed, so the length of a ciphertext says nothing about the key
-// inside it; those compressed are written by one operator's starter or
-// by a rollout from its own input, never mixed with anyone else's chosen
-// text.
+// (docs/scale.md). Compression before encryption lets a ciphertext's length
+// depend on how the plaintext repeats itself, so whoever can both put text
+// into a payload that also holds a key and read the payload's size learns
+// whether that text repeats part of the key. certctl keeps that from
+// happening where payloads grow this large: a payload this small (a
+// deploy's request, a key, a step result) is never compressed, and the
+// large ones (a rollout's request and what it carries into its next run)
+// hold only the operator's own input and names, never a deploy's error
+// text (workflows.rollout.carry; TestRolloutCarriesNoDeployText).
 const (
 	// CompressAbove is the size of a payload's protobuf form above which it
 	// is compressed.

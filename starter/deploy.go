@@ -194,7 +194,7 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		}
 	} else {
 		if res.Error != "" {
-			fmt.Fprintf(w, "error: %s\n", res.Error)
+			fmt.Fprintf(w, "error: %s\n", terminalSafe(res.Error))
 		}
 		fmt.Fprintf(w, "outcome: %s\n", res.Outcome)
 	}
@@ -331,12 +331,4 @@ func (f *follower) message(fl *failurepb.Failure) string {
 		return fl.GetMessage() + " (not decoded: it is encrypted under a codec key this certctl does not hold)"
 	}
 	return d.GetMessage()
-}
-
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }

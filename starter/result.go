@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -47,4 +49,33 @@ func report(w io.Writer, text bool, asJSON any, printText func(), outcome string
 		return &exitError{code: 2}
 	}
 	return &exitError{code: 1}
+}
+
+// oneLine is text from a workflow (an error, a command's output) made safe
+// for one line of a terminal (terminalSafe), cut past 300 characters.
+func oneLine(s string) string {
+	s = terminalSafe(s)
+	if r := []rune(s); len(r) > 300 {
+		return string(r[:300]) + "…"
+	}
+	return s
+}
+
+// terminalSafe is text from a workflow made safe for a terminal: line
+// breaks and tabs become spaces, every other control character (ESC, BEL,
+// CR, C1) is shown as \xNN, so nothing a server or a command printed can
+// move the cursor, clear the screen or retitle the window.
+func terminalSafe(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

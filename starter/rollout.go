@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/certctl/certctl/activities"
@@ -51,12 +52,13 @@ Exit codes: 0 RolloutCompleted; 1 RolloutHalted or any other end; 2 input refuse
 anything started (the message names the file and field).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, err := f.request()
+			id := f.rolloutID()
+			req, err := f.request(id)
 			if err != nil {
 				return invalid(err.Error())
 			}
 			return following(cmd, func(ctx context.Context, c client.Client) error {
-				return runRollout(ctx, c, req, f.rolloutID(), f.detach, f.output, cmd.OutOrStdout())
+				return runRollout(ctx, c, req, id, f.detach, f.output, cmd.OutOrStdout())
 			})
 		},
 	}
@@ -88,7 +90,7 @@ func (f *rolloutFlags) rolloutID() string {
 
 // request reads and checks every target and the material before anything
 // starts: a target that would be refused is named with its file.
-func (f *rolloutFlags) request() (workflows.RolloutRequest, error) {
+func (f *rolloutFlags) request(id string) (workflows.RolloutRequest, error) {
 	var req workflows.RolloutRequest
 	if f.output != "text" && f.output != "json" {
 		return req, errors.New("--output: want text or json")
@@ -124,6 +126,9 @@ func (f *rolloutFlags) request() (workflows.RolloutRequest, error) {
 		if err != nil {
 			return req, err
 		}
+		if err := workflows.CheckRolloutDeployID(id, *t); err != nil {
+			return req, fmt.Errorf("--targets %s: %w", path, err)
+		}
 		if prev, dup := from[t.TargetID]; dup {
 			return req, fmt.Errorf("--targets %s: target_id %q is also %s's: a rollout deploys each target once", path, t.TargetID, prev)
 		}
@@ -139,6 +144,13 @@ func (f *rolloutFlags) request() (workflows.RolloutRequest, error) {
 	if req.HostWait, err = hostWaitFromEnv(); err != nil {
 		return req, err
 	}
+	// Every default the rollout would otherwise take from the worker's code
+	// is written into its request, so that a later change to one changes
+	// neither what a running rollout does nor how its history replays.
+	if req.HostWait == 0 {
+		req.HostWait = target.Duration(workflows.DefaultHostWait)
+	}
+	req.ContinueAfter = workflows.DefaultContinueAfter
 	return req, nil
 }
 
@@ -202,7 +214,16 @@ func runRollout(ctx context.Context, c client.Client, req workflows.RolloutReque
 	if err := requireSearchAttributes(ctx, c); err != nil {
 		return err
 	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.RolloutID(id), TaskQueue: contract.TaskQueue}, contract.RolloutWorkflow, req)
+	// A rollout already running under this ID is refused, not followed: the
+	// client would otherwise hand back that rollout's run, as if this one
+	// (its own certificate and targets) had started.
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.RolloutID(id), TaskQueue: contract.TaskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true}, contract.RolloutWorkflow, req)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return invalid(fmt.Sprintf("--id %s: %s is already running: give another --id, or follow it with: certctl rollout status %s --follow",
+			id, workflows.RolloutID(id), id))
+	}
 	if err != nil {
 		return &exitError{code: 1, msg: "start RolloutWorkflow: " + err.Error()}
 	}
@@ -336,7 +357,7 @@ func printRolloutResult(w io.Writer, res workflows.RolloutResult) {
 		fmt.Fprintf(w, "not started: %d (untouched)\n", res.NotStarted)
 	}
 	if res.Error != "" {
-		fmt.Fprintf(w, "error: %s\n", res.Error)
+		fmt.Fprintf(w, "error: %s\n", oneLine(res.Error))
 	}
 	fmt.Fprintf(w, "outcome: %s\n", res.Outcome)
 }

@@ -20,8 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
@@ -32,6 +32,7 @@ import (
 	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/lock"
+	"github.com/certctl/certctl/metrics"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
@@ -87,21 +88,25 @@ func main() {
 func run(cfg config, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	opts, err := clientenv.Options(logger)
+	if err != nil {
+		return err
+	}
 	if cfg.metricsAddr != "" {
+		// One registry, one scrape: certctl's metrics and the SDK's.
 		ln, err := net.Listen("tcp", cfg.metricsAddr)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.Handler())
-		srv := &http.Server{Handler: mux}
+		mux.Handle("/metrics", metrics.Handler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
+		handler, closer := metrics.SDKHandler(func(err error) { logger.Warn("a Temporal SDK metric was not registered", "error", err) })
+		opts.MetricsHandler = handler
+		defer closer.Close()
 		logger.Info("serving metrics", "addr", ln.Addr().String())
-	}
-	opts, err := clientenv.Options(logger)
-	if err != nil {
-		return err
 	}
 	opts.Logger = withSearchAttributeAdvice(opts.Logger, opts.Namespace)
 	c, err := client.DialContext(ctx, opts)

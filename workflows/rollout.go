@@ -142,6 +142,9 @@ type RolloutResult struct {
 // those in flight have ended, so its history stays bounded.
 func RolloutWorkflow(ctx workflow.Context, req RolloutRequest) (RolloutResult, error) {
 	r, err := newRollout(ctx, req)
+	if err == nil {
+		err = r.checkDeployIDs()
+	}
 	if err != nil {
 		return r.result(contract.InvalidInput, errMessage(err)), temporal.NewNonRetryableApplicationError(errMessage(err), contract.InvalidInput, nil, r.result(contract.InvalidInput, errMessage(err)))
 	}
@@ -185,6 +188,9 @@ type rollout struct {
 	sel     workflow.Selector
 	// watching: the host-wait timer is armed (watch).
 	watching bool
+	// afterCancel is the host wait's context once the rollout is
+	// cancelled (hostWaitCtx).
+	afterCancel workflow.Context
 	// canaryFailed: a canary did not succeed.
 	canaryFailed bool
 	// childID names a target's deploy (RolloutDeployID by default; a
@@ -242,6 +248,17 @@ func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
 		seen[t.TargetID] = i
 	}
 	return r, nil
+}
+
+// checkDeployIDs refuses, before any deploy starts, a target whose
+// deploy's workflow ID the server would refuse (CheckRolloutDeployID).
+func (r *rollout) checkDeployIDs() error {
+	for i, t := range r.req.Targets {
+		if err := CheckRolloutDeployID(r.id, t); err != nil {
+			return contract.Invalid(fmt.Sprintf("targets[%d]", r.c.Offset+i), err.Error())
+		}
+	}
+	return nil
 }
 
 // inCanary says whether target number i (of the whole rollout) is a canary.
@@ -343,13 +360,33 @@ func (r *rollout) drainSignals(ctx workflow.Context) {
 	}
 }
 
-// carry is the next run's request.
+// carry is the next run's request. It pins what the defaults gave this
+// run (canary, batch, host_wait, continue_after): a later change to a
+// default changes neither what the next runs do nor how they replay.
 func (r *rollout) carry() RolloutRequest {
 	next := r.req
+	canary := r.canary
+	next.Canary, next.Batch, next.ContinueAfter, next.HostWait = &canary, r.batch, r.limit, target.Duration(r.hostWait)
 	next.Targets = r.req.Targets[r.next:]
 	c := r.c
 	c.Offset += r.next
 	c.Runs++
+	// The next run's input is one payload with the material's key, and
+	// the codec compresses a payload this large before it encrypts it: no
+	// text that is not the operator's may ride along (a deploy's error can
+	// quote what a server or a command printed), or the ciphertext's length
+	// could say whether that text repeats part of the key. Outcomes, target
+	// and workflow IDs go on; each deploy's error stays in its own result.
+	c.Failed = make([]RolloutFailure, len(r.c.Failed))
+	for i, f := range r.c.Failed {
+		f.Error = ""
+		c.Failed[i] = f
+	}
+	c.Recent = make([]RolloutDone, len(r.c.Recent))
+	for i, d := range r.c.Recent {
+		d.Error = ""
+		c.Recent[i] = d
+	}
 	next.Carried = &c
 	return next
 }

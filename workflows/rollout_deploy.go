@@ -37,6 +37,27 @@ func RolloutDeployID(rolloutID, targetID string) string {
 	return fmt.Sprintf("deploy/%s/rollout-%s", targetID, rolloutID)
 }
 
+// MaxWorkflowIDLength is the longest workflow ID the Temporal server takes
+// (its limit.maxIDLength, 1,000 unless its operator changed it; task queue
+// names too). A child started with a longer one is not refused as a child: the server fails the
+// rollout's workflow task (BadStartChildExecutionAttributes), for ever.
+const MaxWorkflowIDLength = 1000
+
+// CheckRolloutDeployID refuses a target whose deploy in rollout rolloutID
+// the server would refuse to start: its workflow ID, or its host's task
+// queue, longer than the server takes.
+func CheckRolloutDeployID(rolloutID string, t target.Target) error {
+	if n := len(RolloutDeployID(rolloutID, t.TargetID)); n > MaxWorkflowIDLength {
+		return contract.Invalid("target_id", fmt.Sprintf("is %d characters: its deploy's workflow ID (deploy/<target_id>/rollout-<id>) would be %d, more than the %d the server takes: give it a shorter target_id",
+			len(t.TargetID), n, MaxWorkflowIDLength))
+	}
+	if n := len(queueFor(t)); n > MaxWorkflowIDLength {
+		return contract.Invalid("host", fmt.Sprintf("is %d characters: its task queue (%s<host>) would be %d, more than the %d the server takes: give a shorter host",
+			len(t.Host), contract.HostQueuePrefix, n, MaxWorkflowIDLength))
+	}
+	return nil
+}
+
 // start starts the next target's deploy: a DeployWorkflow on the target's
 // own queue, the host run, found by CertctlTarget from its start. It is
 // abandoned, not terminated, if the rollout ends: a deploy finishes or
@@ -109,6 +130,7 @@ func (r *rollout) watch(ctx workflow.Context) {
 	if r.watching {
 		return
 	}
+	ctx = r.hostWaitCtx(ctx)
 	var next time.Time
 	for _, f := range r.flight {
 		if !f.deadline.IsZero() && f.givenUp == "" && (next.IsZero() || f.deadline.Before(next)) {
@@ -126,10 +148,30 @@ func (r *rollout) watch(ctx workflow.Context) {
 	})
 }
 
+// hostWaitCtx is the context of the host-wait timer and its checks: the
+// run's, until the rollout is cancelled, then one the cancel does not
+// reach. A cancelled rollout still waits for its deploys in flight to end
+// (a child's future resolves only when it closes), and one whose host has
+// no worker never reads its cancel request: the host wait must go on
+// giving such deploys up. (On the cancelled context a timer is ready at
+// once and its callback armed the next, the workflow spinning without
+// yielding: the SDK's deadlock error, for ever.) Before a cancel the timer
+// and its checks are what they always were, so recorded histories replay.
+func (r *rollout) hostWaitCtx(ctx workflow.Context) workflow.Context {
+	if ctx.Err() == nil {
+		return ctx
+	}
+	if r.afterCancel == nil {
+		r.afterCancel, _ = workflow.NewDisconnectedContext(ctx)
+	}
+	return r.afterCancel
+}
+
 // checkHosts asks, of each deploy whose host_wait is over, whether its
 // host's worker picked it up; one that was not is terminated (GiveUp) and
 // counts as HostUnavailable when its end arrives.
 func (r *rollout) checkHosts(ctx workflow.Context) {
+	ctx = r.hostWaitCtx(ctx)
 	now := workflow.Now(ctx)
 	var due []*inFlight
 	var checks []workflow.Future
@@ -152,14 +194,15 @@ func (r *rollout) checkHosts(ctx workflow.Context) {
 		t := r.req.Targets[f.index-r.c.Offset]
 		due = append(due, f)
 		checks = append(checks, workflow.ExecuteLocalActivity(lctx, a.GiveUp, activities.GiveUpInput{
-			WorkflowID: we.ID, RunID: we.RunID, Reason: hostUnavailable(t.Host, r.hostWait),
+			WorkflowID: we.ID, RunID: we.RunID, Reason: hostUnavailable(t.Host, r.hostWait), HostWait: r.hostWait,
 		}))
 	}
 	for i, c := range checks {
 		var picked bool
 		switch err := c.Get(ctx, &picked); {
 		case err != nil:
-			// Unknown is not absent: ask again later.
+			// Unknown is not absent, and too early (GiveUpTooEarly) is not
+			// yet: ask again later.
 			due[i].deadline = now.Add(hostWaitMargin(r.hostWait))
 		case picked:
 			due[i].deadline = time.Time{}

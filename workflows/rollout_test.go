@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -416,5 +417,30 @@ func TestRolloutCancelledStartsNothingNew(t *testing.T) {
 	// arrives at 15s: nothing after them.
 	if len(f.started) != 3 || res.NotStarted != 7 || !strings.Contains(res.Error, "cancelled; ") || !strings.Contains(res.Error, "7 targets not started") {
 		t.Fatalf("started %v, result %+v", f.started, res)
+	}
+}
+
+// What a rollout carries into its next run (one payload with the key,
+// compressed by the codec when large) holds no text a deploy reported:
+// errors stay in each deploy's own result (codec/compress.go).
+func TestRolloutCarriesNoDeployText(t *testing.T) {
+	f := newFleet(t)
+	f.outcome["web-02"] = contract.VerifyFailed
+	f.env.ExecuteWorkflow(contract.RolloutWorkflow, RolloutRequest{Targets: targets(names("web-", 4)...), Batch: 1, MaxFailures: 2, ContinueAfter: 3,
+		Material: material.Material{CertPEM: "cert", KeyPEM: "key"}})
+	var can *workflow.ContinueAsNewError
+	if !asCAN(f.env.GetWorkflowError(), &can) {
+		t.Fatalf("want continue-as-new, got %v", f.env.GetWorkflowError())
+	}
+	var next RolloutRequest
+	if err := decodeCAN(can, &next); err != nil {
+		t.Fatal(err)
+	}
+	if len(next.Carried.Failed) != 1 || next.Carried.Failed[0].TargetID != "web-02" || next.Carried.Failed[0].Outcome != contract.VerifyFailed {
+		t.Fatalf("carried failures %+v", next.Carried.Failed)
+	}
+	b, _ := json.Marshal(next)
+	if strings.Contains(string(b), "failed on purpose") {
+		t.Fatalf("the next run's input carries a deploy's error text: %s", b)
 	}
 }

@@ -9,9 +9,11 @@ TRAEFIK_VERSION := v3.6.12
 TRAEFIK_BIN := $(CERTCTL_TOOLS)/traefik-$(TRAEFIK_VERSION)/traefik
 PEBBLE_VERSION := v2.10.3
 PEBBLE_BIN := $(CERTCTL_TOOLS)/pebble-$(PEBBLE_VERSION)/pebble
+KUBE_VERSION := v1.31.0
+KUBE_APISERVER_BIN := $(CERTCTL_TOOLS)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 export CERTCTL_TOOLS
 
-.PHONY: build dev test unit bench bench-compare deps temporal traefik pebble apt-deps lint fmt record-histories clean
+.PHONY: build dev test unit bench bench-compare deps temporal traefik pebble kube-apiserver apt-deps lint fmt record-histories clean
 
 build:
 	go build -o bin/certctl ./starter
@@ -57,13 +59,40 @@ $(TRAEFIK_BIN):
 	go build -trimpath -ldflags "-X $$mod/pkg/version.Version=$(TRAEFIK_VERSION)" -o $@.tmp $$mod/cmd/traefik; \
 	mv $@.tmp $@
 
+# kube-apiserver, for the kubernetes connector's tests (a real apiserver on
+# loopback, with Debian's etcd): no Debian package, and `go install` refuses it
+# (k8s.io/kubernetes replaces its staging modules with ./staging paths). So a
+# throwaway wrapper module requires k8s.io/kubernetes and replaces each staging
+# module it lists with the published v0.X.Y of the same release, then builds
+# cmd/kube-apiserver (about 11 minutes cold on 2 cores). gitVersion is set so
+# clients parse the server's version. Cached outside the repo, reused while
+# the version matches (testsuite.KubeVersion).
+kube-apiserver: $(KUBE_APISERVER_BIN)
+$(KUBE_APISERVER_BIN):
+	@echo "building kube-apiserver $(KUBE_VERSION) from the Go module proxy (about 11 minutes, once)"
+	@set -euo pipefail; w=$$(mktemp -d); trap 'rm -rf "$$w"' EXIT; cd "$$w"; \
+	mod=k8s.io/kubernetes; staging=$(patsubst v1.%,v0.%,$(KUBE_VERSION)); \
+	dir=$$(go mod download -json $$mod@$(KUBE_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$$/\1/p'); \
+	test -f "$$dir/go.mod" || { echo "kubernetes' go.mod not found in the module cache" >&2; exit 1; }; \
+	{ echo "module certctl.local/kube-apiserver-build"; echo; \
+	  sed -n 's/^go \(1\.[0-9.]*\)$$/go \1/p' "$$dir/go.mod"; echo; \
+	  echo "require $$mod $(KUBE_VERSION)"; echo; \
+	  sed -n 's/^[[:space:]]*\(k8s\.io\/[^[:space:]]*\) => \.\/staging\/.*$$/replace \1 => \1 '"$$staging"'/p' "$$dir/go.mod"; \
+	} > go.mod; \
+	printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/kube-apiserver"\n' $$mod > tools.go; \
+	cat go.mod; \
+	go mod tidy -e; \
+	mkdir -p $(dir $@); \
+	go build -trimpath -ldflags "-X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION)" -o $@.tmp $$mod/cmd/kube-apiserver; \
+	mv $@.tmp $@
+
 # Debian packages the product and its tests drive for real: package=file it
 # installs. Only the missing ones are installed; postfix's debconf question is
 # answered first ("No configuration": the tests write their own). Installing
 # starts no service here: the tests start each server privately.
 APT_PACKAGES := nginx=/usr/sbin/nginx apache2=/usr/sbin/apache2 haproxy=/usr/sbin/haproxy \
 	postfix=/usr/sbin/postfix dovecot-imapd=/usr/lib/dovecot/imap-login caddy=/usr/bin/caddy \
-	systemd=/usr/bin/systemd-analyze openssh-server=/usr/sbin/sshd
+	systemd=/usr/bin/systemd-analyze openssh-server=/usr/sbin/sshd etcd-server=/usr/bin/etcd
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do test -e "$${p#*=}" || missing="$$missing $${p%%=*}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -75,7 +104,7 @@ $(STATICCHECK):
 	mkdir -p $(dir $@)
 	GOBIN=$(dir $@) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-deps: apt-deps temporal traefik pebble $(STATICCHECK)
+deps: apt-deps temporal traefik pebble kube-apiserver $(STATICCHECK)
 
 # The embedded default needs only nginx and the temporal CLI (not traefik).
 dev: apt-deps temporal build

@@ -16,6 +16,9 @@ import (
 // Plan saw; the worker records it (see backup ledger) so retention only ever
 // prunes backups it made.
 func (a *Activities) Backup(ctx context.Context, in StageInput) (Backups, error) {
+	if s, ok := a.store(in.Target); ok {
+		return s.Backup(ctx, in)
+	}
 	var out Backups
 	if err := checkPlan(in.Request, in.Plan); err != nil {
 		return out, err

@@ -22,6 +22,9 @@ import (
 // Stage fails, its result never reaches the workflow, and an input naming
 // other files is not trusted.
 func (a *Activities) Cleanup(ctx context.Context, in CleanupInput) (CleanupResult, error) {
+	if s, ok := a.store(in.Target); ok {
+		return s.Cleanup(ctx, in)
+	}
 	var res CleanupResult
 	log := logFor(ctx)
 	if err := checkPlan(in.Request, in.Plan); err != nil {

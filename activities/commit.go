@@ -16,6 +16,9 @@ import (
 // it finishes the renames not yet done: a destination already holding the
 // new bytes with its temp gone is done.
 func (a *Activities) Commit(ctx context.Context, in CommitInput) (CommitResult, error) {
+	if s, ok := a.store(in.Target); ok {
+		return s.Commit(ctx, in)
+	}
 	var res CommitResult
 	if in.Staged.PrivateDir != "" {
 		return res, mismatch("commit: a dry run's staged files (%s) are never committed", in.Staged.PrivateDir)

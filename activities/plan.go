@@ -24,6 +24,9 @@ import (
 // file's owner and mode, and reads the leaf the endpoint serves now (for a
 // connector that verifies by reading back, the leaf its leaf file holds).
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
+	if s, ok := a.store(in.Target); ok {
+		return s.Plan(ctx, in)
+	}
 	c, bundle, err := Preflight(in.Target, in.Material, in.clock(a.now()))
 	if err != nil {
 		return Plan{}, invalid(err)

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/connectors"
+	"github.com/certctl/certctl/connectors/kubernetes"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/probe"
@@ -22,7 +23,7 @@ func Preflight(t target.Target, m material.Material, now time.Time) (connectors.
 	if err != nil {
 		return nil, nil, &contract.FieldError{Field: "target_type", Msg: err.Error()}
 	}
-	if t.Host == "" && !t.Remote() {
+	if t.Host == "" && !t.Remote() && t.TargetType != kubernetes.Name {
 		// Every connector here writes files: plan, stage and commit must run
 		// on the one machine that holds them (its worker, or over SSH), not
 		// on any "certctl" worker's own disk.

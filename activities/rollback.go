@@ -22,6 +22,9 @@ import (
 // left as it is, ConcurrentChange. A file that existed is never deleted for
 // want of a backup: that is an error naming it.
 func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (RollbackResult, error) {
+	if s, ok := a.store(in.Target); ok {
+		return s.Rollback(ctx, in)
+	}
 	var res RollbackResult
 	if err := checkPlan(in.Request, in.Plan); err != nil {
 		return res, err

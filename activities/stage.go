@@ -14,6 +14,9 @@ import (
 // exclusively, owner and mode set before the bytes go in. A dry run stages
 // into a private directory.
 func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
+	if s, ok := a.store(in.Target); ok {
+		return s.Stage(ctx, in)
+	}
 	c, err := connectorOf(in.Target)
 	if err != nil {
 		return Staged{}, err

@@ -3,6 +3,7 @@ package activities
 import (
 	"time"
 
+	"github.com/certctl/certctl/connectors/kubernetes"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
@@ -65,6 +66,9 @@ type PlannedFile struct {
 	// Plan opened it without following links; every writing step checks
 	// the directory is still that one.
 	DirID safefs.ID `json:"dir_id"`
+	// ResourceVersion is a Kubernetes Secret's (Path "namespace/name") as
+	// Plan read it: Commit writes only over that one.
+	ResourceVersion string `json:"resource_version,omitempty"`
 }
 
 // Plan is Plan's result.
@@ -111,6 +115,9 @@ type Staged struct {
 	Files []StagedFile `json:"files"`
 	// PrivateDir holds a dry run's staged files; removed by Cleanup.
 	PrivateDir string `json:"private_dir,omitempty"`
+	// Secret is the data a kubernetes target's Secrets get (tls.crt,
+	// tls.key): staged in the step's result, a payload the codec encrypts.
+	Secret map[string][]byte `json:"secret,omitempty"`
 }
 
 // ValidateInput is Validate's input.
@@ -152,6 +159,10 @@ type Backup struct {
 // Backups is Backup's result.
 type Backups struct {
 	Files []Backup `json:"files"`
+	// Secrets are a kubernetes target's Secrets as they were: kept only in
+	// this result (a payload the codec encrypts), never in the deploy's
+	// result, a log or an error.
+	Secrets []kubernetes.Prior `json:"secrets,omitempty"`
 }
 
 // CommitInput is Commit's input.

@@ -23,6 +23,9 @@ import (
 // done here the result says "deferred": the workflow runs Validate again with
 // Live after Commit and before Reload.
 func (a *Activities) Validate(ctx context.Context, in ValidateInput) (ValidateResult, error) {
+	if s, ok := a.store(in.Target); ok {
+		return s.Validate(ctx, in)
+	}
 	res, err := a.validate(ctx, in)
 	if err == nil {
 		failpoint.Hit("validate:done")

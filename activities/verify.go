@@ -34,7 +34,12 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (VerifyResult, 
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	if connectors.VerifiesByReadBack(c) {
+	if s, ok := a.store(in.Target); ok {
+		// Read back, then the endpoint serving the Secret when one is named.
+		if res, err := s.Verify(ctx, in); err != nil || in.Target.Config.PostDeployVerify.Endpoint == "" {
+			return res, err
+		}
+	} else if connectors.VerifiesByReadBack(c) {
 		fsys, release, err := a.fsFor(ctx, in.Target)
 		if err != nil {
 			return VerifyResult{}, err

@@ -68,6 +68,13 @@ const (
 	// VerifyMismatch: the endpoint served another leaf (retried by the
 	// verify policy).
 	VerifyMismatch = "VerifyMismatch"
+	// Forbidden: the API server refused the target's credentials a call
+	// (Kubernetes RBAC): the message names the verb, the resource and the
+	// namespace to grant. Nothing was written by the refused call.
+	Forbidden = "Forbidden"
+	// NamespaceNotFound: a Kubernetes target names a namespace the API
+	// server does not have; nothing was written there.
+	NamespaceNotFound = "NamespaceNotFound"
 )
 
 // Step is the name of one deploy step: the activity ID of its activity, or

@@ -177,6 +177,9 @@ func (p *Policy) CheckTarget(t target.Target) error {
 	if err != nil {
 		return &Refused{File: p.File, Rule: "target_type", Field: "target_type", Value: fmt.Sprintf("%q", t.TargetType), Reason: "is not a connector this worker knows"}
 	}
+	if kc, ok := c.(KubernetesConnector); ok {
+		return p.CheckNamespaces(kc.KubernetesNamespaces(t.Config))
+	}
 	if t.Config.SSH != nil {
 		// Agentless over SSH: the host first, then its paths and commands
 		// under the same allow_paths and allow_commands.
@@ -193,6 +196,38 @@ func (p *Policy) CheckTarget(t target.Target) error {
 		return err
 	}
 	return p.CheckCommand("target_config.reload_command", connectors.ReloadFor(c, t.Config).Command)
+}
+
+// KubernetesConnector is a connector that writes Kubernetes Secrets, in the
+// namespaces it lists for a target: allow_kubernetes_namespaces bounds them.
+// It writes no file and runs no command.
+type KubernetesConnector interface {
+	KubernetesNamespaces(cfg target.Config) []string
+}
+
+// CheckNamespaces allows namespaces that are each an
+// allow_kubernetes_namespaces entry ("*": any). With the field left out,
+// every Kubernetes target is refused: whatever the worker's credentials
+// allow, it writes Secrets only where its operator said.
+func (p *Policy) CheckNamespaces(namespaces []string) error {
+	if p.Missing {
+		return &Refused{File: p.File, Rule: "file"}
+	}
+	for i, ns := range namespaces {
+		field := "target_config.namespace"
+		if len(namespaces) > 1 {
+			field = fmt.Sprintf("target_config.namespaces[%d]", i)
+		}
+		if len(p.AllowKubernetesNamespaces) == 0 {
+			return &Refused{File: p.File, Rule: "allow_kubernetes_namespaces", Field: field, Value: fmt.Sprintf("%q", ns),
+				Reason: "is refused: the policy has no allow_kubernetes_namespaces, so this worker writes no Kubernetes Secret"}
+		}
+		if !contains(p.AllowKubernetesNamespaces, ns) && !contains(p.AllowKubernetesNamespaces, Wildcard) {
+			return &Refused{File: p.File, Rule: "allow_kubernetes_namespaces", Field: field, Value: fmt.Sprintf("%q", ns),
+				Reason: fmt.Sprintf("is none of allow_kubernetes_namespaces %v", p.AllowKubernetesNamespaces)}
+		}
+	}
+	return nil
 }
 
 // CheckSSHHost allows an address (host:port) that allow_ssh_hosts lists

@@ -78,6 +78,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	defer stopKube()
 	_ = os.Chmod(dir, 0o711)
 	env.workDir = dir
 	// Host workers record where they staged; keep that out of /var/lib.

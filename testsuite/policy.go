@@ -12,6 +12,10 @@ import (
 // WritePolicy writes a host policy file (CERTCTL_WORKER_POLICY's format).
 func WritePolicy(path string, p policy.Policy) error { return devenv.WritePolicy(path, p) }
 
+// KubeE2ENamespace is the one namespace the test policy allows the certctl
+// worker to write Secrets in.
+const KubeE2ENamespace = "shop"
+
 // UseTestPolicy gives every worker the tests start (they inherit the test
 // process's environment) a host policy that allows the tests' temp dirs and
 // any command, and a profiles directory: dir/worker.yaml and dir/profiles.
@@ -24,6 +28,8 @@ func UseTestPolicy(dir string, sshHosts ...string) (profilesDir string, err erro
 		AllowPaths:    []string{os.TempDir()},
 		AllowCommands: [][]string{{policy.Wildcard}},
 		AllowSSHHosts: sshHosts,
+		// The kubernetes tests' end-to-end namespace; any other is refused.
+		AllowKubernetesNamespaces: []string{KubeE2ENamespace},
 	}); err != nil {
 		return "", err
 	}

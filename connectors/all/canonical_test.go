@@ -11,6 +11,7 @@ import (
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/connectors/envoy"
 	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/connectors/kubernetes"
 	"github.com/certctl/certctl/connectors/traefik"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
@@ -28,6 +29,7 @@ func configFor(t *testing.T, name string, c connectors.Connector) target.Config 
 		{Own: &haproxy.Config{PEMPath: "/d/site.pem"}},
 		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", Own: &traefik.Config{DynamicConfigPath: "/d/dynamic.yaml"}},
 		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", Own: &envoy.Config{SDSPath: "/d/sds.yaml", SDSSecretName: "site"}},
+		{Own: &kubernetes.Config{Namespace: "shop", SecretName: "site-tls"}},
 	} {
 		if c.Check(cfg) == nil {
 			return cfg

@@ -74,6 +74,7 @@ func TestIntegrationJavaKeystore(t *testing.T) {
 		wantMode(t, j.Keystore, 0o600, 0)
 		wantNoLeftovers(t, filepath.Dir(j.Keystore), 1)
 
+		first := r.workflowID()
 		before := snapshot(t, j.Keystore)
 		r = deploy(t, tg, fresh, "--output", "json")
 		if res := r.result(t); r.code != 0 || res.Outcome != contract.SkippedIdempotent {
@@ -81,6 +82,51 @@ func TestIntegrationJavaKeystore(t *testing.T) {
 		}
 		wantUnchanged(t, before)
 		served(t, j, fresh.LeafSHA256)
+
+		// The passwords stay on the host's worker: no payload of either
+		// deploy's histories holds them, even decoded through the codec.
+		url := codecServer(t)
+		for _, id := range []string{first, first + contract.HostRunSuffix, r.workflowID(), r.workflowID() + contract.HostRunSuffix} {
+			raw, err := temporalCLI(t, "workflow", "show", "--workflow-id", id, "--output", "json", "--codec-endpoint", url)
+			if err != nil {
+				if !strings.HasSuffix(id, contract.HostRunSuffix) {
+					t.Fatal(err)
+				}
+				continue // this deploy ran no host run
+			}
+			// The input decodes (it names the password file): the search
+			// below reads the payloads in clear.
+			decoded := false
+			eachPayloadData(raw, func(b []byte) { decoded = decoded || strings.Contains(string(b), j.StorePassFile) })
+			if !decoded {
+				t.Fatalf("%s: no payload of the decoded history names keystore_password_file: not a history this check can read", id)
+			}
+			for _, pw := range []string{"store-secret", "key-secret", "other-secret"} {
+				found := strings.Contains(string(raw), pw)
+				eachPayloadData(raw, func(b []byte) { found = found || strings.Contains(string(b), pw) })
+				if found {
+					t.Errorf("%s: the history holds the password %q", id, pw)
+				}
+			}
+		}
+	})
+
+	t.Run("password file a symbolic link: refused, nothing written", func(t *testing.T) {
+		j, initial := start(t)
+		real := j.StorePassFile + ".real"
+		if err := os.Rename(j.StorePassFile, real); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(real, j.StorePassFile); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, j.Keystore)
+		r := deploy(t, j.Target("jks-pwlink", testHost), issue(t))
+		if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "target_config.keystore_password_file") || !strings.Contains(r.stdout+r.stderr, "symbolic link") {
+			t.Fatalf("exit %d: want a refusal naming keystore_password_file\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		wantUnchanged(t, before)
+		served(t, j, initial.LeafSHA256)
 	})
 
 	t.Run("wrong store password: refused naming keystore_password_file, nothing written", func(t *testing.T) {
@@ -90,7 +136,7 @@ func TestIntegrationJavaKeystore(t *testing.T) {
 		}
 		before := snapshot(t, j.Keystore)
 		r := deploy(t, j.Target("jks-badpw", testHost), issue(t))
-		if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "target_config.keystore_password_file") || !strings.Contains(r.stdout+r.stderr, "does not open") {
+		if r.code != 2 || r.lastLine() != "outcome: InvalidInput" || !strings.Contains(r.stdout+r.stderr, "target_config.keystore_password_file") || !strings.Contains(r.stdout+r.stderr, "does not open") {
 			t.Fatalf("exit %d: want an error naming keystore_password_file\n%s%s", r.code, r.stdout, r.stderr)
 		}
 		if strings.Contains(r.stdout+r.stderr, "store-secret") || strings.Contains(r.stdout+r.stderr, "not-the-password") {

@@ -111,6 +111,22 @@ func TestIntegrationJavaKeystore(t *testing.T) {
 		}
 	})
 
+	t.Run("dry run: keytool checks the staged store, nothing live changes", func(t *testing.T) {
+		j, initial := start(t)
+		before := snapshot(t, j.Keystore)
+		r := deploy(t, j.Target("jks-dry", testHost), issue(t), "--dry-run", "--output", "json")
+		res := r.result(t)
+		if r.code != 0 || res.Outcome != "DryRunPassed" {
+			t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+		}
+		if d := stepDetails(res)["validate"]; !strings.Contains(d, "material ok") || !strings.Contains(d, "keytool -list") {
+			t.Errorf("validate %q: want the material read back from the staged store and keytool's check", d)
+		}
+		wantUnchanged(t, before)
+		wantNoLeftovers(t, filepath.Dir(j.Keystore), 0)
+		served(t, j, initial.LeafSHA256)
+	})
+
 	t.Run("password file a symbolic link: refused, nothing written", func(t *testing.T) {
 		j, initial := start(t)
 		real := j.StorePassFile + ".real"

@@ -245,7 +245,7 @@ func (c Connector) FilesFrom(cfg target.Config, b *material.Bundle, current map[
 	return []connectors.File{{Role: Role, Path: o.KeystorePath, Bytes: data, HoldsKey: true, DefaultMode: StoreMode}}, nil
 }
 
-// Served is the alias's key, leaf and chain in the store data, as PEM.
+// Served is the alias's leaf, chain and key in the store data, as PEM.
 func (c Connector) Served(cfg target.Config, role string, data []byte, current map[string][]byte) ([]byte, error) {
 	o, err := c.check(cfg)
 	if err != nil {
@@ -263,11 +263,11 @@ func (c Connector) Served(cfg target.Config, role string, data []byte, current m
 	if err != nil {
 		return nil, fmt.Errorf("%s: alias %q: %w", o.KeystorePath, o.Alias, err)
 	}
-	out := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: e.PrivateKey})
+	var out []byte
 	for _, cert := range e.CertificateChain {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Content})...)
 	}
-	return out, nil
+	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: e.PrivateKey})...), nil
 }
 
 // newStore is an empty JKS store whose random bytes come from r.

@@ -92,7 +92,8 @@ $(KUBE_APISERVER_BIN):
 # starts no service here: the tests start each server privately.
 APT_PACKAGES := nginx=/usr/sbin/nginx apache2=/usr/sbin/apache2 haproxy=/usr/sbin/haproxy \
 	postfix=/usr/sbin/postfix dovecot-imapd=/usr/lib/dovecot/imap-login caddy=/usr/bin/caddy \
-	systemd=/usr/bin/systemd-analyze openssh-server=/usr/sbin/sshd etcd-server=/usr/bin/etcd
+	systemd=/usr/bin/systemd-analyze openssh-server=/usr/sbin/sshd etcd-server=/usr/bin/etcd \
+	openjdk-17-jdk-headless=/usr/bin/javac openssl=/usr/bin/openssl
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do test -e "$${p#*=}" || missing="$$missing $${p%%=*}"; done; \
 	if [ -n "$$missing" ]; then \

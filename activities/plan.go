@@ -31,15 +31,15 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (Plan, error) {
 	if err != nil {
 		return Plan{}, invalid(err)
 	}
-	files, err := layout(c, in.Target, bundle)
-	if err != nil {
-		return Plan{}, err
-	}
 	fsys, release, err := a.fsFor(ctx, in.Target)
 	if err != nil {
 		return Plan{}, err
 	}
 	defer release()
+	files, err := layout(fsys, c, in.Target, bundle)
+	if err != nil {
+		return Plan{}, err
+	}
 	if err := resolveCommands(fsys, c, in.Target); err != nil {
 		return Plan{}, err
 	}

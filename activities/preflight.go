@@ -1,6 +1,9 @@
 package activities
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/certctl/certctl/connectors"
@@ -8,6 +11,7 @@ import (
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/probe"
+	"github.com/certctl/certctl/safefs"
 	"github.com/certctl/certctl/target"
 )
 
@@ -58,11 +62,49 @@ func connectorOf(t target.Target) (connectors.Connector, error) {
 }
 
 // layout is the files c writes for the material: the one place a step asks
-// a connector for them (Plan to hash them, Stage to write them).
-func layout(c connectors.Connector, t target.Target, b *material.Bundle) ([]connectors.File, error) {
-	files, err := c.Files(t.Config, b)
+// a connector for them (Plan to hash them, Stage to write them). A
+// connector whose layout depends on the host's current files
+// (connectors.CurrentLayout) gets them read here, through fsys.
+func layout(fsys FS, c connectors.Connector, t target.Target, b *material.Bundle) ([]connectors.File, error) {
+	cl, ok := c.(connectors.CurrentLayout)
+	if !ok {
+		files, err := c.Files(t.Config, b)
+		if err != nil {
+			return nil, invalid(err)
+		}
+		return files, nil
+	}
+	current, err := readCurrent(fsys, cl, t)
+	if err != nil {
+		return nil, err
+	}
+	files, err := cl.FilesFrom(t.Config, b, current)
 	if err != nil {
 		return nil, invalid(err)
 	}
 	return files, nil
+}
+
+// readCurrent reads the files a CurrentLayout connector's layout depends
+// on, each through its directory opened without following links, regular
+// and at most maxFileRead bytes; an absent one is nil. The bytes stay in
+// this step's memory: they may hold passwords, and go into no payload.
+func readCurrent(fsys FS, cl connectors.CurrentLayout, t target.Target) (map[string][]byte, error) {
+	current := map[string][]byte{}
+	for _, r := range cl.Reads(t.Config) {
+		b, err := readRegular(fsys, r.Path)
+		switch {
+		case isTransport(err):
+			return nil, err
+		case errors.Is(err, fs.ErrNotExist):
+			current[r.Path] = nil
+			continue
+		case errors.Is(err, safefs.ErrSymlink):
+			return nil, contract.Invalid(r.Field, r.Path+" (or a directory on the way) is a symbolic link, and certctl never reads through one: point the target at the real path")
+		case err != nil:
+			return nil, contract.Invalid(r.Field, fmt.Sprintf("read %s on %s: %v", r.Path, where(t), err))
+		}
+		current[r.Path] = b
+	}
+	return current, nil
 }

@@ -28,16 +28,16 @@ func (a *Activities) Stage(ctx context.Context, in StageInput) (Staged, error) {
 	if err != nil {
 		return Staged{}, invalid(err)
 	}
-	files, err := layout(c, in.Target, b)
-	if err != nil {
-		return Staged{}, err
-	}
 	var out Staged
 	fsys, release, err := a.fsFor(ctx, in.Target)
 	if err != nil {
 		return out, err
 	}
 	defer release()
+	files, err := layout(fsys, c, in.Target, b)
+	if err != nil {
+		return out, err
+	}
 	var private Dir
 	if in.DryRun {
 		// A dry run stages on this worker, in its private directory,

@@ -49,7 +49,7 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 		return ValidateResult{}, err
 	}
 	defer release()
-	if err := a.checkFiles(fsys, in); err != nil {
+	if err := a.checkFiles(fsys, c, in); err != nil {
 		return ValidateResult{}, err
 	}
 	// A reload by signal can be checked without sending it: a pid file that
@@ -118,8 +118,16 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 
 // checkFiles re-reads the files that will be served (staged, or live after
 // Commit) and checks them as material: what is on disk is what matters.
-func (a *Activities) checkFiles(fsys FS, in ValidateInput) error {
+func (a *Activities) checkFiles(fsys FS, c connectors.Connector, in ValidateInput) error {
 	var all []byte
+	cl, current := c.(connectors.CurrentLayout)
+	var cur map[string][]byte
+	if current {
+		var err error
+		if cur, err = readCurrent(fsys, cl, in.Target); err != nil {
+			return err
+		}
+	}
 	for i, f := range in.Plan.Files {
 		p, from := f.Path, fsys
 		if !in.Live {
@@ -137,6 +145,11 @@ func (a *Activities) checkFiles(fsys FS, in ValidateInput) error {
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
+		}
+		if current {
+			if b, err = cl.Served(in.Target.Config, f.Role, b, cur); err != nil {
+				return temporal.NewNonRetryableApplicationError("material check of the files to be served: "+err.Error(), contract.ValidateFailed, nil)
+			}
 		}
 		all = append(append(all, b...), '\n')
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/connectors/envoy"
 	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/connectors/javakeystore"
 	"github.com/certctl/certctl/connectors/kubernetes"
 	"github.com/certctl/certctl/connectors/traefik"
 	"github.com/certctl/certctl/material"
@@ -30,6 +31,7 @@ func configFor(t *testing.T, name string, c connectors.Connector) target.Config 
 		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", Own: &traefik.Config{DynamicConfigPath: "/d/dynamic.yaml"}},
 		{CertPath: "/d/cert.pem", KeyPath: "/d/key.pem", Own: &envoy.Config{SDSPath: "/d/sds.yaml", SDSSecretName: "site"}},
 		{Own: &kubernetes.Config{Namespace: "shop", SecretName: "site-tls"}},
+		{Own: &javakeystore.Config{KeystorePath: "/d/s.jks", KeystoreType: "JKS", Alias: "site", KeystorePasswordFile: "/d/pw"}},
 	} {
 		if c.Check(cfg) == nil {
 			return cfg
@@ -77,7 +79,22 @@ func TestEveryConnectorWritesCanonicalBlocks(t *testing.T) {
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			c, _ := connectors.Get(name)
-			files, err := c.Files(configFor(t, name, c), bundle(t, odd))
+			cfg, want := configFor(t, name, c), wantKey
+			files, err := c.Files(cfg, bundle(t, odd))
+			if cl, ok := c.(connectors.CurrentLayout); ok {
+				// A keystore is not PEM: what it serves, read back, is
+				// checked instead; its key is PKCS #8, as the format has it.
+				current := map[string][]byte{"/d/pw": []byte("canonical-test\n")}
+				if files, err = cl.FilesFrom(cfg, bundle(t, odd), current); err == nil {
+					for i := range files {
+						if files[i].Bytes, err = cl.Served(cfg, files[i].Role, files[i].Bytes, current); err != nil {
+							break
+						}
+					}
+				}
+				pkcs8, _ := x509.MarshalPKCS8PrivateKey(b.Key)
+				want = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}))
+			}
 			if err != nil {
 				t.Fatalf("Files: %v", err)
 			}
@@ -93,7 +110,7 @@ func TestEveryConnectorWritesCanonicalBlocks(t *testing.T) {
 				}
 				if f.HoldsKey {
 					sawKey = true
-					if !strings.HasSuffix(string(f.Bytes), wantKey) {
+					if !strings.HasSuffix(string(f.Bytes), want) {
 						t.Errorf("%s %s does not end with the canonical key block", f.Role, f.Path)
 					}
 				}

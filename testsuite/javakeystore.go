@@ -1,0 +1,151 @@
+package testsuite
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certctl/certctl/connectors/javakeystore"
+	"github.com/certctl/certctl/target"
+)
+
+// JavaKeystore is a real Java TLS server (testsuite/java/KeystoreServer.java,
+// compiled by javac from openjdk-17-jdk-headless) serving the key and chain
+// under Alias of a JKS keystore, as a Java application server does; SIGHUP
+// makes it re-read the keystore. The store also holds two entries certctl
+// must keep: "other", a key pair keytool generated under its own key
+// password, and "trusted", a trusted certificate.
+type JavaKeystore struct {
+	server
+	Keystore, StorePassFile, KeyPassFile, Alias, Type string
+}
+
+// The other entries StartJavaKeystore puts in the store beside Alias.
+const (
+	KeystoreOtherAlias   = "other"
+	KeystoreTrustedAlias = "trusted"
+)
+
+var (
+	javaOnce  sync.Once
+	javaClass string
+	javaErr   error
+)
+
+// javaServerClasses compiles KeystoreServer.java once per test process.
+func javaServerClasses() (string, error) {
+	javaOnce.Do(func() {
+		src, err := RepoFile("testsuite/java/KeystoreServer.java")
+		if err != nil {
+			javaErr = err
+			return
+		}
+		if javaClass, javaErr = os.MkdirTemp("", "certctl-java-"); javaErr != nil {
+			return
+		}
+		if _, err := exec.LookPath("javac"); err != nil {
+			javaErr = fmt.Errorf("javac not found: install it with `apt-get install -y openjdk-17-jdk-headless` (make apt-deps does)")
+			return
+		}
+		if out, err := exec.Command("javac", "-nowarn", "-XDignore.symbol.file", "-d", javaClass, src).CombinedOutput(); err != nil {
+			javaErr = fmt.Errorf("javac %s: %v\n%s", src, err, out)
+		}
+	})
+	return javaClass, javaErr
+}
+
+// Keytool runs the real keytool with args (passwords only from files) and
+// returns its output.
+func Keytool(args ...string) (string, error) {
+	out, err := exec.Command("keytool", args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("keytool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// StartJavaKeystore builds a JKS store under dir with keytool and openssl
+// alone (initial under alias "tomcat", imported from an `openssl pkcs12
+// -export` file, plus the other entries), starts the Java server on a free
+// loopback port and waits until it serves initial.
+func StartJavaKeystore(dir string, initial Set) (*JavaKeystore, error) {
+	classes, err := javaServerClasses()
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	j := &JavaKeystore{server: newServer("javakeystore", dir, ProtoTLS, port),
+		Keystore: filepath.Join(dir, "server.jks"), StorePassFile: filepath.Join(dir, "store.pw"),
+		KeyPassFile: filepath.Join(dir, "key.pw"), Alias: "tomcat", Type: javakeystore.TypeJKS}
+	otherPW, p12PW := filepath.Join(dir, "other.pw"), filepath.Join(dir, "p12.pw")
+	if err := writeFiles(map[string]string{j.StorePassFile: "store-secret\n", j.KeyPassFile: "key-secret\n",
+		otherPW: "other-secret\n", p12PW: "p12-secret\n"}, j.StorePassFile, j.KeyPassFile, otherPW, p12PW); err != nil {
+		return nil, err
+	}
+	cert, chain, key, err := initial.Write(dir)
+	if err != nil {
+		return nil, err
+	}
+	p12 := filepath.Join(dir, "initial.p12")
+	if out, err := exec.Command("openssl", "pkcs12", "-export", "-in", cert, "-certfile", chain, "-inkey", key,
+		"-name", j.Alias, "-passout", "file:"+p12PW, "-out", p12).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("openssl pkcs12 -export: %v\n%s", err, out)
+	}
+	store := []string{"-keystore", j.Keystore, "-storetype", j.Type, "-storepass:file", j.StorePassFile}
+	for _, args := range [][]string{
+		{"-importkeystore", "-noprompt", "-srckeystore", p12, "-srcstoretype", "PKCS12", "-srcstorepass:file", p12PW, "-srcalias", j.Alias,
+			"-destkeystore", j.Keystore, "-deststoretype", j.Type, "-deststorepass:file", j.StorePassFile, "-destalias", j.Alias, "-destkeypass:file", j.KeyPassFile},
+		append([]string{"-genkeypair", "-alias", KeystoreOtherAlias, "-keyalg", "EC", "-groupname", "secp256r1", "-dname", "CN=other", "-keypass:file", otherPW}, store...),
+		append([]string{"-importcert", "-noprompt", "-alias", KeystoreTrustedAlias, "-file", chain}, store...),
+	} {
+		if _, err := Keytool(args...); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range []string{cert, chain, key, p12, p12PW} {
+		_ = os.Remove(f)
+	}
+	if err := os.Chmod(j.Keystore, 0o600); err != nil {
+		return nil, err
+	}
+	if err := j.start(nil, "java", "-cp", classes, "KeystoreServer", strconv.Itoa(port), j.Keystore, j.Type, j.Alias, j.StorePassFile, j.KeyPassFile); err != nil {
+		return nil, err
+	}
+	if err := j.waitFirst(initial.LeafSHA256); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// Config is the connector's own fields for this server's store.
+func (j *JavaKeystore) Config() *javakeystore.Config {
+	return &javakeystore.Config{KeystorePath: j.Keystore, KeystoreType: j.Type, Alias: j.Alias,
+		KeystorePasswordFile: j.StorePassFile, KeyPasswordFile: j.KeyPassFile}
+}
+
+// Target is a javakeystore target for this server's store: reload by
+// SIGHUP, verify by a handshake with the server.
+func (j *JavaKeystore) Target(id, host string) target.Target {
+	return target.Target{
+		TargetID: id, TargetType: javakeystore.Name, Host: host,
+		Config: target.Config{
+			Own:                      j.Config(),
+			ReloadCommand:            target.Command{"kill", "-HUP", strconv.Itoa(j.proc.Pid())},
+			PostDeployVerify:         target.Verify{Endpoint: j.endpoint, Timeout: target.Duration(5 * time.Second)},
+			PostDeployVerifyAttempts: 5,
+		},
+	}
+}
+
+// List is `keytool -list` of the live store.
+func (j *JavaKeystore) List() (string, error) {
+	return Keytool(javakeystore.ListCommand(*j.Config())[1:]...)
+}

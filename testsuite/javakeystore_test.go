@@ -1,0 +1,198 @@
+package testsuite_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/testsuite"
+)
+
+// TestIntegrationJavaKeystore deploys to a real Java TLS server reading a
+// JKS keystore (testsuite/java/KeystoreServer.java, compiled with javac),
+// through certctl, the dev server and the host worker, with the real
+// keytool as the server check. Each case starts its own server on a store
+// that keytool and openssl made (the initial leaf under "tomcat", a key
+// pair "other" under its own key password, a trusted certificate).
+func TestIntegrationJavaKeystore(t *testing.T) {
+	start := func(t *testing.T) (*testsuite.JavaKeystore, testsuite.Set) {
+		t.Helper()
+		initial := issue(t)
+		dir := t.TempDir()
+		_ = os.Chmod(dir, 0o711)
+		j, err := testsuite.StartJavaKeystore(dir, initial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(j.Stop)
+		return j, initial
+	}
+	served := func(t *testing.T, j *testsuite.JavaKeystore, leaf string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := j.WaitServing(ctx, leaf); err != nil {
+			t.Fatalf("java server: %v\n%s", err, j.Logs())
+		}
+	}
+	// kept checks with keytool alone that the other entries are still
+	// there, the other key still opening with its own password.
+	kept := func(t *testing.T, j *testsuite.JavaKeystore) {
+		t.Helper()
+		list, err := j.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"contains 3 entries", j.Alias + ", ", testsuite.KeystoreOtherAlias + ", ", testsuite.KeystoreTrustedAlias + ", ", "trustedCertEntry"} {
+			if !strings.Contains(list, want) {
+				t.Errorf("keytool -list lacks %q:\n%s", want, list)
+			}
+		}
+		if _, err := testsuite.Keytool("-certreq", "-alias", testsuite.KeystoreOtherAlias, "-keystore", j.Keystore, "-storetype", j.Type,
+			"-storepass:file", j.StorePassFile, "-keypass:file", filepath.Join(filepath.Dir(j.Keystore), "other.pw")); err != nil {
+			t.Errorf("the other key no longer opens with its own password: %v", err)
+		}
+	}
+
+	t.Run("first deploy, then the same again is skipped", func(t *testing.T) {
+		j, _ := start(t)
+		tg := j.Target("jks-first", testHost)
+		fresh := issue(t)
+		r := deploy(t, tg, fresh, "--output", "json")
+		if res := r.result(t); r.code != 0 || res.Outcome != contract.Deployed {
+			t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+		} else if d := stepDetails(res)["validate"]; !strings.Contains(d, "keytool -list") {
+			t.Errorf("validate %q: want keytool's check", d)
+		}
+		served(t, j, fresh.LeafSHA256)
+		kept(t, j)
+		wantMode(t, j.Keystore, 0o600, 0)
+		wantNoLeftovers(t, filepath.Dir(j.Keystore), 1)
+
+		first := r.workflowID()
+		before := snapshot(t, j.Keystore)
+		r = deploy(t, tg, fresh, "--output", "json")
+		if res := r.result(t); r.code != 0 || res.Outcome != contract.SkippedIdempotent {
+			t.Fatalf("identical deploy: exit %d outcome %s", r.code, res.Outcome)
+		}
+		wantUnchanged(t, before)
+		served(t, j, fresh.LeafSHA256)
+
+		// The passwords stay on the host's worker: no payload of either
+		// deploy's histories holds them, even decoded through the codec.
+		url := codecServer(t)
+		for _, id := range []string{first, first + contract.HostRunSuffix, r.workflowID(), r.workflowID() + contract.HostRunSuffix} {
+			raw, err := temporalCLI(t, "workflow", "show", "--workflow-id", id, "--output", "json", "--codec-endpoint", url)
+			if err != nil {
+				if !strings.HasSuffix(id, contract.HostRunSuffix) {
+					t.Fatal(err)
+				}
+				continue // this deploy ran no host run
+			}
+			// The input decodes (it names the password file): the search
+			// below reads the payloads in clear.
+			decoded := false
+			eachPayloadData(raw, func(b []byte) { decoded = decoded || strings.Contains(string(b), j.StorePassFile) })
+			if !decoded {
+				t.Fatalf("%s: no payload of the decoded history names keystore_password_file: not a history this check can read", id)
+			}
+			for _, pw := range []string{"store-secret", "key-secret", "other-secret"} {
+				found := strings.Contains(string(raw), pw)
+				eachPayloadData(raw, func(b []byte) { found = found || strings.Contains(string(b), pw) })
+				if found {
+					t.Errorf("%s: the history holds the password %q", id, pw)
+				}
+			}
+		}
+	})
+
+	t.Run("dry run: keytool checks the staged store, nothing live changes", func(t *testing.T) {
+		j, initial := start(t)
+		before := snapshot(t, j.Keystore)
+		r := deploy(t, j.Target("jks-dry", testHost), issue(t), "--dry-run", "--output", "json")
+		res := r.result(t)
+		if r.code != 0 || res.Outcome != "DryRunPassed" {
+			t.Fatalf("exit %d outcome %s", r.code, res.Outcome)
+		}
+		if d := stepDetails(res)["validate"]; !strings.Contains(d, "material ok") || !strings.Contains(d, "keytool -list") {
+			t.Errorf("validate %q: want the material read back from the staged store and keytool's check", d)
+		}
+		wantUnchanged(t, before)
+		wantNoLeftovers(t, filepath.Dir(j.Keystore), 0)
+		served(t, j, initial.LeafSHA256)
+	})
+
+	t.Run("password file a symbolic link: refused, nothing written", func(t *testing.T) {
+		j, initial := start(t)
+		real := j.StorePassFile + ".real"
+		if err := os.Rename(j.StorePassFile, real); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(real, j.StorePassFile); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, j.Keystore)
+		r := deploy(t, j.Target("jks-pwlink", testHost), issue(t))
+		if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "target_config.keystore_password_file") || !strings.Contains(r.stdout+r.stderr, "symbolic link") {
+			t.Fatalf("exit %d: want a refusal naming keystore_password_file\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		wantUnchanged(t, before)
+		served(t, j, initial.LeafSHA256)
+	})
+
+	t.Run("wrong store password: refused naming keystore_password_file, nothing written", func(t *testing.T) {
+		j, initial := start(t)
+		if err := os.WriteFile(j.StorePassFile, []byte("not-the-password\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, j.Keystore)
+		r := deploy(t, j.Target("jks-badpw", testHost), issue(t))
+		if r.code != 2 || r.lastLine() != "outcome: InvalidInput" || !strings.Contains(r.stdout+r.stderr, "target_config.keystore_password_file") || !strings.Contains(r.stdout+r.stderr, "does not open") {
+			t.Fatalf("exit %d: want an error naming keystore_password_file\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if strings.Contains(r.stdout+r.stderr, "store-secret") || strings.Contains(r.stdout+r.stderr, "not-the-password") {
+			t.Fatal("a password is in certctl's output")
+		}
+		wantUnchanged(t, before)
+		wantNoLeftovers(t, filepath.Dir(j.Keystore), 0)
+		served(t, j, initial.LeafSHA256)
+	})
+
+	t.Run("keytool check fails: the live store is untouched", func(t *testing.T) {
+		j, initial := start(t)
+		tg := j.Target("jks-badcheck", testHost)
+		tg.Config.ValidateCommand = target.Command{"keytool", "-list", "-keystore", j.Keystore, "-storetype", j.Type,
+			"-storepass:file", j.StorePassFile, "-alias", "no-such-alias"}
+		before := snapshot(t, j.Keystore)
+		r := deploy(t, tg, issue(t))
+		if r.code != 1 || r.lastLine() != "outcome: ValidateFailed" {
+			t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
+		}
+		if !strings.Contains(r.stdout, "no-such-alias") {
+			t.Errorf("the error does not carry keytool's message")
+		}
+		wantUnchanged(t, before)
+		served(t, j, initial.LeafSHA256)
+		kept(t, j)
+	})
+
+	t.Run("verify fails: the store is rolled back and the old leaf served", func(t *testing.T) {
+		j, initial := start(t)
+		tg := j.Target("jks-noreload", testHost)
+		tg.Config.ReloadCommand = target.Command{"true"} // the server never re-reads the store
+		tg.Config.PostDeployVerifyAttempts = 2
+		before := snapshot(t, j.Keystore)
+		r := deploy(t, tg, issue(t))
+		if r.code != 1 || r.lastLine() != "outcome: VerifyFailed" {
+			t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
+		}
+		wantUnchanged(t, before)
+		served(t, j, initial.LeafSHA256)
+		kept(t, j)
+	})
+}

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/scrub"
+	"github.com/certctl/certctl/supervisor"
 	"github.com/certctl/certctl/target"
 )
 
@@ -107,7 +108,7 @@ func isStartError(err error) bool {
 // never started itself) under a supervisor, within limit, heartbeating while
 // it runs, and returns the scrubbed tail of its combined output.
 func runCommand(ctx context.Context, cmd *exec.Cmd, limit time.Duration, sc *scrub.Scrubber) (string, error) {
-	spec := superviseSpec{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Parent: os.Getpid()}
+	spec := supervisor.Spec{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Parent: os.Getpid()}
 	if cmd.Err != nil {
 		return "", &startError{cmd.Err}
 	}
@@ -136,7 +137,7 @@ func runCommand(ctx context.Context, cmd *exec.Cmd, limit time.Duration, sc *scr
 	out := newRing(outputRing)
 	sup := exec.CommandContext(tctx, self)
 	sup.Args = []string{"certctl-supervisor", spec.Path}
-	sup.Env = append(withoutEnv(os.Environ(), envSupervise), envSupervise+"=1")
+	sup.Env = append(supervisor.WithoutEnv(os.Environ(), supervisor.EnvVar), supervisor.EnvVar+"=1")
 	sup.Stdin = bytes.NewReader(b)
 	sup.Dir = "/"
 	sup.Stdout, sup.Stderr = out, out
@@ -163,9 +164,9 @@ func runCommand(ctx context.Context, cmd *exec.Cmd, limit time.Duration, sc *scr
 	stop := heartbeat(ctx)
 	waitErr := sup.Wait()
 	stop()
-	var st *superviseStatus
+	var st *supervisor.Status
 	if b := <-stat; len(b) > 0 {
-		st = new(superviseStatus)
+		st = new(supervisor.Status)
 		if json.Unmarshal(b, st) != nil {
 			st = nil
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
@@ -413,10 +414,16 @@ func rolloutStatusCmd() *cobra.Command {
 			return withClient(cmd.Context(), func(ctx context.Context, c client.Client) error {
 				id := rolloutWorkflowID(args[0])
 				pr, err := queryProgress(ctx, c, id)
+				w := cmd.OutOrStdout()
 				if err != nil {
+					// A rollout refused before it started (InvalidInput)
+					// answers no query: its result says why.
+					if res, ok := closedRollout(ctx, c, id); ok {
+						return report(w, output != "json", rolloutOutput{WorkflowID: id, RolloutResult: res},
+							func() { printRolloutResult(w, res) }, res.Outcome, contract.RolloutCompleted)
+					}
 					return &exitError{code: 1, msg: fmt.Sprintf("status %s: %v", id, err)}
 				}
-				w := cmd.OutOrStdout()
 				if output == "json" {
 					return json.NewEncoder(w).Encode(pr)
 				}
@@ -434,4 +441,18 @@ func rolloutStatusCmd() *cobra.Command {
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
 	cmd.Flags().BoolVar(&follow, "follow", false, "follow the rollout to its end, as certctl rollout does, and exit with its outcome's code")
 	return cmd
+}
+
+// closedRollout is the result of a rollout that has ended, if it has.
+func closedRollout(ctx context.Context, c client.Client, id string) (workflows.RolloutResult, bool) {
+	var res workflows.RolloutResult
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return res, false
+	}
+	err = c.GetWorkflow(ctx, id, "").Get(ctx, &res)
+	if err != nil && !detailsOf(err, &res) {
+		return res, false
+	}
+	return res, res.Outcome != ""
 }

@@ -16,7 +16,7 @@ const (
 	Deployed          = "Deployed"          // the new leaf is served
 	SkippedIdempotent = "SkippedIdempotent" // files and served leaf already match: nothing done
 	DryRunPassed      = "DryRunPassed"      // dry run: plan and validate passed, nothing live touched
-	ValidateFailed    = "ValidateFailed"    // material or the server's check refused the staged files; live files untouched
+	ValidateFailed    = "ValidateFailed"    // material or the server's check refused the new files; live files as before (untouched, or restored unreloaded after a check of the live files)
 	ReloadFailed      = "ReloadFailed"      // reload failed; backups restored and reloaded: serving the old cert
 	VerifyFailed      = "VerifyFailed"      // the new leaf was not served; rolled back: serving the old cert
 	RollbackFailed    = "RollbackFailed"    // rollback itself failed: the target needs a person (files and backups named)

@@ -8,7 +8,6 @@ package testsuite_test
 // intermediate. And the messages of the first hour, asserted by text.
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -17,9 +16,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -40,21 +37,7 @@ const acmeName = "web.certctl.test"
 // certctl runs the certctl binary with args and the tests' environment.
 func certctl(t *testing.T, args ...string) deployRun {
 	t.Helper()
-	cmd := exec.Command(env.certctl, args...)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+env.address, "CERTCTL_HOST_WAIT=1m")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := deployRun{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	t.Logf("certctl %s (exit %d):\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	return r
+	return runLogged(t, "certctl", certctlExec(args...))
 }
 
 // targetFile writes tg as YAML and returns its path.

@@ -54,15 +54,8 @@ func codecEndpoint(t *testing.T) string {
 	return srv.URL
 }
 
-type cliRun struct {
-	code           int
-	stdout, stderr string
-}
-
-func (r cliRun) lastLine() string {
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	return lines[len(lines)-1]
-}
+// cliRun is one run of a CLI (certctl, temporal): its exit code and output.
+type cliRun = deployRun
 
 func runLogged(t *testing.T, name string, cmd *exec.Cmd) cliRun {
 	t.Helper()

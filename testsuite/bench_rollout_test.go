@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -61,7 +60,7 @@ func benchRollout(b *testing.B, tbl *benchTable, reps int, newSet func(*testing.
 		writeBenchTarget(b, tdir, i, n.Target(ids[i], hosts[i%len(hosts)]))
 	}
 	for _, h := range hosts {
-		waitPolledB(b, h)
+		waitPolled(b, h)
 	}
 	var roMs, bareMs, ratio, evPer, bytesPer, roEv, roCPU, bareCPU []float64
 	for i := 0; i < reps; i++ {
@@ -114,7 +113,7 @@ func benchRollout(b *testing.B, tbl *benchTable, reps int, newSet func(*testing.
 			Config: target.Config{CertPath: filepath.Join(d, "cert.pem"), ChainPath: filepath.Join(d, "chain.pem"), KeyPath: filepath.Join(d, "key.pem")}})
 	}
 	for _, h := range fhosts {
-		waitPolledB(b, h)
+		waitPolled(b, h)
 	}
 	var rate, fev, fbytes, fro []float64
 	for i := 0; i < min(reps, 3); i++ {
@@ -143,14 +142,6 @@ func startBenchWorker(b *testing.B, dir, host string) {
 	b.Cleanup(p.Stop)
 }
 
-func waitPolledB(b *testing.B, host string) {
-	b.Helper()
-	testsuite.WaitFor(b, 30*time.Second, func() (bool, string) {
-		resp, err := env.client.DescribeTaskQueue(context.Background(), workflows.HostQueue(host), enumspb.TASK_QUEUE_TYPE_WORKFLOW)
-		return err == nil && len(resp.GetPollers()) > 0, "no worker polled " + workflows.HostQueue(host)
-	})
-}
-
 func writeBenchTarget(b *testing.B, dir string, i int, tg target.Target) {
 	b.Helper()
 	text, err := yaml.Marshal(tg)
@@ -170,9 +161,8 @@ func benchRolloutCLI(b *testing.B, dir string, set testsuite.Set, batch int) (ro
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(env.certctl, "rollout", "--targets", dir, "--cert", cert, "--chain", chain, "--key", key,
+	cmd := certctlExec("rollout", "--targets", dir, "--cert", cert, "--chain", chain, "--key", key,
 		"--batch", fmt.Sprint(batch), "--output", "json", "--id", fmt.Sprintf("bench-%d", time.Now().UnixNano()))
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+env.address, "CERTCTL_HOST_WAIT=1m")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -18,7 +18,7 @@ import (
 
 // waitPolled waits until a worker has polled the host's queue for workflow
 // tasks (what certctl deploy looks at before it starts a host run).
-func waitPolled(t *testing.T, host string) {
+func waitPolled(t testing.TB, host string) {
 	t.Helper()
 	testsuite.WaitFor(t, 30*time.Second, func() (bool, string) {
 		resp, err := env.client.DescribeTaskQueue(context.Background(), workflows.HostQueue(host), enumspb.TASK_QUEUE_TYPE_WORKFLOW)

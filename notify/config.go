@@ -202,6 +202,13 @@ func (ch *Channel) check() error {
 	if ch.Timeout < 0 || ch.Timeout.D() > maxTimeout {
 		return fmt.Errorf(".timeout: %s: want more than 0 and at most %s", ch.Timeout, maxTimeout)
 	}
+	switch ch.Type {
+	case TypeWebhook, TypeSlack, TypeEmail:
+	case "":
+		return fmt.Errorf(".type: is required: want %s, %s or %s", TypeWebhook, TypeSlack, TypeEmail)
+	default:
+		return fmt.Errorf(".type: %q: want %s, %s or %s", ch.Type, TypeWebhook, TypeSlack, TypeEmail)
+	}
 	only := func(field string, set bool, types ...string) error {
 		if set && !slices.Contains(types, ch.Type) {
 			return fmt.Errorf(".%s: only for type %s, not %s", field, strings.Join(types, " or "), ch.Type)
@@ -267,10 +274,6 @@ func (ch *Channel) check() error {
 				return fmt.Errorf(".to[%d]: %v", j, err)
 			}
 		}
-	case "":
-		return fmt.Errorf(".type: is required: want %s, %s or %s", TypeWebhook, TypeSlack, TypeEmail)
-	default:
-		return fmt.Errorf(".type: %q: want %s, %s or %s", ch.Type, TypeWebhook, TypeSlack, TypeEmail)
 	}
 	return nil
 }
@@ -288,7 +291,7 @@ func (s *SMTP) check() error {
 		return fmt.Errorf(".starttls: %q: want %s, %s or %s", s.StartTLS, StartTLSAuto, StartTLSRequired, StartTLSOff)
 	}
 	if s.CAFile != "" {
-		if _, err := os.ReadFile(s.CAFile); err != nil {
+		if _, err := s.tlsConfig("check"); err != nil {
 			return fmt.Errorf(".ca_file: %v", err)
 		}
 	}

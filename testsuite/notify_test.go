@@ -137,7 +137,12 @@ const mailTo = "ops@notify.test"
 func startMailSink(t *testing.T) *mailSink {
 	t.Helper()
 	dir := t.TempDir()
-	_ = os.Chmod(dir, 0o711)
+	// postfix's daemons and virtual(8) drop root: they must traverse it.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p, err := testsuite.StartPostfix(dir, issue(t))
 	if err != nil {
 		t.Fatal(err)

@@ -73,7 +73,7 @@ func (a *Activities) Notify(ctx context.Context, in SendInput) error {
 			fmt.Sprintf("channel %s is not in %s any more (the worker restarted with another config)", in.Channel, a.Config.File), contract.NotifyRefused, nil)
 	}
 	ev := clean(in.Event)
-	m := render(ev, a.Config.WebUI, activity.GetInfo(ctx).WorkflowNamespace)
+	m := render(ev, a.Config.WebUI, activity.GetInfo(ctx).Namespace)
 	now := time.Now()
 	switch ch.Type {
 	case TypeWebhook:

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -32,6 +34,7 @@ import (
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/notify"
 	"github.com/certctl/certctl/target"
+	"github.com/certctl/certctl/testsuite/histories"
 )
 
 // notified records the NotifyWorkflow children a workflow started (the
@@ -333,7 +336,9 @@ func newHook(t *testing.T, status ...int) *hook {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		ts, sig := r.Header.Get(notify.HeaderTimestamp), r.Header.Get(notify.HeaderSignature)
-		if !hmac.Equal([]byte(sig), []byte(notify.Sign(h.secret, ts, body))) || r.Header.Get("Content-Type") != "application/json" {
+		m := hmac.New(sha256.New, h.secret)
+		m.Write([]byte(ts + "." + string(body)))
+		if !hmac.Equal([]byte(sig), []byte("sha256="+hex.EncodeToString(m.Sum(nil)))) || r.Header.Get("Content-Type") != "application/json" {
 			h.bad = append(h.bad, sig)
 		}
 		h.bodies = append(h.bodies, string(body))
@@ -475,5 +480,48 @@ func TestNotifyIDFitsTheServer(t *testing.T) {
 	long := strings.Repeat("x", MaxWorkflowIDLength-3)
 	if got := NotifyID(long); len(got) > MaxWorkflowIDLength || !strings.HasPrefix(got, "notify/") || got == NotifyID(long+"y") {
 		t.Fatalf("NotifyID of a long ID: %q", got)
+	}
+}
+
+// The recorded histories cover each notify path, so
+// TestReplayRecordedHistories proves them: a host run, a deploy on
+// "certctl" that delegated, a rollout and an approval, each starting a
+// NotifyWorkflow named after itself, and a NotifyWorkflow that delivered.
+func TestReplayHistoriesCoverTheNotifications(t *testing.T) {
+	for name, typ := range map[string]string{
+		"deploy-notify-rollback-failed":  contract.DeployWorkflow,
+		"deploy-notify-host-unavailable": contract.DeployWorkflow,
+		"rollout-notify-halted":          contract.RolloutWorkflow,
+		"approval-notify-pending":        contract.ApprovalWorkflow,
+		"notify-delivered":               contract.NotifyWorkflow,
+	} {
+		hs := histories.Load(t, "../testsuite/histories/"+name+".json")
+		if len(hs) != 1 {
+			t.Errorf("no recorded history %s.json (CERTCTL_RECORD_HISTORIES=1 go test -run TestIntegrationNotifications ./testsuite/)", name)
+			continue
+		}
+		evs := hs[0].History.GetEvents()
+		if got := evs[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName(); got != typ {
+			t.Errorf("%s is a %s, want %s", name, got, typ)
+		}
+		children, delivered := 0, 0
+		for _, ev := range evs {
+			if c := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes(); c.GetWorkflowType().GetName() == contract.NotifyWorkflow {
+				children++
+				if !strings.HasSuffix(c.GetWorkflowId(), contract.NotifySuffix) || c.GetTaskQueue().GetName() != contract.TaskQueue ||
+					c.GetParentClosePolicy() != enumspb.PARENT_CLOSE_POLICY_ABANDON {
+					t.Errorf("%s: notify child %s on %s, policy %s", name, c.GetWorkflowId(), c.GetTaskQueue().GetName(), c.GetParentClosePolicy())
+				}
+			}
+			if ev.GetActivityTaskCompletedEventAttributes() != nil {
+				delivered++
+			}
+		}
+		switch {
+		case typ == contract.NotifyWorkflow && delivered == 0:
+			t.Errorf("%s delivered nothing", name)
+		case typ != contract.NotifyWorkflow && children != 1:
+			t.Errorf("%s starts %d NotifyWorkflow children, want 1", name, children)
+		}
 	}
 }

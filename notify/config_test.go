@@ -1,7 +1,9 @@
 package notify
 
 import (
+	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,5 +169,27 @@ func TestSlackEscapes(t *testing.T) {
 	}
 	if links != 1 || !strings.Contains(back.Text, "&lt;https://evil|click&gt;") {
 		t.Fatalf("body %+v", back)
+	}
+}
+
+// A Slack URL is the secret: an error reaching it names the channel, never
+// the URL.
+func TestSecretURLNeverInErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	u := "http://" + addr + "/services/T0/B0/sekrit-token"
+	ch := Channel{Name: "chat", Type: TypeSlack, URLFile: secretFile(t, u)}
+	err = ch.sendSlack(context.Background(), Message{Title: "t", Text: "x"})
+	if err == nil || !strings.Contains(err.Error(), "channel chat (slack)") || strings.Contains(err.Error(), "sekrit") {
+		t.Fatalf("error %v", err)
+	}
+	// The same URL given in the file itself may be named.
+	ch = Channel{Name: "chat", Type: TypeSlack, URL: u}
+	if err := ch.sendSlack(context.Background(), Message{Title: "t"}); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("error %v", err)
 	}
 }

@@ -327,6 +327,17 @@ channels:
 		sink.p.Endpoint(), writeFile(t, dir, "root.pem", string(rootPEM)), mailTo))
 	notifyWorker(t, config, metricsAddr)
 
+	// A successful deploy notifies nobody and records nothing more: no
+	// "notify" version marker, no child.
+	n0, _ := startNginx(t)
+	r0 := deploy(t, n0.Target("notify-ok", testHost), issue(t))
+	if r0.code != 0 || r0.lastLine() != "outcome: Deployed" {
+		t.Fatalf("exit %d, last line %q", r0.code, r0.lastLine())
+	}
+	if children, marked := notifyTraces(t, r0.workflowID()); children+marked != 0 {
+		t.Fatalf("a successful deploy recorded %d children and %d notify markers", children, marked)
+	}
+
 	// RollbackFailed, the error quoting both keys.
 	n, initial := startNginx(t)
 	tg := n.Target("notify-leak", testHost)
@@ -392,6 +403,9 @@ channels:
 	}
 	if !strings.Contains(string(rawMail), "TLS") {
 		t.Errorf("postfix's Received header does not show TLS:\n%s", rawMail)
+	}
+	if children, marked := notifyTraces(t, id); children != 1 || marked != 1 {
+		t.Fatalf("the RollbackFailed deploy recorded %d children and %d notify markers, want 1 and 1", children, marked)
 	}
 	record(t, id, "deploy-notify-rollback-failed")
 	recordRun(t, workflows.NotifyID(id), "", "notify-delivered")
@@ -493,6 +507,9 @@ channels:
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	if hook.count(aboutWorkflow(r0.workflowID())) != 0 {
+		t.Fatal("the successful deploy notified")
+	}
 	if strings.Contains(string(scrape), `outcome="failed"`) {
 		t.Errorf("a notification failed:\n%s", scrape)
 	}
@@ -509,6 +526,28 @@ func TestIntegrationNotifyConfigRefused(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "notify config "+bad+": channels[0].secret_file: open /nonexistent/secret") {
 		t.Fatalf("worker: %v\n%s", err, out)
 	}
+}
+
+// notifyTraces counts what notifying adds to a workflow's history: child
+// workflows started, and "notify" version markers (their payloads decoded
+// with the test codec).
+func notifyTraces(t *testing.T, workflowID string) (children, markers int) {
+	t.Helper()
+	for _, ev := range history(t, workflowID, "") {
+		if ev.GetStartChildWorkflowExecutionInitiatedEventAttributes() != nil {
+			children++
+		}
+		if m := ev.GetMarkerRecordedEventAttributes(); m.GetMarkerName() == "Version" {
+			ps, err := env.codec.Decode(m.GetDetails()["change-id"].GetPayloads())
+			if err != nil || len(ps) != 1 {
+				t.Fatalf("version marker: %v", err)
+			}
+			if string(ps[0].GetData()) == `"notify"` {
+				markers++
+			}
+		}
+	}
+	return children, markers
 }
 
 func mustYAML(t *testing.T, tg target.Target) string {

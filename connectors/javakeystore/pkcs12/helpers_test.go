@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -20,6 +21,9 @@ type chain struct {
 	leaf  *x509.Certificate
 	certs [][]byte
 	root  []byte
+
+	inter    *x509.Certificate
+	interKey *ecdsa.PrivateKey
 }
 
 var serial int64
@@ -64,7 +68,24 @@ func newChain(t *testing.T, cn string) chain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return chain{key: key, leaf: leaf, certs: [][]byte{leaf.Raw, inter.Raw}, root: root.Raw}
+	return chain{key: key, leaf: leaf, certs: [][]byte{leaf.Raw, inter.Raw}, root: root.Raw, inter: inter, interKey: ik}
+}
+
+// renewed is a new leaf and key named cn from c's intermediate.
+func (c chain) renewed(t *testing.T, cn string) chain {
+	t.Helper()
+	leaf, lk := mkcert(t, cn, c.inter, c.interKey, false)
+	key, err := x509.MarshalPKCS8PrivateKey(lk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.key, c.leaf, c.certs = key, leaf, [][]byte{leaf.Raw, c.inter.Raw}
+	return c
+}
+
+// pemCert is der as PEM.
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // crossPair is two CA certificates, each naming the other as issuer.
@@ -85,4 +106,9 @@ func write(t *testing.T, dir string, files map[string][]byte) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func pemKey(t *testing.T, der []byte) []byte {
+	t.Helper()
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }

@@ -529,4 +529,3 @@ func certValue(der []byte) []byte {
 	})
 	return b.BytesOrPanic()
 }
-

@@ -7,8 +7,8 @@ package pkcs12
 import (
 	"bytes"
 	"crypto"
-	"encoding/pem"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"os"
 	"os/exec"

@@ -18,6 +18,13 @@ import (
 
 var pw = []byte("store-secret")
 
+// signed is a PFX around authSafe with a MAC that verifies with pw (one
+// iteration): the store of a planter who knows the password.
+func signed(authSafe []byte) []byte {
+	h, v, _ := digest(oidSHA256)
+	return pfx(authSafe, 1, mac(h, v, pw, make([]byte, 20), 1, authSafe))
+}
+
 // pfx is a PFX around authSafe (an AuthenticatedSafe's DER) with a MacData
 // of macIter iterations and the digest sum (no MacData when sum is nil).
 func pfx(authSafe []byte, macIter int64, sum []byte) []byte {
@@ -110,10 +117,10 @@ func TestAttackMACIterations(t *testing.T) {
 	wantLimit(t, err, "iteration count of 2147483648")
 }
 
-// Without a MAC, an encryptedData asking for 2^31 iterations (PBES2 or the
-// PKCS #12 PBE) is refused before any is computed.
+// An encryptedData asking for 2^31 iterations (PBES2 or the PKCS #12 PBE)
+// is refused before any is computed.
 func TestAttackCipherIterations(t *testing.T) {
-	_, err := Decode(pfx(authSafe(encryptedInfo(pbes2Alg(1<<31), make([]byte, 32))), 0, nil), pw)
+	_, err := Decode(signed(authSafe(encryptedInfo(pbes2Alg(1<<31), make([]byte, 32)))), pw)
 	wantLimit(t, err, "iteration count of 2147483648")
 
 	var b cryptobyte.Builder
@@ -124,7 +131,7 @@ func TestAttackCipherIterations(t *testing.T) {
 			b.AddASN1Int64(1 << 31)
 		})
 	})
-	_, err = Decode(pfx(authSafe(encryptedInfo(b.BytesOrPanic(), make([]byte, 32))), 0, nil), pw)
+	_, err = Decode(signed(authSafe(encryptedInfo(b.BytesOrPanic(), make([]byte, 32)))), pw)
 	wantLimit(t, err, "iteration count of 2147483648")
 }
 
@@ -165,7 +172,7 @@ func TestAttackWorkSum(t *testing.T) {
 		}
 		infos = append(infos, encryptedInfo(alg, ct))
 	}
-	_, err := Decode(pfx(authSafe(infos...), 0, nil), pw)
+	_, err := Decode(signed(authSafe(infos...)), pw)
 	wantLimit(t, err, "summing to more than")
 }
 
@@ -205,7 +212,7 @@ func TestAttackNesting(t *testing.T) {
 	if len(inner) != n {
 		t.Fatalf("built %d bytes, counted %d", len(inner), n)
 	}
-	data := pfx(authSafe(dataInfo(inner)), 0, nil)
+	data := signed(authSafe(dataInfo(inner)))
 	if len(data) > MaxSize {
 		t.Fatalf("the test store is %d bytes: over MaxSize, so it tests the size bound instead", len(data))
 	}
@@ -229,8 +236,30 @@ func TestAttackSizeAndCount(t *testing.T) {
 		}
 		many = append(many, b.raw)
 	}
-	_, err = Decode(pfx(authSafe(dataInfo(safeContents(many))), 0, nil), pw)
+	_, err = Decode(signed(authSafe(dataInfo(safeContents(many)))), pw)
 	wantLimit(t, err, "bags")
+}
+
+// A store without a MAC is refused: rewritten, its planted bags would come
+// out under a MAC that verifies.
+func TestAttackNoMAC(t *testing.T) {
+	c := newChain(t, "evil.test")
+	s := New()
+	if err := s.AddTrusted("evil", c.root); err != nil {
+		t.Fatal(err)
+	}
+	var bags [][]byte
+	for _, b := range s.bags {
+		bags = append(bags, b.raw)
+	}
+	data := pfx(authSafe(dataInfo(safeContents(bags))), 0, nil)
+	var ue *UnsupportedError
+	if _, err := Decode(data, pw); !errors.As(err, &ue) || !strings.Contains(err.Error(), "without a MAC") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := Decode(signed(authSafe(dataInfo(safeContents(bags)))), pw); err != nil {
+		t.Fatalf("the same store with a MAC: %v", err)
+	}
 }
 
 // BER's indefinite lengths are refused as malformed, not read.

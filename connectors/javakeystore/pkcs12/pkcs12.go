@@ -12,7 +12,7 @@
 // needs to read every entry and write them all back.
 //
 // Reading (Decode): a PFX of version 3 whose MAC is verified with the store
-// password before anything is decrypted (HMAC-SHA1, -SHA256, -SHA384 or
+// password before anything is decrypted (a store without one is refused) (HMAC-SHA1, -SHA256, -SHA384 or
 // -SHA512 keyed with the PKCS #12 appendix B KDF); authSafe ContentInfos of
 // type data and encryptedData; bags encrypted with PBES2 (PBKDF2 with
 // HMAC-SHA1/-SHA256/-SHA384/-SHA512, AES-128/192/256-CBC or DES-EDE3-CBC) or
@@ -86,9 +86,8 @@ var (
 	oidAnyEKU    = asn1.ObjectIdentifier{2, 5, 29, 37, 0}
 )
 
-// ErrPassword is a store whose MAC does not verify with the password (or,
-// without a MAC, whose certificates do not decrypt): the wrong password, or
-// a tampered store.
+// ErrPassword is a store whose MAC does not verify with the password: the
+// wrong password, or a tampered store.
 var ErrPassword = errors.New("pkcs12: the password does not open the store (its integrity check fails: wrong password, or the file was altered)")
 
 // ErrKeyPassword is a key entry that does not decrypt with the password.
@@ -148,11 +147,14 @@ func Decode(data, password []byte) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	hasMAC := !pfx.Empty()
-	if hasMAC {
-		if err := verifyMAC(&pfx, authSafe, password, work); err != nil {
-			return nil, err
-		}
+	// A store nothing authenticates is not rewritten: its bags would come
+	// out under a MAC made with the real password, so a planted store
+	// would be laundered into one that verifies.
+	if pfx.Empty() {
+		return nil, &UnsupportedError{"a store without a MAC (nothing authenticates its contents)"}
+	}
+	if err := verifyMAC(&pfx, authSafe, password, work); err != nil {
+		return nil, err
 	}
 	if !pfx.Empty() {
 		return nil, malformed("PFX trailing data")

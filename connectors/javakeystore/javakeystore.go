@@ -29,8 +29,8 @@
 // (its doc says why no library serves): Java 17's defaults on write
 // (PBES2 PBKDF2-HMAC-SHA256 AES-256-CBC, MAC HMAC-SHA256, 10000
 // iterations), every other entry's bags kept as they were read; a store
-// protected with RC2 or RC4 (`openssl pkcs12 -legacy`, Java 8's keytool)
-// is refused with the keytool command that converts it.
+// it does not read (no MAC, RC4, PBMAC1 …) is refused with the keytool
+// command that converts it.
 package javakeystore
 
 import (

@@ -288,11 +288,12 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// TestPKCS12Refused: a store certctl does not read (RC2 from `openssl
-// pkcs12 -legacy`; a MAC asking for 2^31 iterations) is an error naming
+// TestPKCS12OtherStores: an `openssl pkcs12 -legacy` store (RC2-40) is
+// rebuilt with Java 17's defaults; a store certctl does not read (no MAC,
+// from -nomac; a MAC asking for 2^31 iterations) is an error naming
 // keystore_path, the first with the keytool command that converts it, and
 // neither holds the password.
-func TestPKCS12Refused(t *testing.T) {
+func TestPKCS12OtherStores(t *testing.T) {
 	ca, err := testsuite.NewCA("javakeystore test")
 	if err != nil {
 		t.Fatal(err)
@@ -306,15 +307,29 @@ func TestPKCS12Refused(t *testing.T) {
 	if err := os.WriteFile(key, b.KeyPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("openssl", "pkcs12", "-export", "-legacy", "-in", cert, "-inkey", key, "-name", "tomcat",
-		"-passout", "file:"+e.storePW, "-out", e.store).CombinedOutput(); err != nil {
-		t.Fatalf("openssl pkcs12 -export -legacy: %v\n%s", err, out)
+	export := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("openssl", append([]string{"pkcs12", "-export", "-in", cert, "-inkey", key, "-name", "tomcat",
+			"-passout", "file:" + e.storePW, "-out", e.store}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl pkcs12 -export %v: %v\n%s", args, err, out)
+		}
 	}
+	export("-legacy")
+	fresh := bundle(t, ca)
+	if err := os.WriteFile(e.store, e.build(t, fresh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	info, err := exec.Command("openssl", "pkcs12", "-info", "-noout", "-in", e.store, "-passin", "file:"+e.storePW).CombinedOutput()
+	if err != nil || !strings.Contains(string(info), "MAC: sha256, Iteration 10000") || strings.Contains(string(info), "RC2") {
+		t.Fatalf("the legacy store rebuilt: %v\n%s", err, info)
+	}
+
+	export("-nomac")
 	_, err = e.c.FilesFrom(e.cfg, b, e.current(t))
 	var fe *contract.FieldError
-	if !errors.As(err, &fe) || fe.Field != "target_config.keystore_path" || !strings.Contains(fe.Msg, "RC2") ||
+	if !errors.As(err, &fe) || fe.Field != "target_config.keystore_path" || !strings.Contains(fe.Msg, "without a MAC") ||
 		!strings.Contains(fe.Msg, "keytool -importkeystore -srckeystore "+e.store+" -srcstoretype PKCS12 -srcstorepass:file "+e.storePW) {
-		t.Fatalf("legacy store: %v", err)
+		t.Fatalf("store without a MAC: %v", err)
 	}
 
 	var pfx cryptobyte.Builder

@@ -103,7 +103,7 @@ func pkcs12Err(o Config, err error) error {
 	case errors.Is(err, pkcs12.ErrPassword):
 		return &contract.FieldError{Field: fieldStorePW, Msg: fmt.Sprintf("the password in %s does not open %s (its integrity check fails): put the store's password there; nothing was written", o.KeystorePasswordFile, o.KeystorePath)}
 	case errors.As(err, &ue):
-		return &contract.FieldError{Field: fieldPath, Msg: fmt.Sprintf("%s uses %s, which certctl does not read (RC2 is what openssl pkcs12 -legacy and Java 8's keytool encrypt certificates with): "+
+		return &contract.FieldError{Field: fieldPath, Msg: fmt.Sprintf("%s uses %s, which certctl does not read: "+
 			"rewrite it with Java 17's keytool, whose defaults certctl reads: keytool -importkeystore -srckeystore %[1]s -srcstoretype PKCS12 -srcstorepass:file %[3]s "+
 			"-destkeystore %[1]s.new -deststoretype PKCS12 -deststorepass:file %[3]s, then move %[1]s.new over %[1]s; nothing was written",
 			o.KeystorePath, ue.What, o.KeystorePasswordFile)}

@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/certctl/certctl/connectors/javakeystore/pkcs12/internal/rc2"
 )
 
 // Algorithm identifiers.
@@ -44,7 +46,9 @@ var (
 	oidDESEDE3   = asn1.ObjectIdentifier{1, 2, 840, 113549, 3, 7}
 
 	// PKCS #12 PBE (RFC 7292 appendix C).
-	oidPBEWithSHAAnd3DES = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1, 3}
+	oidPBEWithSHAAnd3DES   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1, 3}
+	oidPBEWithSHAAnd128RC2 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1, 5}
+	oidPBEWithSHAAnd40RC2  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1, 6}
 )
 
 // legacy names the PKCS #12 PBE schemes read nowhere here.
@@ -52,14 +56,12 @@ var legacy = map[string]string{
 	"1.2.840.113549.1.12.1.1": "pbeWithSHAAnd128BitRC4",
 	"1.2.840.113549.1.12.1.2": "pbeWithSHAAnd40BitRC4",
 	"1.2.840.113549.1.12.1.4": "pbeWithSHAAnd2-KeyTripleDES-CBC",
-	"1.2.840.113549.1.12.1.5": "pbeWithSHAAnd128BitRC2-CBC",
-	"1.2.840.113549.1.12.1.6": "pbeWithSHAAnd40BitRC2-CBC",
 	"1.2.840.113549.1.5.3":    "pbeWithMD5AndDES-CBC",
 	"1.2.840.113549.1.5.10":   "pbeWithSHA1AndDES-CBC",
 }
 
 // UnsupportedError is a store protected with an algorithm this package does
-// not implement (RC2, RC4, PBMAC1 …).
+// not implement (RC4, single DES, PBMAC1 …).
 type UnsupportedError struct{ What string }
 
 func (e *UnsupportedError) Error() string { return "pkcs12: unsupported " + e.What }
@@ -206,23 +208,8 @@ func decrypt(alg cryptobyte.String, ct, pw []byte, b *budget) ([]byte, error) {
 		if block, iv, err = pbes2(params, pw, b); err != nil {
 			return nil, err
 		}
-	case oid.Equal(oidPBEWithSHAAnd3DES):
-		var p cryptobyte.String
-		var salt []byte
-		if !params.ReadASN1(&p, cbasn1.SEQUENCE) || !p.ReadASN1Bytes(&salt, cbasn1.OCTET_STRING) {
-			return nil, malformed("pbeWithSHAAnd3-KeyTripleDES-CBC parameters")
-		}
-		iter, err := readInt(&p, "pbeWithSHAAnd3-KeyTripleDES-CBC iterations")
-		if err != nil {
-			return nil, err
-		}
-		if err := b.spend(iter, 3); err != nil { // two key blocks and the IV
-			return nil, err
-		}
-		bp := bmpPassword(pw)
-		key := kdf(sha1.New, 64, bp, salt, 1, int(iter), 24)
-		iv = kdf(sha1.New, 64, bp, salt, 2, int(iter), 8)
-		if block, err = des.NewTripleDESCipher(key); err != nil {
+	case oid.Equal(oidPBEWithSHAAnd3DES), oid.Equal(oidPBEWithSHAAnd128RC2), oid.Equal(oidPBEWithSHAAnd40RC2):
+		if block, iv, err = pkcs12PBE(oid, params, pw, b); err != nil {
 			return nil, err
 		}
 	default:
@@ -251,6 +238,36 @@ func decrypt(alg cryptobyte.String, ct, pw []byte, b *budget) ([]byte, error) {
 
 // errDecrypt is a padding that does not check: the wrong password.
 var errDecrypt = errors.New("pkcs12: decryption failed (wrong password)")
+
+// pkcs12PBE reads pkcs-12PbeParams and derives the cipher and IV of one of
+// RFC 7292 appendix C's schemes: 3DES, or RC2 (read only).
+func pkcs12PBE(oid asn1.ObjectIdentifier, params cryptobyte.String, pw []byte, b *budget) (cipher.Block, []byte, error) {
+	var p cryptobyte.String
+	var salt []byte
+	if !params.ReadASN1(&p, cbasn1.SEQUENCE) || !p.ReadASN1Bytes(&salt, cbasn1.OCTET_STRING) {
+		return nil, nil, malformed("PKCS #12 PBE parameters")
+	}
+	iter, err := readInt(&p, "PKCS #12 PBE iterations")
+	if err != nil {
+		return nil, nil, err
+	}
+	keyLen, newCipher := 24, des.NewTripleDESCipher
+	switch {
+	case oid.Equal(oidPBEWithSHAAnd128RC2):
+		keyLen, newCipher = 16, func(k []byte) (cipher.Block, error) { return rc2.New(k, 128) }
+	case oid.Equal(oidPBEWithSHAAnd40RC2):
+		keyLen, newCipher = 5, func(k []byte) (cipher.Block, error) { return rc2.New(k, 40) }
+	}
+	// A key of up to 20 bytes is one SHA-1 block, 3DES's two; the IV one.
+	if err := b.spend(iter, int64(1+(keyLen+19)/20)); err != nil {
+		return nil, nil, err
+	}
+	bp := bmpPassword(pw)
+	key := kdf(sha1.New, 64, bp, salt, 1, int(iter), keyLen)
+	iv := kdf(sha1.New, 64, bp, salt, 2, int(iter), 8)
+	block, err := newCipher(key)
+	return block, iv, err
+}
 
 // pbes2 reads PBES2-params and derives the cipher and IV.
 func pbes2(params cryptobyte.String, pw []byte, b *budget) (cipher.Block, []byte, error) {

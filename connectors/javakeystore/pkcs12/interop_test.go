@@ -118,20 +118,23 @@ func TestKeytoolStore(t *testing.T) {
 }
 
 // TestOpenSSLStore reads `openssl pkcs12 -export` stores: OpenSSL 3's
-// defaults, its 3DES/SHA-1 form, and -legacy (RC2-40: refused, and read
-// after the keytool conversion the refusal tells the operator to run).
+// defaults, its 3DES/SHA-1 and AES-128 forms, -legacy (RC2-40 certificates,
+// 3DES key, SHA-1 MAC); refuses one without a MAC and one with RC4, and
+// reads them after the keytool conversion the connector's error gives.
 func TestOpenSSLStore(t *testing.T) {
 	c := newChain(t, "tomcat.test")
 	keyPEM := pemKey(t, c.key)
 	for _, tc := range []struct {
-		name string
-		args []string
-		rc2  bool
+		name    string
+		args    []string
+		refused string
 	}{
-		{"OpenSSL 3 defaults", nil, false},
-		{"3DES, SHA-1 MAC", []string{"-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1"}, false},
-		{"AES-128, SHA-1 MAC", []string{"-keypbe", "AES-128-CBC", "-certpbe", "AES-128-CBC", "-macalg", "sha1"}, false},
-		{"legacy", []string{"-legacy"}, true},
+		{"OpenSSL 3 defaults", nil, ""},
+		{"3DES, SHA-1 MAC", []string{"-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1"}, ""},
+		{"AES-128, SHA-1 MAC", []string{"-keypbe", "AES-128-CBC", "-certpbe", "AES-128-CBC", "-macalg", "sha1"}, ""},
+		{"legacy", []string{"-legacy"}, ""},
+		{"no MAC", []string{"-nomac"}, "without a MAC"},
+		{"RC4", []string{"-legacy", "-certpbe", "PBE-SHA1-RC4-128"}, "pbeWithSHAAnd128BitRC4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newTools(t)
@@ -143,10 +146,10 @@ func TestOpenSSLStore(t *testing.T) {
 				t.Fatal(err)
 			}
 			s, err := Decode(data, pw)
-			if tc.rc2 {
+			if tc.refused != "" {
 				var ue *UnsupportedError
-				if !errors.As(err, &ue) || !strings.Contains(err.Error(), "pbeWithSHAAnd40BitRC2-CBC") {
-					t.Fatalf("legacy store: %v, want RC2 refused", err)
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("got %v, want %q refused", err, tc.refused)
 				}
 				conv := filepath.Join(x.dir, "converted.p12")
 				run(t, "keytool", "-importkeystore", "-noprompt", "-srckeystore", x.store, "-srcstoretype", "PKCS12", "-srcstorepass:file", x.pwFile,
@@ -155,12 +158,11 @@ func TestOpenSSLStore(t *testing.T) {
 				s = x.read(t)
 			} else if err != nil {
 				t.Fatal(err)
+			} else if _, err := Decode(data, []byte("not-the-password")); !errors.Is(err, ErrPassword) {
+				t.Fatalf("wrong password: %v", err)
 			}
 			wantEntries(t, s, map[string]string{"tomcat": PrivateKeyEntry})
 			wantKeyParsed(t, s, "tomcat", c)
-			if _, err := Decode(data, []byte("not-the-password")); !tc.rc2 && !errors.Is(err, ErrPassword) {
-				t.Fatalf("wrong password: %v", err)
-			}
 		})
 	}
 }

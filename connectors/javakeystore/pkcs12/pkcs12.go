@@ -4,7 +4,9 @@
 // localKeyId) and trusted-certificate entries (a certificate carrying Java's
 // trust attribute, 2.16.840.1.113894.746875.1.1).
 //
-// It exists because no maintained Go library serves a keystore rebuild:
+// It exists because no maintained Go library serves a keystore rebuild
+// (golang.org/x/crypto/pkcs12 is frozen and decodes one key and one
+// certificate):
 // software.sslmate.com/src/go-pkcs12 (v0.7.4, the newest) writes one
 // unnamed key entry (Java lists it as "1") or trusted certificates only,
 // never a named key beside other entries; its decoders refuse a store of
@@ -12,17 +14,20 @@
 // needs to read every entry and write them all back.
 //
 // Reading (Decode): a PFX of version 3 whose MAC is verified with the store
-// password before anything is decrypted (a store without one is refused) (HMAC-SHA1, -SHA256, -SHA384 or
-// -SHA512 keyed with the PKCS #12 appendix B KDF); authSafe ContentInfos of
-// type data and encryptedData; bags encrypted with PBES2 (PBKDF2 with
-// HMAC-SHA1/-SHA256/-SHA384/-SHA512, AES-128/192/256-CBC or DES-EDE3-CBC) or
-// pbeWithSHAAnd3-KeyTripleDES-CBC. Refused with an UnsupportedError: RC2 and
-// RC4 (old OpenSSL's and Java 8's certificate encryption, `openssl pkcs12
-// -legacy`), PBMAC1, nested SafeContents. Bounded against a planted store:
-// at most MaxSize bytes, MaxBags bags, MaxIterations per key derivation and
-// MaxWork iterations summed over one operation (a store asking for 2^31
-// iterations is refused before any is computed), DER only (no indefinite
-// lengths), no recursion.
+// password before anything is decrypted (a store without one is refused:
+// rewritten, a planted store would come out under a MAC that verifies),
+// HMAC-SHA1, -SHA256, -SHA384 or -SHA512 keyed with the PKCS #12 appendix B
+// KDF; authSafe ContentInfos of type data and encryptedData; bags encrypted
+// with PBES2 (PBKDF2 with HMAC-SHA1/-SHA256/-SHA384/-SHA512, AES-128/192/
+// 256-CBC or DES-EDE3-CBC), pbeWithSHAAnd3-KeyTripleDES-CBC or
+// pbeWithSHAAnd40BitRC2-CBC / 128BitRC2-CBC (how `openssl pkcs12 -legacy`,
+// OpenSSL 1.x and Java 8's keytool encrypt certificates; RC2 from
+// golang.org/x/crypto's internal copy, internal/rc2, read only). Refused with
+// an UnsupportedError: RC4, single DES, PBMAC1, public-key modes, nested
+// SafeContents. Bounded against a planted store: at most MaxSize bytes,
+// MaxBags bags, MaxIterations per key derivation and MaxWork iterations
+// summed over one operation (a store asking for 2^31 iterations is refused
+// before any is computed), DER only (no indefinite lengths), no recursion.
 //
 // Writing (Encode) follows Java 17's defaults: certificates in one
 // encryptedData and keys as pkcs8ShroudedKeyBags, both with PBES2

@@ -78,35 +78,46 @@ func (s *Store) leafOf(k *bag) *bag {
 	return nil
 }
 
+// certIndex is the store's certificates parsed once, by raw subject.
+type certIndex map[string][]*x509.Certificate
+
+// certs is the index of the store's certificates, built on first use after
+// a change.
+func (s *Store) certs() certIndex {
+	if s.idx == nil {
+		s.idx = certIndex{}
+		for _, b := range s.bags {
+			if b.isCert() && b.cert != nil {
+				if c, err := x509.ParseCertificate(b.cert); err == nil {
+					s.idx[string(c.RawSubject)] = append(s.idx[string(c.RawSubject)], c)
+				}
+			}
+		}
+	}
+	return s.idx
+}
+
 // chainOf is key bag k's chain: its leaf, then issuers found by subject
-// among all the store's certificates (preferring one whose signature
-// checks), until a self-issued one or none.
+// among all the store's certificates (among several, the one whose subject
+// key ID is the child's authority key ID), until a self-issued one or none.
+// No signature is checked here (Java builds the chain by name too): the
+// cost stays a map lookup a link, whatever the store holds.
 func (s *Store) chainOf(k *bag) [][]byte {
 	leaf := s.leafOf(k)
 	if leaf == nil {
 		return nil
 	}
-	var certs []*x509.Certificate
-	for _, b := range s.bags {
-		if b.isCert() && b.cert != nil {
-			if c, err := x509.ParseCertificate(b.cert); err == nil {
-				certs = append(certs, c)
-			}
-		}
-	}
+	idx := s.certs()
 	chain := [][]byte{leaf.cert}
 	cur, err := x509.ParseCertificate(leaf.cert)
 	for err == nil && len(chain) < maxChain && !bytes.Equal(cur.RawIssuer, cur.RawSubject) {
 		var next *x509.Certificate
-		for _, c := range certs {
-			if !bytes.Equal(c.RawSubject, cur.RawIssuer) || in(chain, c.Raw) {
+		for _, c := range idx[string(cur.RawIssuer)] {
+			if in(chain, c.Raw) {
 				continue
 			}
-			if next == nil || cur.CheckSignatureFrom(c) == nil {
+			if next == nil || len(cur.AuthorityKeyId) > 0 && bytes.Equal(c.SubjectKeyId, cur.AuthorityKeyId) {
 				next = c
-			}
-			if cur.CheckSignatureFrom(c) == nil {
-				break
 			}
 		}
 		if next == nil {
@@ -175,40 +186,52 @@ func (s *Store) SetKey(alias string, keyDER []byte, chain [][]byte, password []b
 	if alias == "" || len(chain) == 0 {
 		return fmt.Errorf("pkcs12: SetKey needs an alias and a leaf")
 	}
-	var oldIDs, oldChain [][]byte
+	oldIDs, oldChain := map[string]bool{}, map[string]bool{}
 	for _, b := range s.bags {
 		if b.isKey() && strings.EqualFold(b.friendlyName, alias) {
-			oldChain = append(oldChain, s.chainOf(b)...)
+			for _, c := range s.chainOf(b) {
+				oldChain[string(c)] = true
+			}
 			if b.localKeyID != nil {
-				oldIDs = append(oldIDs, b.localKeyID)
+				oldIDs[string(b.localKeyID)] = true
 			}
 		}
 	}
 	var kept []*bag
 	for _, b := range s.bags {
-		if !(strings.EqualFold(b.friendlyName, alias) || b.isCert() && b.localKeyID != nil && in(oldIDs, b.localKeyID)) {
+		if !(strings.EqualFold(b.friendlyName, alias) || b.isCert() && b.localKeyID != nil && oldIDs[string(b.localKeyID)]) {
 			kept = append(kept, b)
 		}
 	}
-	s.bags = kept
-	var used [][]byte
+	s.bags, s.idx = kept, nil
+	used := map[string]bool{}
 	for _, b := range s.bags {
 		if b.isKey() {
-			used = append(used, s.chainOf(b)...)
+			for _, c := range s.chainOf(b) {
+				used[string(c)] = true
+			}
 		}
 	}
 	kept = nil
+	ids, certs := map[string]bool{}, map[string]bool{}
 	for _, b := range s.bags {
 		loose := b.isCert() && b.friendlyName == "" && b.localKeyID == nil && !b.trusted
-		if !(loose && in(oldChain, b.cert) && !in(used, b.cert)) {
-			kept = append(kept, b)
+		if loose && oldChain[string(b.cert)] && !used[string(b.cert)] {
+			continue
+		}
+		kept = append(kept, b)
+		if b.localKeyID != nil {
+			ids[string(b.localKeyID)] = true
+		}
+		if b.isCert() {
+			certs[string(b.cert)] = true
 		}
 	}
-	s.bags = kept
+	s.bags, s.idx = kept, nil
 
 	ms := created.UnixMilli()
 	id := func() []byte { return []byte("Time " + strconv.FormatInt(ms, 10)) }
-	for s.hasLocalKeyID(id()) {
+	for ids[string(id())] {
 		ms++
 	}
 	alg, ct, err := encrypt(keyDER, password, Iterations, r)
@@ -230,15 +253,17 @@ func (s *Store) SetKey(alias string, keyDER []byte, chain [][]byte, password []b
 	}
 	s.bags = append(s.bags, kb, lb)
 	for _, c := range chain[1:] {
-		if s.hasCert(c) {
+		if certs[string(c)] {
 			continue
 		}
+		certs[string(c)] = true
 		cb, err := newBag(oidCertBag, certValue(c), "", nil)
 		if err != nil {
 			return err
 		}
 		s.bags = append(s.bags, cb)
 	}
+	s.idx = nil
 	return nil
 }
 
@@ -249,24 +274,6 @@ func (s *Store) AddTrusted(alias string, der []byte) error {
 	if err != nil {
 		return err
 	}
-	s.bags = append(s.bags, b)
+	s.bags, s.idx = append(s.bags, b), nil
 	return nil
-}
-
-func (s *Store) hasLocalKeyID(id []byte) bool {
-	for _, b := range s.bags {
-		if bytes.Equal(b.localKeyID, id) {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Store) hasCert(der []byte) bool {
-	for _, b := range s.bags {
-		if b.isCert() && bytes.Equal(b.cert, der) {
-			return true
-		}
-	}
-	return false
 }

@@ -1,6 +1,7 @@
 package pkcs12
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -111,4 +112,14 @@ func write(t *testing.T, dir string, files map[string][]byte) {
 func pemKey(t *testing.T, der []byte) []byte {
 	t.Helper()
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// hasCert reports whether the store holds the certificate der.
+func (s *Store) hasCert(der []byte) bool {
+	for _, b := range s.bags {
+		if b.isCert() && bytes.Equal(b.cert, der) {
+			return true
+		}
+	}
+	return false
 }

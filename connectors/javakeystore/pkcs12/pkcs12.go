@@ -102,6 +102,7 @@ var ErrKeyPassword = errors.New("pkcs12: the key password does not decrypt the k
 // they were read.
 type Store struct {
 	bags []*bag
+	idx  certIndex // nil: not built since the last change
 }
 
 // bag is one SafeBag.

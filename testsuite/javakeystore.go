@@ -134,13 +134,24 @@ func StartJavaKeystore(dir, typ string, initial Set) (*JavaKeystore, error) {
 	if err := os.Chmod(j.Keystore, 0o600); err != nil {
 		return nil, err
 	}
-	if err := j.start(nil, "java", "-cp", classes, "KeystoreServer", strconv.Itoa(port), j.Keystore, j.Type, j.Alias, j.StorePassFile, j.KeyPassFile); err != nil {
-		return nil, err
+	// The JVM binds the port a while after FreePort chose it; another
+	// process on the machine may take it meanwhile: then a new port.
+	for attempt := 1; ; attempt++ {
+		if err := j.start(nil, "java", "-cp", classes, "KeystoreServer", strconv.Itoa(port), j.Keystore, j.Type, j.Alias, j.StorePassFile, j.KeyPassFile); err != nil {
+			return nil, err
+		}
+		err := j.waitFirst(initial.LeafSHA256)
+		if err == nil {
+			return j, nil
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "java.net.BindException") {
+			return nil, err
+		}
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+		j.server = newServer("javakeystore", dir, ProtoTLS, port)
 	}
-	if err := j.waitFirst(initial.LeafSHA256); err != nil {
-		return nil, err
-	}
-	return j, nil
 }
 
 // Config is the connector's own fields for this server's store.

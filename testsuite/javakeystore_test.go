@@ -2,6 +2,7 @@ package testsuite_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/certctl/certctl/connectors/javakeystore"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
 )
@@ -191,9 +193,7 @@ func testJavaKeystore(t *testing.T, typ string) {
 		if strings.Contains(j.Logs(), "not-the-password") {
 			t.Fatal("a password is in the server's log")
 		}
-		if id := r.workflowID(); id != "" {
-			noPasswordIn(t, j, []string{"not-the-password"}, id)
-		}
+		noPasswordIn(t, j, []string{"not-the-password"}, r.workflowID())
 		wantUnchanged(t, before)
 		wantNoLeftovers(t, filepath.Dir(j.Keystore), 0)
 		served(t, j, initial.LeafSHA256)
@@ -226,6 +226,60 @@ func testJavaKeystore(t *testing.T, typ string) {
 		r := deploy(t, tg, issue(t))
 		if r.code != 1 || r.lastLine() != "outcome: VerifyFailed" {
 			t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
+		}
+		wantUnchanged(t, before)
+		served(t, j, initial.LeafSHA256)
+		kept(t, j)
+		noPasswordIn(t, j, nil, r.workflowID())
+	})
+
+	// The conformance suite's rollback cases (testsuite/conformance_test.go:
+	// ReloadFailsRestoresOldLeaf, VerifySeesAnotherLeafRollsBack), here
+	// with a JVM that really re-reads the store on the rollback's reload.
+	t.Run("reload fails: the old store is restored and re-read", func(t *testing.T) {
+		j, initial := start(t)
+		tg := j.Target(id("reloadfail"), testHost)
+		marker := filepath.Join(t.TempDir(), "failed-once")
+		tg.Config.ReloadCommand = script(t, fmt.Sprintf(
+			"if [ ! -e %[1]s ]; then touch %[1]s; echo 'reload refused (test)' >&2; exit 1; fi\nexec %[2]s\n", marker, strings.Join(tg.Config.ReloadCommand, " ")))
+		before := snapshot(t, j.Keystore)
+		r := deploy(t, tg, issue(t))
+		if r.code != 1 || r.lastLine() != "outcome: ReloadFailed" {
+			t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
+		}
+		for _, step := range []string{"rollback ", "rollback-reload ", "rollback-verify "} {
+			if !strings.Contains(r.stdout, "  "+step) {
+				t.Errorf("step %s not run", step)
+			}
+		}
+		wantUnchanged(t, before)
+		served(t, j, initial.LeafSHA256)
+		kept(t, j)
+	})
+
+	t.Run("verify sees another leaf: the server re-read the new store, the rollback restores and re-reads the old", func(t *testing.T) {
+		j, initial := start(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		addr, err := testsuite.FakeServer(ctx, issue(t), j.Protocol())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg := j.Target(id("otherleaf"), testHost)
+		tg.Config.PostDeployVerify.Endpoint = addr
+		tg.Config.PostDeployVerifyAttempts = 2
+		before := snapshot(t, j.Keystore)
+		fresh := issue(t)
+		r := deploy(t, tg, fresh)
+		if r.code != 1 || r.lastLine() != "outcome: VerifyFailed" {
+			t.Fatalf("exit %d, last line %q", r.code, r.lastLine())
+		}
+		b, err := material.Parse(fresh.Material)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if serial := b.Leaf.SerialNumber.Text(16); !strings.Contains(j.Logs(), "serial "+serial+"\n") {
+			t.Errorf("the JVM never loaded the new store (its log lacks serial %s):\n%s", serial, j.Logs())
 		}
 		wantUnchanged(t, before)
 		served(t, j, initial.LeafSHA256)

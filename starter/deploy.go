@@ -48,8 +48,21 @@ A leaf issued by a CA deployed without any chain prints a warning line (and
 "chain_missing": true with --output json): clients that do not hold the
 intermediate cannot verify it.
 
+On a terminal (--progress auto, or tty) one line below the steps is
+rewritten in place with what the deploy does now and for how long: waiting
+for the host's worker (against host_wait), running on it, each verify attempt
+that failed and the countdown to the next; after a failure, "next:" says what
+to do (contract.NextAction, docs/operator.md "Outcomes and what to do").
+Elsewhere (--progress plain) a line per finished step. --output events prints
+one JSON object a line as the deploy goes, the outcome last (docs/operator.md
+"Following a deploy"); --output json one object at the end.
+
+Ctrl-C leaves the deploy running (exit 130) and prints how to follow it
+again: certctl deploy --follow WORKFLOW_ID.
+
 Exit codes: 0 Deployed, SkippedIdempotent or DryRunPassed; 1 any other outcome;
-2 input refused before anything started (the message names the field).`,
+2 input refused before anything started (the message names the field);
+130 detached with Ctrl-C (the deploy goes on).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()

@@ -11,7 +11,6 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/connectors"
@@ -183,7 +182,7 @@ func (f *follower) handle(ev *historypb.HistoryEvent) {
 		f.last = at
 		if !f.picked {
 			f.picked = true
-			f.send(progressEvent{Event: "picked_up", Time: at, TaskQueue: f.queue, Worker: ev.GetWorkflowTaskStartedEventAttributes().GetIdentity(),
+			f.send(progressEvent{Event: "picked_up", Time: at, TaskQueue: f.queue, Worker: strings.TrimSuffix(ev.GetWorkflowTaskStartedEventAttributes().GetIdentity(), "@"),
 				Ms: at.Sub(f.taskScheduled).Milliseconds()})
 		}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
@@ -317,10 +316,12 @@ func (f *follower) message(fl *failurepb.Failure) string {
 	if fl.GetEncodedAttributes() == nil {
 		return fl.GetMessage()
 	}
-	d := proto.Clone(fl).(*failurepb.Failure)
-	converter.DecodeCommonFailureAttributes(f.dc, d)
-	if d.GetMessage() == fl.GetMessage() {
+	// A local activity's failure in its marker holds the message in both.
+	var ea struct {
+		Message string `json:"message"`
+	}
+	if err := f.dc.FromPayload(fl.GetEncodedAttributes(), &ea); err != nil {
 		return fl.GetMessage() + " (not decoded: it is encrypted under a codec key this certctl does not hold)"
 	}
-	return d.GetMessage()
+	return ea.Message
 }

@@ -90,10 +90,12 @@ type ttyRenderer struct {
 	phase func(now time.Time) string
 	// worker is the identity of the worker running the deploy.
 	worker string
-	frame  int
-	drawn  bool
-	stop   chan struct{}
-	done   chan struct{}
+	// lockSince is when the deploy began to wait for the lock.
+	lockSince time.Time
+	frame     int
+	drawn     bool
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 var spinnerFrames = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
@@ -236,8 +238,12 @@ func (r *ttyRenderer) event(e progressEvent) {
 				return fmt.Sprintf("%s attempt %d of %d failed — next attempt in %s", e.Step, e.Attempt, e.Attempts, countdown(now, next))
 			}
 		case waitLock:
+			if r.lockSince.IsZero() {
+				r.lockSince = at
+			}
+			first := r.lockSince
 			r.phase = func(now time.Time) string {
-				return "lock: waiting for " + strings.Join(e.WaitingFor, ", ") + "  " + elapsed(since(now, at))
+				return "lock: waiting for " + strings.Join(e.WaitingFor, ", ") + "  " + elapsed(since(now, first))
 			}
 		}
 	}

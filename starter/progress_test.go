@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certctl/certctl/testsuite"
+	"github.com/certctl/certctl/testsuite/histories"
 )
 
 var t0 = time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
@@ -163,5 +167,85 @@ func TestProgressModeFlag(t *testing.T) {
 	}
 	if _, err := progressMode("fancy", &b); err == nil || err.Error() != `--progress: want auto, tty or plain, not "fancy"` {
 		t.Errorf("--progress fancy: %v", err)
+	}
+}
+
+// followFile reads a recorded history as followRun reads a live one.
+func followFile(t *testing.T, name string) []progressEvent {
+	t.Helper()
+	c, err := testsuite.UseTestCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []progressEvent
+	f := newFollower(c.DataConverter(), func(e progressEvent) { evs = append(evs, e) }, map[string]bool{}, "deploy/x/host", "")
+	for _, hf := range histories.Load(t, "../testsuite/histories/"+name) {
+		for _, ev := range hf.History.GetEvents() {
+			f.handle(ev)
+		}
+	}
+	f.flush()
+	if len(evs) == 0 {
+		t.Fatalf("no events from %s", name)
+	}
+	return evs
+}
+
+// A host run whose verify failed twice, recorded from the real dev server
+// and nginx (testsuite TestProgressVerifyAttemptsAreLive): each attempt
+// and each wait, in order, with the waits' real backoffs, then one verify
+// step; the plain lines are one a step, as ever.
+func TestFollowerReadsVerifyAttemptsFromARecordedHistory(t *testing.T) {
+	evs := followFile(t, "deploy-verify-retried-host.json")
+	var got []string
+	var plain bytes.Buffer
+	for _, e := range evs {
+		plainRenderer{&plain}.event(e)
+		switch e.Event {
+		case "verify_attempt":
+			got = append(got, fmt.Sprintf("attempt %d/%d failed=%t", e.Attempt, e.Attempts, e.Failed))
+			if e.Failed && !strings.Contains(e.Error, "connection refused") {
+				t.Errorf("attempt %d: error %q", e.Attempt, e.Error)
+			}
+		case "wait":
+			got = append(got, fmt.Sprintf("wait %s %dms after %d", e.Reason, e.WaitMs, e.Attempt))
+		case "waiting":
+			got = append(got, "waiting "+e.TaskQueue)
+		case "picked_up":
+			got = append(got, "picked up")
+		case "step_ended":
+			got = append(got, "end "+e.Step)
+		}
+	}
+	want := "waiting certctl-host-itest,picked up,end lock,end plan,end backup,end stage,end validate,end commit,end reload," +
+		"attempt 1/4 failed=true,wait verify_backoff 1000ms after 1,attempt 2/4 failed=true,wait verify_backoff 2000ms after 2,attempt 3/4 failed=false," +
+		"end verify,end cleanup"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("events\n %s\nwant\n %s", strings.Join(got, ","), want)
+	}
+	if lines := strings.Count(plain.String(), "\n"); lines != 9 || !strings.Contains(plain.String(), "\n  verify           ok ") {
+		t.Fatalf("plain lines:\n%s", plain.String())
+	}
+}
+
+// A host run recorded before the verify loop: its one verify marker is the
+// attempt its retry policy ended on, and no wait is made up.
+func TestFollowerReadsAVerifyRecordedBeforeTheLoop(t *testing.T) {
+	var attempts, waits int
+	for _, e := range followFile(t, "deploy-host-shared-verify-failed.json") {
+		switch e.Event {
+		case "verify_attempt":
+			if e.Step == "verify" {
+				attempts++
+				if !e.Failed || e.Attempt < 1 {
+					t.Errorf("attempt %+v", e)
+				}
+			}
+		case "wait":
+			waits++
+		}
+	}
+	if attempts != 1 || waits != 0 {
+		t.Fatalf("%d verify attempts, %d waits; want 1, 0", attempts, waits)
 	}
 }

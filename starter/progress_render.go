@@ -90,6 +90,8 @@ type ttyRenderer struct {
 	phase func(now time.Time) string
 	// worker is the identity of the worker running the deploy.
 	worker string
+	// attempt is a failed verify attempt not yet drawn.
+	attempt *progressEvent
 	// lockSince is when the deploy began to wait for the lock.
 	lockSince time.Time
 	frame     int
@@ -207,6 +209,9 @@ func (r *ttyRenderer) event(e progressEvent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	at := e.Time
+	if e.Event != "verify_attempt" && e.Event != "wait" {
+		r.attempt = nil
+	}
 	switch e.Event {
 	case "started":
 		r.phase = func(now time.Time) string { return "starting " + e.WorkflowID + "  " + elapsed(since(now, at)) }
@@ -227,10 +232,15 @@ func (r *ttyRenderer) event(e progressEvent) {
 		r.lineLocked(stepText(e))
 		r.running(at)
 	case "verify_attempt":
+		// A failed attempt gets a line when a next attempt follows (a
+		// wait); the last one is the step's own FAILED line.
 		if e.Failed {
-			r.lineLocked(fmt.Sprintf("  %-16s attempt %d of %d failed after %d ms: %s", e.Step, e.Attempt, e.Attempts, e.Ms, oneLine(e.Error)))
+			r.attempt = &e
 		}
 	case "wait":
+		if a := r.attempt; a != nil && e.Reason == waitVerifyBackoff {
+			r.lineLocked(fmt.Sprintf("  %-16s attempt %d/%d FAILED %6d ms  %s", a.Step, a.Attempt, a.Attempts, a.Ms, oneLine(a.Error)))
+		}
 		next := at.Add(time.Duration(e.WaitMs) * time.Millisecond)
 		switch e.Reason {
 		case waitVerifyBackoff:

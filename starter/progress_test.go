@@ -107,10 +107,10 @@ func TestTTYRendererDrawsPhasesInPlace(t *testing.T) {
 		e + "⠸ commit on 4242@web-1  0.0s" +
 		e + "  commit           ok          5 ms\n" +
 		e + "⠼ verify on 4242@web-1  0.3s" +
-		e + "  verify           attempt 1 of 3 failed after 600 ms: verify 127.0.0.1:8443: serves leaf old.example (sha256:aaaa), want new.example\n" +
+		e + "  verify           attempt 1/3 FAILED    600 ms  verify 127.0.0.1:8443: serves leaf old.example (sha256:aaaa), want new.example\n" +
 		e + "⠴ verify attempt 1 of 3 failed — next attempt in 1s" +
 		e + "⠦ verify attempt 1 of 3 failed — next attempt in 0s" +
-		e + "  verify           attempt 2 of 3 failed after 600 ms: verify 127.0.0.1:8443: dial tcp: connection refused\\x1b[2J\n" +
+		e + "  verify           attempt 2/3 FAILED    600 ms  verify 127.0.0.1:8443: dial tcp: connection refused\\x1b[2J\n" +
 		e + "⠧ verify attempt 2 of 3 failed — next attempt in 2s" +
 		e + "  verify           ok       4380 ms\n" +
 		"outcome: Deployed\n"
@@ -247,5 +247,26 @@ func TestFollowerReadsAVerifyRecordedBeforeTheLoop(t *testing.T) {
 	}
 	if attempts != 1 || waits != 0 {
 		t.Fatalf("%d verify attempts, %d waits; want 1, 0", attempts, waits)
+	}
+}
+
+// The last failed attempt has no line of its own: the step's FAILED line
+// says it.
+func TestTTYRendererLastFailedAttemptIsTheStepLine(t *testing.T) {
+	var b bytes.Buffer
+	r := newTTYRenderer(&b, 100, func() time.Time { return at(0) })
+	fail := func(n int) progressEvent {
+		return progressEvent{Event: "verify_attempt", Time: at(n * 1000), Step: "verify", Attempt: n, Attempts: 2, Ms: 600, Failed: true, Error: fmt.Sprintf("refused %d", n)}
+	}
+	r.event(fail(1))
+	r.event(progressEvent{Event: "wait", Time: at(1000), Reason: waitVerifyBackoff, Step: "verify", Attempt: 1, Attempts: 2, WaitMs: 1000})
+	r.event(fail(2))
+	r.event(progressEvent{Event: "step_ended", Time: at(2000), Step: "verify", Ms: 2200, Failed: true, Error: "refused 2"})
+	r.finish()
+	want := "" +
+		"  verify           attempt 1/2 FAILED    600 ms  refused 1\n" +
+		"  verify           FAILED   2200 ms  refused 2\n"
+	if b.String() != want {
+		t.Fatalf("terminal output:\n%q\nwant\n%q", b.String(), want)
 	}
 }

@@ -322,7 +322,7 @@ func TestProgressTTYRollbackSaysWhatToDo(t *testing.T) {
 	lines := screen(r.stdout)
 	want := []*regexp.Regexp{
 		regexp.MustCompile(`^workflow: deploy/progress-tty/`),
-		regexp.MustCompile(`^  verify           attempt 1 of 2 failed after \d+ ms: verify ` + regexp.QuoteMeta(late.addr) + `: .*connection refused`),
+		regexp.MustCompile(`^  verify           attempt 1/2 FAILED +\d+ ms  verify ` + regexp.QuoteMeta(late.addr) + `: .*connection refused`),
 		regexp.MustCompile(`^  verify           FAILED +\d+ ms  verify ` + regexp.QuoteMeta(late.addr)),
 		regexp.MustCompile(`^  rollback         ok +\d+ ms$`),
 		regexp.MustCompile(`^  rollback-reload  ok +\d+ ms$`),

@@ -16,13 +16,25 @@ import (
 
 // JavaKeystore is a real Java TLS server (testsuite/java/KeystoreServer.java,
 // compiled by javac from openjdk-17-jdk-headless) serving the key and chain
-// under Alias of a JKS keystore, as a Java application server does; SIGHUP
-// makes it re-read the keystore. The store also holds two entries certctl
-// must keep: "other", a key pair keytool generated under its own key
-// password, and "trusted", a trusted certificate.
+// under Alias of a JKS or PKCS12 keystore, as a Java application server
+// does; SIGHUP makes it re-read the keystore. The store also holds two
+// entries certctl must keep: "other", a key pair keytool generated (JKS:
+// under its own key password; PKCS12: keytool ignores -keypass, so under
+// the store's), and "trusted", a trusted certificate.
 type JavaKeystore struct {
 	server
-	Keystore, StorePassFile, KeyPassFile, Alias, Type string
+	Keystore, StorePassFile, KeyPassFile, OtherPassFile, Alias, Type string
+}
+
+// KeystorePasswords are the passwords StartJavaKeystore writes into the
+// password files of a store of type typ (store, key, other): the bytes no
+// workflow history may hold. keytool writes a PKCS12 store's keys under
+// the store's password whatever -keypass says.
+func KeystorePasswords(typ string) (store, key, other string) {
+	if typ == javakeystore.TypePKCS12 {
+		return "store-secret", "store-secret", "store-secret"
+	}
+	return "store-secret", "key-secret", "other-secret"
 }
 
 // The other entries StartJavaKeystore puts in the store beside Alias.
@@ -69,11 +81,12 @@ func Keytool(args ...string) (string, error) {
 	return string(out), nil
 }
 
-// StartJavaKeystore builds a JKS store under dir with keytool and openssl
-// alone (initial under alias "tomcat", imported from an `openssl pkcs12
-// -export` file, plus the other entries), starts the Java server on a free
-// loopback port and waits until it serves initial.
-func StartJavaKeystore(dir string, initial Set) (*JavaKeystore, error) {
+// StartJavaKeystore builds a store of type typ (JKS or PKCS12) under dir
+// with keytool and openssl alone (initial under alias "tomcat", imported
+// from an `openssl pkcs12 -export` file, plus the other entries), starts
+// the Java server on a free loopback port and waits until it serves
+// initial.
+func StartJavaKeystore(dir, typ string, initial Set) (*JavaKeystore, error) {
 	classes, err := javaServerClasses()
 	if err != nil {
 		return nil, err
@@ -82,12 +95,17 @@ func StartJavaKeystore(dir string, initial Set) (*JavaKeystore, error) {
 	if err != nil {
 		return nil, err
 	}
+	ext := map[string]string{javakeystore.TypeJKS: "jks", javakeystore.TypePKCS12: "p12"}[typ]
+	if ext == "" {
+		return nil, fmt.Errorf("keystore type %q: want JKS or PKCS12", typ)
+	}
 	j := &JavaKeystore{server: newServer("javakeystore", dir, ProtoTLS, port),
-		Keystore: filepath.Join(dir, "server.jks"), StorePassFile: filepath.Join(dir, "store.pw"),
-		KeyPassFile: filepath.Join(dir, "key.pw"), Alias: "tomcat", Type: javakeystore.TypeJKS}
-	otherPW, p12PW := filepath.Join(dir, "other.pw"), filepath.Join(dir, "p12.pw")
-	if err := writeFiles(map[string]string{j.StorePassFile: "store-secret\n", j.KeyPassFile: "key-secret\n",
-		otherPW: "other-secret\n", p12PW: "p12-secret\n"}, j.StorePassFile, j.KeyPassFile, otherPW, p12PW); err != nil {
+		Keystore: filepath.Join(dir, "server."+ext), StorePassFile: filepath.Join(dir, "store.pw"),
+		KeyPassFile: filepath.Join(dir, "key.pw"), OtherPassFile: filepath.Join(dir, "other.pw"), Alias: "tomcat", Type: typ}
+	otherPW, p12PW := j.OtherPassFile, filepath.Join(dir, "p12.pw")
+	storeSecret, keySecret, otherSecret := KeystorePasswords(typ)
+	if err := writeFiles(map[string]string{j.StorePassFile: storeSecret + "\n", j.KeyPassFile: keySecret + "\n",
+		otherPW: otherSecret + "\n", p12PW: "p12-secret\n"}, j.StorePassFile, j.KeyPassFile, otherPW, p12PW); err != nil {
 		return nil, err
 	}
 	cert, chain, key, err := initial.Write(dir)
@@ -116,13 +134,24 @@ func StartJavaKeystore(dir string, initial Set) (*JavaKeystore, error) {
 	if err := os.Chmod(j.Keystore, 0o600); err != nil {
 		return nil, err
 	}
-	if err := j.start(nil, "java", "-cp", classes, "KeystoreServer", strconv.Itoa(port), j.Keystore, j.Type, j.Alias, j.StorePassFile, j.KeyPassFile); err != nil {
-		return nil, err
+	// The JVM binds the port a while after FreePort chose it; another
+	// process on the machine may take it meanwhile: then a new port.
+	for attempt := 1; ; attempt++ {
+		if err := j.start(nil, "java", "-cp", classes, "KeystoreServer", strconv.Itoa(port), j.Keystore, j.Type, j.Alias, j.StorePassFile, j.KeyPassFile); err != nil {
+			return nil, err
+		}
+		err := j.waitFirst(initial.LeafSHA256)
+		if err == nil {
+			return j, nil
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "java.net.BindException") {
+			return nil, err
+		}
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+		j.server = newServer("javakeystore", dir, ProtoTLS, port)
 	}
-	if err := j.waitFirst(initial.LeafSHA256); err != nil {
-		return nil, err
-	}
-	return j, nil
 }
 
 // Config is the connector's own fields for this server's store.
@@ -145,7 +174,7 @@ func (j *JavaKeystore) Target(id, host string) target.Target {
 	}
 }
 
-// List is `keytool -list` of the live store.
-func (j *JavaKeystore) List() (string, error) {
-	return Keytool(javakeystore.ListCommand(*j.Config())[1:]...)
+// List is `keytool -list` of the live store, with extra arguments (-v).
+func (j *JavaKeystore) List(extra ...string) (string, error) {
+	return Keytool(append(javakeystore.ListCommand(*j.Config())[1:], extra...)...)
 }

@@ -7,7 +7,7 @@ import (
 	_ "github.com/certctl/certctl/connectors/envoy"        // envoy (file-based SDS; not run against a real envoy)
 	_ "github.com/certctl/certctl/connectors/files"        // files (an application watching a directory; runs no command)
 	_ "github.com/certctl/certctl/connectors/haproxy"      // haproxy
-	_ "github.com/certctl/certctl/connectors/javakeystore" // javakeystore (JKS; PKCS12 refused for now)
+	_ "github.com/certctl/certctl/connectors/javakeystore" // javakeystore (JKS, PKCS12)
 	_ "github.com/certctl/certctl/connectors/kubernetes"   // kubernetes.io/tls Secrets (agentless, client-go)
 	_ "github.com/certctl/certctl/connectors/nginx"        // nginx
 	_ "github.com/certctl/certctl/connectors/postfix"      // postfix and dovecot

@@ -20,16 +20,17 @@
 // Idempotence compares entries, not bytes: a store whose alias already
 // holds this key, leaf and chain is laid out as its current bytes, so Plan
 // sees every file match and skips. Otherwise the new store's random bytes
-// (the key protector's salt) come from a generator seeded by an HMAC, keyed
-// by the passwords, of the current store and the material, so Plan and Stage
-// lay out the same bytes.
+// (JKS: the key protector's salt; PKCS12: every salt and IV) come from a
+// generator seeded by an HMAC, keyed by the passwords, of the current store
+// and the material, so Plan and Stage lay out the same bytes.
 //
-// JKS is written with github.com/pavlo-v-chernykh/keystore-go/v4.
-// keystore_type PKCS12 is refused for now: software.sslmate.com/src/go-pkcs12
-// (v0.7.4, the newest) writes a PKCS12 file with one private key and no
-// friendlyName (Java names that entry "1", not alias), cannot write a key
-// entry beside trusted entries, and cannot read a store of several entries,
-// so it can neither name the alias nor keep the other entries.
+// JKS is written with github.com/pavlo-v-chernykh/keystore-go/v4. PKCS12 is
+// read and written by this module's own connectors/javakeystore/pkcs12
+// (its doc says why no library serves): Java 17's defaults on write
+// (PBES2 PBKDF2-HMAC-SHA256 AES-256-CBC, MAC HMAC-SHA256, 10000
+// iterations), every other entry's bags kept as they were read; a store
+// it does not read (no MAC, RC4, PBMAC1 …) is refused with the keytool
+// command that converts it.
 package javakeystore
 
 import (
@@ -110,7 +111,7 @@ type Connector struct{ connectors.Owned[Config] }
 
 // Check needs keystore_path, keystore_type, alias and
 // keystore_password_file; it refuses the common layout's fields (a keystore
-// is one file) and keystore_type PKCS12 (see the package doc).
+// is one file).
 func (c Connector) Check(cfg target.Config) error {
 	_, err := c.check(cfg)
 	return err
@@ -138,14 +139,12 @@ func (c Connector) check(cfg target.Config) (Config, error) {
 		return o, &contract.FieldError{Field: fieldPath, Msg: "is required for javakeystore: the keystore file the Java server reads"}
 	case o.KeystoreType == "":
 		return o, &contract.FieldError{Field: fieldType, Msg: "is required for javakeystore: JKS or PKCS12, the format of keystore_path"}
-	case o.KeystoreType == TypePKCS12:
-		return o, &contract.FieldError{Field: fieldType, Msg: "PKCS12 is not supported yet: no maintained Go library writes a PKCS12 store with a named key entry beside other entries; convert the store to JKS (keytool -importkeystore -deststoretype JKS) and set keystore_type: JKS"}
-	case o.KeystoreType != TypeJKS:
-		return o, &contract.FieldError{Field: fieldType, Msg: fmt.Sprintf("%q is not a keystore type: use JKS (or PKCS12, not supported yet)", o.KeystoreType)}
+	case o.KeystoreType != TypeJKS && o.KeystoreType != TypePKCS12:
+		return o, &contract.FieldError{Field: fieldType, Msg: fmt.Sprintf("%q is not a keystore type certctl writes: use JKS or PKCS12 (as keytool -list -v prints it under \"Keystore type\")", o.KeystoreType)}
 	case o.Alias == "":
 		return o, &contract.FieldError{Field: fieldAlias, Msg: "is required for javakeystore: the entry the Java server's key and certificate are under"}
 	case o.Alias != strings.ToLower(o.Alias):
-		return o, &contract.FieldError{Field: fieldAlias, Msg: fmt.Sprintf("%q has capitals, and JKS aliases are case-insensitive (keytool lists them in lower case): write %q", o.Alias, strings.ToLower(o.Alias))}
+		return o, &contract.FieldError{Field: fieldAlias, Msg: fmt.Sprintf("%q has capitals, and keystore aliases are case-insensitive in Java (keytool lists JKS aliases in lower case): write %q", o.Alias, strings.ToLower(o.Alias))}
 	case o.KeystorePasswordFile == "":
 		return o, &contract.FieldError{Field: fieldStorePW, Msg: "is required for javakeystore: a file on the host holding the store's password on its first line (passwords never go on a command line or into a request)"}
 	case o.KeystorePasswordFile == o.KeystorePath || o.KeyPasswordFile == o.KeystorePath:
@@ -255,6 +254,9 @@ func (c Connector) Served(cfg target.Config, role string, data []byte, current m
 	if err != nil {
 		return nil, err
 	}
+	if o.KeystoreType == TypePKCS12 {
+		return servedPKCS12(o, data, storePW, keyPW)
+	}
 	ks, err := load(o, data, storePW)
 	if err != nil {
 		return nil, err
@@ -300,6 +302,9 @@ func Build(o Config, b *material.Bundle, current, storePW, keyPW []byte) ([]byte
 	keyDER, err := x509.MarshalPKCS8PrivateKey(b.Key)
 	if err != nil {
 		return nil, fmt.Errorf("javakeystore: key: %w", err)
+	}
+	if o.KeystoreType == TypePKCS12 {
+		return buildPKCS12(o, b, keyDER, current, storePW, keyPW)
 	}
 	chain := []keystore.Certificate{{Type: "X.509", Content: b.Leaf.Raw}}
 	for _, c := range b.Chain {

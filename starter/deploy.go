@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/certctl/certctl/activities"
@@ -221,8 +223,13 @@ func followCommand(id string) string { return "certctl deploy --follow " + id }
 func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest, o deployOpts, w io.Writer) error {
 	var run client.WorkflowRun
 	onHost := false
+	givenUp := func() string { return "" }
 	if o.follow != "" {
 		run = c.GetWorkflow(ctx, o.follow, "")
+		var err error
+		if req, givenUp, err = takeOver(ctx, c, run); err != nil {
+			return err
+		}
 	} else {
 		var err error
 		if run, onHost, err = startDeploy(ctx, c, req); err != nil {
@@ -246,7 +253,6 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		}
 		return nil
 	}
-	givenUp := func() string { return "" }
 	if onHost {
 		givenUp = watchHostRun(ctx, c, run, req)
 	}
@@ -314,6 +320,50 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		return &exitError{code: 2}
 	}
 	return &exitError{code: 1}
+}
+
+// takeOver reads what following a deploy started before needs: its target
+// and host_wait, from its input (decoded with this certctl's codec; the
+// material is not read). A host run certctl started that no worker has
+// picked up yet is given up when its host_wait is over, as the certctl
+// that started it would have (watchHostRun).
+func takeOver(ctx context.Context, c client.Client, run client.WorkflowRun) (workflows.DeployRequest, func() string, error) {
+	var req workflows.DeployRequest
+	none := func() string { return "" }
+	d, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return req, none, invalid(fmt.Sprintf("--follow: no workflow %s in namespace %s", run.GetID(), dialedNamespace))
+	} else if err != nil {
+		return req, none, &exitError{code: 1, msg: fmt.Sprintf("--follow %s: %v", run.GetID(), err)}
+	}
+	info := d.GetWorkflowExecutionInfo()
+	it := c.GetWorkflowHistory(ctx, run.GetID(), info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return req, none, nil
+	}
+	first, err := it.Next()
+	if err != nil {
+		return req, none, &exitError{code: 1, msg: fmt.Sprintf("--follow %s: %v", run.GetID(), err)}
+	}
+	var in struct {
+		Target   target.Target   `json:"target"`
+		HostWait target.Duration `json:"host_wait"`
+	}
+	if p := first.GetWorkflowExecutionStartedEventAttributes().GetInput(); p == nil || dataConverter().FromPayloads(p, &in) != nil {
+		return req, none, nil
+	}
+	req.Target, req.HostWait = in.Target, in.HostWait
+	wait := in.HostWait.D()
+	if wait <= 0 {
+		wait = workflows.DefaultHostWait
+	}
+	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetParentExecution() != nil ||
+		!strings.HasPrefix(info.GetTaskQueue(), contract.HostQueuePrefix) {
+		return req, none, nil
+	}
+	left := max(wait-time.Since(info.GetStartTime().AsTime()), 0)
+	return req, giveUpAfter(ctx, c, run, in.Target.Host, wait, left), nil
 }
 
 // detached says, on Ctrl-C, that the deploy goes on and how to follow it.

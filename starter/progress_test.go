@@ -270,3 +270,31 @@ func TestTTYRendererLastFailedAttemptIsTheStepLine(t *testing.T) {
 		t.Fatalf("terminal output:\n%q\nwant\n%q", b.String(), want)
 	}
 }
+
+// The follow flags refuse what they cannot mean, naming the flag.
+func TestDeployFollowFlags(t *testing.T) {
+	var b bytes.Buffer
+	cases := []struct {
+		f    deployFlags
+		want string
+	}{
+		{deployFlags{}, "--target: required (a target file, YAML); or --follow WORKFLOW_ID to follow a deploy already started"},
+		{deployFlags{follow: "deploy/a/1", target: "t.yaml"}, "--follow: follows a deploy already started; drop --target, the material flags, --dry-run, --force-validity and --detach"},
+		{deployFlags{follow: "deploy/a/1", m: materialFlags{cert: "c.pem"}}, "--follow: follows a deploy already started; drop --target, the material flags, --dry-run, --force-validity and --detach"},
+		{deployFlags{follow: "rollout/x"}, "--follow: \"rollout/x\" is not a deploy's workflow ID (deploy/<target>/<time>-<suffix>, as `certctl deploy` prints it)"},
+		{deployFlags{target: "t.yaml", output: "yaml"}, "--output: want text, json or events"},
+		{deployFlags{target: "t.yaml", output: "text", progress: "x"}, `--progress: want auto, tty or plain, not "x"`},
+	}
+	for _, c := range cases {
+		if c.f.output == "" {
+			c.f.output = "text"
+		}
+		if _, err := c.f.opts(&b); err == nil || err.Error() != c.want {
+			t.Errorf("%+v: %v\nwant %s", c.f, err, c.want)
+		}
+	}
+	o, err := (&deployFlags{follow: "deploy/a/1", output: "events", progress: "auto"}).opts(&b)
+	if err != nil || o.follow != "deploy/a/1" || o.output != "events" || o.progress != progressPlain {
+		t.Fatalf("opts %+v, %v", o, err)
+	}
+}

@@ -52,8 +52,13 @@ type liveDeploy struct {
 
 func startLiveDeploy(t *testing.T, args ...string) *liveDeploy {
 	t.Helper()
+	return startLiveDeployEnv(t, []string{"CERTCTL_HOST_WAIT=1m"}, args...)
+}
+
+func startLiveDeployEnv(t *testing.T, extraEnv []string, args ...string) *liveDeploy {
+	t.Helper()
 	cmd := exec.Command(env.certctl, append([]string{"deploy"}, args...)...)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+env.address, "CERTCTL_HOST_WAIT=1m")
+	cmd.Env = append(append(os.Environ(), "TEMPORAL_ADDRESS="+env.address), extraEnv...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -380,4 +385,60 @@ func TestProgressCtrlCDetachesAndFollowAgain(t *testing.T) {
 		t.Fatalf("--follow: last line %s", last.raw)
 	}
 	wantServed(t, n, fresh.LeafSHA256)
+}
+
+// Left with Ctrl-C while its host run waits for a worker that died,
+// a deploy is still given up at host_wait: `certctl deploy --follow` takes
+// the watch over from the certctl that started it, and the run ends
+// HostUnavailable, terminated, nothing touched.
+func TestProgressFollowTakesOverTheHostWait(t *testing.T) {
+	n, _ := startNginx(t)
+	host := "vanishing-follow"
+	tg := n.Target("vanishing-follow", host)
+	w := hostWorker(t, host)
+	waitPolled(t, host)
+	w.Kill()
+	<-w.Exited()
+	before := snapshot(t, n.CertPath, n.ChainPath, n.KeyPath)
+	d := startLiveDeployEnv(t, []string{"CERTCTL_HOST_WAIT=4s"}, append(writeDeployFiles(t, tg, issue(t)), "--output", "events")...)
+	wt := d.next(t, "the wait for a worker", func(e event) bool { return e.Event == "waiting" })
+	if !strings.Contains(wt.raw, `"task_queue":"certctl-host-vanishing-follow","limit_ms":4000`) {
+		t.Fatalf("waiting %s: want the host run on certctl-host-vanishing-follow with host_wait 4s", wt.raw)
+	}
+	id := wt.WorkflowID
+	if err := d.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.exit(t); code != 130 {
+		t.Fatalf("exit %d after Ctrl-C, want 130\n%s", code, d.dump())
+	}
+	f := startLiveDeploy(t, "--follow", id, "--output", "events")
+	if code := f.exit(t); code != 1 {
+		t.Fatalf("--follow: exit %d, want 1\n%s%s", code, f.dump(), f.stderr.String())
+	}
+	var out struct {
+		Outcome string `json:"outcome"`
+		Error   string `json:"error"`
+	}
+	last := f.seen[len(f.seen)-1]
+	if err := json.Unmarshal([]byte(last.raw), &out); err != nil || last.Event != "outcome" || out.Outcome != contract.HostUnavailable ||
+		!strings.Contains(out.Error, "no worker polled certctl-host-vanishing-follow for 4s") {
+		t.Fatalf("--follow: last line %s", last.raw)
+	}
+	desc, err := env.client.DescribeWorkflowExecution(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED {
+		t.Fatalf("%s: status %v, want terminated", id, st)
+	}
+	wantUnchanged(t, before)
+}
+
+// --follow of a workflow that does not exist says so (exit 2).
+func TestProgressFollowUnknownWorkflow(t *testing.T) {
+	r := certctlCLI(t, nil, "deploy", "--follow", "deploy/nobody/20260101T000000Z-00000000")
+	if r.code != 2 || !strings.Contains(r.stderr, "--follow: no workflow deploy/nobody/20260101T000000Z-00000000 in namespace") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
 }

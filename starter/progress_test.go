@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,3 +299,30 @@ func TestDeployFollowFlags(t *testing.T) {
 		t.Fatalf("opts %+v, %v", o, err)
 	}
 }
+
+// The spinner's ticker and the events draw on one writer: nothing is
+// written after finish, and nothing races (go test -race).
+func TestTTYRendererTickerStopsAtFinish(t *testing.T) {
+	var b syncBuffer
+	r := newTTYRenderer(&b, 80, time.Now)
+	r.start(time.Millisecond)
+	for _, e := range retriedVerify() {
+		r.event(e)
+		r.draw()
+	}
+	r.finish()
+	n := b.Len()
+	time.Sleep(5 * time.Millisecond)
+	if b.Len() != n || !strings.Contains(b.String(), "  verify           ok       4380 ms\n") {
+		t.Fatalf("output after finish: %q", b.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) Len() int                    { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Len() }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -221,7 +221,8 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	fmt.Fprintf(w, "deploying:      a fresh leaf %s to %s\n\n", fresh.LeafSHA256, tgt.TargetID)
 	uiBase := fmt.Sprintf("http://%s:%d", cfg.IP, cfg.UIPort)
 	req := workflows.DeployRequest{Target: tgt, Material: fresh.Material}
-	deployErr := runDeploy(ctx, c, req, false, "text", w, uiBase+"/namespaces/"+cfg.Namespace)
+	progress, _ := progressMode(progressAuto, w)
+	deployErr := runDeploy(ctx, c, req, deployOpts{output: "text", progress: progress, uiBase: uiBase + "/namespaces/" + cfg.Namespace}, w)
 	if deployErr == nil {
 		// Verify saw the new leaf, but an old nginx worker may still accept
 		// a connection or two while it drains after the reload.

@@ -74,6 +74,13 @@ func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, 
 	if wait <= 0 {
 		wait = workflows.DefaultHostWait
 	}
+	return giveUpAfter(ctx, c, run, req.Target.Host, wait, wait)
+}
+
+// giveUpAfter is watchHostRun for a run whose host_wait is wait, left
+// from now (`certctl deploy --follow` takes the watch over from the
+// certctl that started the run).
+func giveUpAfter(ctx context.Context, c client.Client, run client.WorkflowRun, host string, wait, left time.Duration) (stop func() string) {
 	done := make(chan struct{})
 	result := make(chan string, 1)
 	go func() {
@@ -81,14 +88,14 @@ func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, 
 		case <-done:
 			result <- ""
 			return
-		case <-time.After(wait):
+		case <-time.After(left):
 		}
 		// Unknown is not absent: an error counts as picked up.
 		if started, err := activities.PickedUp(ctx, c, run.GetID(), run.GetRunID()); started || err != nil {
 			result <- ""
 			return
 		}
-		msg := workflows.HostUnavailableMessage(req.Target.Host, wait) + "; nothing was touched"
+		msg := workflows.HostUnavailableMessage(host, wait) + "; nothing was touched"
 		if err := c.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), msg); err != nil {
 			result <- ""
 			return

@@ -525,3 +525,42 @@ func TestReplayHistoriesCoverTheNotifications(t *testing.T) {
 		}
 	}
 }
+
+// A renewal whose rollout halts notifies RolloutHalted once, under the
+// renewal's own workflow ID, naming the failed canary; its deploys' own
+// failures are theirs to tell (mocked here).
+func TestNotifyRenewalHalted(t *testing.T) {
+	h := newRenewHarness(t)
+	var n notified
+	n.mock(h.env)
+	h.profile.RequiresApproval = false
+	third := h.profile.Targets[1]
+	third.TargetID = "web-3"
+	h.profile.Targets = append(h.profile.Targets, third)
+	h.deployErr["web-1"] = contract.ValidateFailed
+	if _, err := h.run(renewRequest()); contract.Of(err) != contract.ValidateFailed {
+		t.Fatalf("err %v", err)
+	}
+	if len(n.events) != 1 {
+		t.Fatalf("%d notifications: %+v", len(n.events), n.events)
+	}
+	ev := n.events[0]
+	if ev.Event != contract.RolloutHalted || ev.WorkflowID != RenewID("r-1") || ev.NotStarted != 2 ||
+		len(ev.Failed) != 1 || ev.Failed[0].TargetID != "web-1" || ev.Failed[0].Outcome != contract.ValidateFailed {
+		t.Fatalf("event %+v", ev)
+	}
+}
+
+// A renewal that lands everywhere notifies nothing.
+func TestNotifyRenewalCompletedSendsNothing(t *testing.T) {
+	h := newRenewHarness(t)
+	var n notified
+	n.mock(h.env)
+	h.profile.RequiresApproval = false
+	if _, err := h.run(renewRequest()); err != nil {
+		t.Fatal(err)
+	}
+	if len(n.events) != 0 {
+		t.Fatalf("notified %+v", n.events)
+	}
+}

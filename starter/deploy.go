@@ -363,7 +363,7 @@ func takeOver(ctx context.Context, c client.Client, run client.WorkflowRun) (wor
 		return req, none, nil
 	}
 	left := max(wait-time.Since(info.GetStartTime().AsTime()), 0)
-	return req, giveUpAfter(ctx, c, run, in.Target.Host, wait, left), nil
+	return req, giveUpAfter(ctx, c, run, in.Target, wait, left), nil
 }
 
 // detached says, on Ctrl-C, that the deploy goes on and how to follow it.

@@ -444,6 +444,24 @@ channels:
 	}
 	recordRun(t, r3.workflowID(), "", "deploy-notify-host-unavailable")
 
+	// HostUnavailable given up by certctl itself: the host's worker was
+	// polling a moment ago, so the deploy started on its queue, but it was
+	// killed; certctl terminates the run that nobody picked up and
+	// notifies for it.
+	n5, _ := startNginx(t)
+	hw := hostWorker(t, "notify-vanished")
+	waitPolled(t, "notify-vanished")
+	hw.Kill()
+	<-hw.Exited()
+	r5 := deployTextEnv(t, mustYAML(t, n5.Target("notify-vanished", "notify-vanished")), issue(t), []string{"CERTCTL_HOST_WAIT=3s"})
+	if last := r5.lastLine(); last != "outcome: "+contract.HostUnavailable {
+		t.Fatalf("vanished host: exit %d, last line %q\n%s", r5.code, last, r5.stdout)
+	}
+	w5 := webhookOf(t, hook.waitFor(t, aboutWorkflow(r5.workflowID()), "about "+r5.workflowID()))
+	if w5.Event.Event != contract.HostUnavailable || w5.TargetID != "notify-vanished" || !strings.Contains(w5.Error, "nothing was touched") {
+		t.Fatalf("webhook %+v", w5)
+	}
+
 	// RolloutHalted: its canary's reload fails.
 	n4, _ := startNginx(t)
 	tg4 := n4.Target("notify-canary", testHost)
@@ -489,8 +507,8 @@ channels:
 	}
 	recordRun(t, aid, "", "approval-notify-pending")
 
-	// Each delivery counted once: hook 6 (RollbackFailed, ReloadFailed,
-	// HostUnavailable, the canary's ReloadFailed, RolloutHalted,
+	// Each delivery counted once: hook 7 (RollbackFailed, ReloadFailed,
+	// HostUnavailable twice, the canary's ReloadFailed, RolloutHalted,
 	// ApprovalPending), chat 2, mail 1.
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
@@ -499,7 +517,7 @@ channels:
 	scrape, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`certctl_notifications_total{channel="hook",outcome="sent"} 6`,
+		`certctl_notifications_total{channel="hook",outcome="sent"} 7`,
 		`certctl_notifications_total{channel="chat",outcome="sent"} 2`,
 		`certctl_notifications_total{channel="mail",outcome="sent"} 1`,
 	} {

@@ -53,9 +53,9 @@ intermediate cannot verify it.
 On a terminal (--progress auto, or tty) one line below the steps is
 rewritten in place with what the deploy does now and for how long: waiting
 for the host's worker (against host_wait), running on it, each verify attempt
-that failed and the countdown to the next; after a failure, "next:" says what
-to do (contract.NextAction, docs/operator.md "Outcomes and what to do").
-Elsewhere (--progress plain) a line per finished step. --output events prints
+that failed and the countdown to the next. Elsewhere (--progress plain) a line
+per finished step. After a failure, "next:" says what to do, just before the
+outcome (contract.NextAction, docs/operator.md "Outcomes and what to do"). --output events prints
 one JSON object a line as the deploy goes, the outcome last (docs/operator.md
 "Following a deploy"); --output json one object at the end.
 
@@ -308,7 +308,7 @@ func runDeploy(ctx context.Context, c client.Client, req workflows.DeployRequest
 		if res.Error != "" {
 			fmt.Fprintf(w, "error: %s\n", terminalSafe(res.Error))
 		}
-		if next := contract.NextAction(res.Outcome); o.progress == progressTTY && next != "" && !contract.Succeeded(res.Outcome) {
+		if next := contract.NextAction(res.Outcome); next != "" && !contract.Succeeded(res.Outcome) {
 			fmt.Fprintf(w, "next:  %s\n", next)
 		}
 		fmt.Fprintf(w, "outcome: %s\n", res.Outcome)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,13 +202,7 @@ func TestIntegrationWorkflowWorkerCrash(t *testing.T) {
 	}
 	// The restarted worker replayed the deploy's history and finished it: it
 	// counts the deploy once, not once per replayed step.
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if want := `certctl_deploy_total{outcome="Deployed",target_type="nginx"} 1`; !strings.Contains(string(body), want) {
+	if want := `certctl_deploy_total{outcome="Deployed",target_type="nginx"} 1`; !strings.Contains(scrapeText(t, metricsAddr), want) {
 		t.Fatalf("/metrics lacks %s", want)
 	}
 	wantServed(t, n, fresh.LeafSHA256)

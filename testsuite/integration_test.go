@@ -652,7 +652,10 @@ func listByTarget(id string) *workflowservice.ListWorkflowExecutionsRequest {
 
 // The quick start: `certctl dev --once` on free ports ends with the new
 // leaf served.
-func TestIntegrationCertctlDev(t *testing.T) {
+// devConfigOnFreePorts writes temporal-dev.yaml into dir with the server and
+// Web UI moved to free ports, for a `certctl dev` of the test's own.
+func devConfigOnFreePorts(t *testing.T, dir string) string {
+	t.Helper()
 	cfgPath, _ := testsuite.RepoFile("temporal-dev.yaml")
 	cfg, err := testsuite.LoadDevConfig(cfgPath)
 	if err != nil {
@@ -660,12 +663,17 @@ func TestIntegrationCertctlDev(t *testing.T) {
 	}
 	cfg.Port, _ = testsuite.FreePort()
 	cfg.UIPort, _ = testsuite.FreePort()
-	dir := t.TempDir()
 	b, _ := yaml.Marshal(cfg)
 	conf := filepath.Join(dir, "temporal-dev.yaml")
 	if err := os.WriteFile(conf, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return conf
+}
+
+func TestIntegrationCertctlDev(t *testing.T) {
+	dir := t.TempDir()
+	conf := devConfigOnFreePorts(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, env.certctl, "dev", "--once", "--config", conf, "--state-dir", filepath.Join(dir, "state")).CombinedOutput()

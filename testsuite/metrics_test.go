@@ -38,6 +38,18 @@ func metricsWorker(t *testing.T, host string, extraEnv ...string) (*testsuite.Pr
 	return p, "http://" + addr + "/metrics"
 }
 
+// scrapeText is the /metrics page of the worker serving addr, as text.
+func scrapeText(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 // scrape reads /metrics as Prometheus does and parses the exposition format.
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()

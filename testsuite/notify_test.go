@@ -510,25 +510,20 @@ channels:
 	// Each delivery counted once: hook 7 (RollbackFailed, ReloadFailed,
 	// HostUnavailable twice, the canary's ReloadFailed, RolloutHalted,
 	// ApprovalPending), chat 2, mail 1.
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scrape, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	scrape := scrapeText(t, metricsAddr)
 	for _, want := range []string{
 		`certctl_notifications_total{channel="hook",outcome="sent"} 7`,
 		`certctl_notifications_total{channel="chat",outcome="sent"} 2`,
 		`certctl_notifications_total{channel="mail",outcome="sent"} 1`,
 	} {
-		if !strings.Contains(string(scrape), want) {
+		if !strings.Contains(scrape, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 	if hook.count(aboutWorkflow(r0.workflowID())) != 0 {
 		t.Fatal("the successful deploy notified")
 	}
-	if strings.Contains(string(scrape), `outcome="failed"`) {
+	if strings.Contains(scrape, `outcome="failed"`) {
 		t.Errorf("a notification failed:\n%s", scrape)
 	}
 }

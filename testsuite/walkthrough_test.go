@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/testsuite"
@@ -27,16 +23,8 @@ import (
 // line. The CLI says why and what to do next, the webhook receives one
 // signed VerifyFailed, and /metrics counts the rollback once.
 func TestIntegrationWalkthroughBreakADeploy(t *testing.T) {
-	cfgPath, _ := testsuite.RepoFile("temporal-dev.yaml")
-	cfg, err := testsuite.LoadDevConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Port, _ = testsuite.FreePort()
-	cfg.UIPort, _ = testsuite.FreePort()
 	dir := t.TempDir()
-	b, _ := yaml.Marshal(cfg)
-	conf := writeFile(t, dir, "temporal-dev.yaml", string(b))
+	conf := devConfigOnFreePorts(t, dir)
 	secret := []byte("walkthrough-secret")
 	hook := newReceiver(t, secret)
 	secretFile := writeFile(t, dir, "hook.secret", string(secret))
@@ -155,18 +143,13 @@ func TestIntegrationWalkthroughBreakADeploy(t *testing.T) {
 	}
 
 	// /metrics: the rollback, once.
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scrape, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	scrape := scrapeText(t, metricsAddr)
 	for _, want := range []string{
 		`certctl_deploy_rollback_total{outcome="restored"} 1`,
 		`certctl_deploy_total{outcome="VerifyFailed",target_type="nginx"} 1`,
 		`certctl_deploy_total{outcome="Deployed",target_type="nginx"} 1`,
 	} {
-		if !strings.Contains(string(scrape), want) {
+		if !strings.Contains(scrape, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/certctl/certctl/connectors/files"
+	"github.com/certctl/certctl/connectors/javakeystore"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
@@ -58,15 +60,15 @@ func TestConformanceSSH(t *testing.T) {
 	t.Cleanup(umaskSSHD.Stop)
 	type sshCase struct {
 		name string
-		run  func(t *testing.T, c *confRun, tg target.Target)
+		run  func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD)
 	}
 	cases := []sshCase{
-		{"FirstDeployServedInServerLayout", sshFirstDeploy},
-		{"IdenticalDeploySkipsWithoutReload", sshIdempotent},
-		{"ServerCheckFailsLeavesLiveFilesUntouched", sshCheckFails},
-		{"ReloadFailsRestoresOldLeaf", sshReloadFails},
-		{"VerifySeesAnotherLeafRollsBack", func(t *testing.T, c *confRun, tg target.Target) { sshVerifyFails(t, c, tg) }},
-		{"DryRunTouchesNothing", func(t *testing.T, c *confRun, tg target.Target) {
+		{"FirstDeployServedInServerLayout", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) { sshFirstDeploy(t, c, tg, h) }},
+		{"IdenticalDeploySkipsWithoutReload", func(t *testing.T, c *confRun, tg target.Target, _ *testsuite.SSHD) { sshIdempotent(t, c, tg) }},
+		{"ServerCheckFailsLeavesLiveFilesUntouched", func(t *testing.T, c *confRun, tg target.Target, _ *testsuite.SSHD) { sshCheckFails(t, c, tg) }},
+		{"ReloadFailsRestoresOldLeaf", func(t *testing.T, c *confRun, tg target.Target, _ *testsuite.SSHD) { sshReloadFails(t, c, tg) }},
+		{"VerifySeesAnotherLeafRollsBack", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) { sshVerifyFails(t, c, tg) }},
+		{"DryRunTouchesNothing", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) {
 			before := c.snapshot(t)
 			r := deploy(t, tg, issue(t), "--dry-run", "--output", "json")
 			res := r.result(t)
@@ -84,41 +86,41 @@ func TestConformanceSSH(t *testing.T) {
 			}
 			c.wantServed(t, c.initial.LeafSHA256)
 		}},
-		{"ChangedHostKeyRefusedNothingWritten", func(t *testing.T, c *confRun, tg target.Target) {
-			tg.Config.SSH.KnownHostsPath = sshd.OtherKnownHosts
+		{"ChangedHostKeyRefusedNothingWritten", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) {
+			tg.Config.SSH.KnownHostsPath = h.OtherKnownHosts
 			r := c.deployFails(t, tg, contract.HostKeyMismatch)
 			if !strings.Contains(r.stdout, "changed") {
 				t.Errorf("the error does not say the host key changed")
 			}
 		}},
-		{"PinnedHostKeyMismatchRefused", func(t *testing.T, c *confRun, tg target.Target) {
-			other, err := os.ReadFile(filepath.Join(dir, "other_host_ed25519.pub"))
+		{"PinnedHostKeyMismatchRefused", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) {
+			other, err := os.ReadFile(filepath.Join(h.Dir, "other_host_ed25519.pub"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			tg.Config.SSH.KnownHostsPath, tg.Config.SSH.HostKey = "", strings.TrimSpace(string(other))
 			c.deployFails(t, tg, contract.HostKeyMismatch)
 		}},
-		{"UnknownHostRefusedNoTrustOnFirstUse", func(t *testing.T, c *confRun, tg target.Target) {
-			tg.Config.SSH.KnownHostsPath = sshd.UnknownHosts
+		{"UnknownHostRefusedNoTrustOnFirstUse", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) {
+			tg.Config.SSH.KnownHostsPath = h.UnknownHosts
 			r := c.deployFails(t, tg, contract.HostKeyMismatch)
 			if !strings.Contains(r.stdout, "unknown") {
 				t.Errorf("the error does not say the host key is unknown")
 			}
-			if b, _ := os.ReadFile(sshd.UnknownHosts); strings.Contains(string(b), fmt.Sprint(env.sshPort)) {
+			if b, _ := os.ReadFile(h.UnknownHosts); strings.Contains(string(b), fmt.Sprint(h.Port)) {
 				t.Errorf("known_hosts was written: %s", b)
 			}
 		}},
-		{"UnlistedHostRefusedByPolicy", func(t *testing.T, c *confRun, tg target.Target) {
+		{"UnlistedHostRefusedByPolicy", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) {
 			// The same sshd, named as the policy does not list it.
-			tg.Config.SSH.Address = fmt.Sprintf("localhost:%d", env.sshPort)
+			tg.Config.SSH.Address = fmt.Sprintf("localhost:%d", h.Port)
 			r := c.deployFails(t, tg, contract.PolicyRefused)
 			if !strings.Contains(r.stdout, "allow_ssh_hosts") {
 				t.Errorf("the refusal does not name allow_ssh_hosts")
 			}
 		}},
-		{"SymlinkAtDestinationRefused", sshSymlinkRefused},
-		{"SFTPUmaskLeavingFilesReadableRefused", func(t *testing.T, c *confRun, tg target.Target) {
+		{"SymlinkAtDestinationRefused", func(t *testing.T, c *confRun, tg target.Target, _ *testsuite.SSHD) { sshSymlinkRefused(t, c, tg) }},
+		{"SFTPUmaskLeavingFilesReadableRefused", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) {
 			tg.Config.SSH = umaskSSHD.SSH()
 			r := c.deployFails(t, tg, contract.InsecurePath)
 			if !strings.Contains(r.stdout, "internal-sftp -u 077") {
@@ -128,18 +130,35 @@ func TestConformanceSSH(t *testing.T) {
 				t.Errorf("backups left: %v", b)
 			}
 		}},
-		{"DeadHostUnavailable", func(t *testing.T, c *confRun, tg target.Target) {
+		{"DeadHostUnavailable", func(t *testing.T, c *confRun, tg target.Target, h *testsuite.SSHD) {
 			tg.Config.SSH.Address = fmt.Sprintf("127.0.0.1:%d", env.deadSSHPort)
 			c.deployFails(t, tg, contract.HostUnavailable)
 		}},
 	}
-	for _, kind := range []string{"nginx", "haproxy"} {
-		t.Run(kind, func(t *testing.T) {
+	// The keystores go up through an sshd whose SFTP server logs each
+	// operation: how the store was written is read from that log.
+	logDir := t.TempDir()
+	_ = os.Chmod(logDir, 0o711)
+	logSSHD, err := testsuite.StartSSHDLoggingSFTP(logDir, env.sftpLogSSHPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sshd (SFTP logged) log:\n%s\nsftp-server log:\n%s", tail(logSSHD.Logs(), 4000), tail(logSSHD.SFTPOps(), 4000))
+		}
+		logSSHD.Stop()
+	})
+	for _, kind := range []struct {
+		name string
+		sshd *testsuite.SSHD
+	}{{"nginx", sshd}, {"haproxy", sshd}, {"javakeystore-jks", logSSHD}, {"javakeystore-pkcs12", logSSHD}} {
+		t.Run(kind.name, func(t *testing.T) {
 			t.Parallel()
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
-					c := startConf(t, kind)
-					tc.run(t, c, overSSH(c.target(), sshd, c.srv.ReloadScript()))
+					c := startConf(t, kind.name)
+					tc.run(t, c, overSSH(c.target(), kind.sshd, c.srv.ReloadScript()), kind.sshd)
 					c.wantClean(t)
 				})
 			}
@@ -151,7 +170,7 @@ func TestConformanceSSH(t *testing.T) {
 	})
 }
 
-func sshFirstDeploy(t *testing.T, c *confRun, tg target.Target) {
+func sshFirstDeploy(t *testing.T, c *confRun, tg target.Target, sshd *testsuite.SSHD) {
 	fresh := issue(t)
 	r := deploy(t, tg, fresh, "--output", "json")
 	res := r.result(t)
@@ -170,6 +189,54 @@ func sshFirstDeploy(t *testing.T, c *confRun, tg target.Target) {
 	c.wantLayout(t, fresh)
 	if n := len(c.backups()); n != len(c.srv.LiveFiles()) {
 		t.Errorf("%d backups, want one per live file (%d)", n, len(c.srv.LiveFiles()))
+	}
+	if j, ok := c.srv.(*testsuite.JavaKeystore); ok {
+		sshKeystoreFirst(t, j, sshd, r, ran["validate"])
+	}
+}
+
+// sshKeystoreFirst checks what a keystore deployed over SSH promises beyond
+// the layout: the store went up through SFTP as an exclusive temp file,
+// owner and mode set before its bytes, renamed over it with posix-rename
+// (the SFTP server's own log); keytool's check ran remotely with its
+// password from the file; and no password is in a history (decoded),
+// certctl's output, the workers', the sshd's, the SFTP server's or the
+// JVM's log.
+func sshKeystoreFirst(t *testing.T, j *testsuite.JavaKeystore, sshd *testsuite.SSHD, r deployRun, validate string) {
+	t.Helper()
+	wantMode(t, j.Keystore, javakeystore.StoreMode, 0)
+	if want := strings.Join(javakeystore.ListCommand(*j.Config()), " "); !strings.Contains(validate, want) {
+		t.Errorf("validate %q, want %q deferred to validate-live (run remotely)", validate, want)
+	}
+	// In the SFTP server's order: created exclusively, owner and mode set,
+	// the bytes written and closed, then renamed over the store.
+	log := sshd.SFTPOps()
+	tmp := regexp.MustCompile(`open "(` + regexp.QuoteMeta(j.Keystore) + `\.certctl-tmp\.\d+)" flags WRITE,CREATE,EXCL mode `).FindStringSubmatch(log)
+	if tmp == nil {
+		t.Fatalf("sftp-server logged no exclusive create of %s.certctl-tmp.*:\n%s", j.Keystore, log)
+	}
+	q, gap := regexp.QuoteMeta(tmp[1]), `(?:.*\n)*?`
+	order := regexp.MustCompile(`open "` + q + `" flags WRITE,CREATE,EXCL mode \d+\n` + gap +
+		`set "` + q + `" owner 0 group 0\n` + gap + `set "` + q + `" mode 0600\n` + gap +
+		`close "` + q + `" bytes read 0 written [1-9]\d*\n` + gap +
+		`posix-rename old "` + q + `" new "` + regexp.QuoteMeta(j.Keystore) + `"\n`)
+	if !order.MatchString(log) {
+		t.Errorf("sftp-server did not log %s created exclusively, owner and mode 0600 set, written, then posix-renamed over %s:\n%s", tmp[1], j.Keystore, log)
+	}
+	noPasswordIn(t, j, nil, r.workflowID())
+	logs := map[string]string{"certctl's output": r.stdout + r.stderr, "sshd's log": sshd.Logs(), "sftp-server's log": log, "the JVM's log": j.Logs()}
+	workers, _ := filepath.Glob(filepath.Join(env.workDir, "worker*.log"))
+	for _, w := range workers {
+		b, _ := os.ReadFile(w)
+		logs[w] = string(b)
+	}
+	store, key, other := testsuite.KeystorePasswords(j.Type)
+	for name, text := range logs {
+		for _, pw := range []string{store, key, other} {
+			if strings.Contains(text, pw) {
+				t.Errorf("%s holds the password %q", name, pw)
+			}
+		}
 	}
 }
 

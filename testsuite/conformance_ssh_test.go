@@ -13,12 +13,18 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/certctl/certctl/connectors/files"
 	"github.com/certctl/certctl/connectors/javakeystore"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/material"
+	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/renewal"
 	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/testsuite"
@@ -289,6 +295,35 @@ func sshReloadFails(t *testing.T, c *confRun, tg target.Target) {
 	if !strings.Contains(r.stdout, "reload refused (test)") {
 		t.Errorf("the error does not carry the remote command's output")
 	}
+	// The failed reload sent nothing; the rollback's made the JVM re-read
+	// the old store.
+	wantStoreLoads(t, c, 2)
+}
+
+// wantStoreLoads waits, for a keystore kind, until its JVM has loaded the
+// store n times (its start, then each reload that reached it), the last
+// load the initial leaf's: the remote reload_command reached the server,
+// and a rollback's made it re-read the restored store.
+func wantStoreLoads(t *testing.T, c *confRun, n int) {
+	t.Helper()
+	j, ok := c.srv.(*testsuite.JavaKeystore)
+	if !ok {
+		return
+	}
+	b, err := material.Parse(c.initial.Material)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := "serial " + b.Leaf.SerialNumber.Text(16)
+	testsuite.WaitFor(t, 30*time.Second, func() (bool, string) {
+		var loads []string
+		for _, l := range strings.Split(j.Logs(), "\n") {
+			if strings.HasPrefix(l, "loaded ") {
+				loads = append(loads, l)
+			}
+		}
+		return len(loads) == n && strings.HasSuffix(loads[n-1], last), fmt.Sprintf("the JVM loaded %d time(s), want %d, the last %s: %q", len(loads), n, last, loads)
+	})
 }
 
 func sshVerifyFails(t *testing.T, c *confRun, tg target.Target) {
@@ -301,6 +336,8 @@ func sshVerifyFails(t *testing.T, c *confRun, tg target.Target) {
 	tg.Config.PostDeployVerify.Endpoint = addr
 	tg.Config.PostDeployVerifyAttempts = 2
 	c.deployFails(t, tg, contract.VerifyFailed)
+	// The JVM re-read the new store, then the restored one.
+	wantStoreLoads(t, c, 3)
 }
 
 // sshSymlinkRefused plants a link at the remote destination (to a file the
@@ -419,4 +456,150 @@ func sshFiles(t *testing.T, sshd *testsuite.SSHD) {
 			t.Errorf("files written through the link: %v", names)
 		}
 	})
+}
+
+// TestConformanceSSHPolicy: the certctl worker applies the host policy to
+// agentless targets too. For this test it runs with a policy that lists
+// one sshd, the keystores' directories and their own commands (keytool
+// -list, kill -HUP): a keystore target outside any of them ends
+// PolicyRefused naming the rule and the field, with nothing written and no
+// login on the host; inside them it deploys. Not parallel: the shared
+// workflow worker is swapped for one with this policy, then started again.
+func TestConformanceSSHPolicy(t *testing.T) {
+	port, err := testsuite.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o711)
+	sshd, err := testsuite.StartSSHD(dir, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sshd.Stop)
+	kinds := []string{"javakeystore-jks", "javakeystore-pkcs12"}
+	runs := map[string]*confRun{}
+	p := policy.Policy{AllowSSHHosts: []string{sshd.Address}, AllowCommands: [][]string{{"keytool", "-list"}, {"kill", "-HUP"}}}
+	for _, kind := range kinds {
+		runs[kind] = startConf(t, kind)
+		p.AllowPaths = append(p.AllowPaths, filepath.Dir(runs[kind].srv.LiveFiles()[0]))
+	}
+	file := filepath.Join(t.TempDir(), "worker.yaml")
+	if err := testsuite.WritePolicy(file, p); err != nil {
+		t.Fatal(err)
+	}
+	policyWorkflowWorker(t, file)
+	logins := func() int { return strings.Count(sshd.Logs(), "Accepted publickey") }
+	refused := func(t *testing.T, c *confRun, tg target.Target, rule, field string) deployRun {
+		t.Helper()
+		before := logins()
+		r := c.deployFails(t, tg, contract.PolicyRefused)
+		for _, want := range []string{rule, field, file} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("the refusal does not name %s:\n%s", want, r.stdout)
+			}
+		}
+		if n := logins(); n != before {
+			t.Errorf("a refused target logged in to the host (%d logins, were %d)", n, before)
+		}
+		if b := c.backups(); len(b) != 0 {
+			t.Errorf("a refused deploy left backups: %v", b)
+		}
+		return r
+	}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			c := runs[kind]
+			j := c.srv.(*testsuite.JavaKeystore)
+			base := overSSH(c.target(), sshd, "")
+			t.Run("KeystoreOutsideAllowPaths", func(t *testing.T) {
+				// A directory beside the allowed one, sharing its prefix.
+				other := filepath.Dir(j.Keystore) + "-elsewhere"
+				if err := os.Mkdir(other, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				store, err := os.ReadFile(j.Keystore)
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := *j.Config()
+				o.KeystorePath = filepath.Join(other, filepath.Base(j.Keystore))
+				if err := os.WriteFile(o.KeystorePath, store, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				tg := base
+				tg.Config.Own = &o
+				refused(t, c, tg, "allow_paths", "target_config.keystore_path")
+				if b, _ := os.ReadFile(o.KeystorePath); string(b) != string(store) {
+					t.Error("the store outside allow_paths was written")
+				}
+				if names, _ := os.ReadDir(other); len(names) != 1 {
+					t.Errorf("files left beside the store outside allow_paths: %v", names)
+				}
+			})
+			t.Run("PasswordFileOutsideAllowPaths", func(t *testing.T) {
+				// The store's password, in a file the policy does not
+				// list: the worker must not read it (nor any file outside
+				// allow_paths its SSH user can read) to open the store.
+				pw, err := os.ReadFile(j.StorePassFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := *j.Config()
+				o.KeystorePasswordFile = filepath.Join(t.TempDir(), "store.pw")
+				if err := os.WriteFile(o.KeystorePasswordFile, pw, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				tg := base
+				tg.Config.Own = &o
+				refused(t, c, tg, "allow_paths", "target_config.keystore_password_file")
+			})
+			t.Run("ReloadOutsideAllowCommands", func(t *testing.T) {
+				marker := filepath.Join(t.TempDir(), "pwned")
+				tg := base
+				tg.Config.ReloadCommand = target.Command{"touch", marker}
+				refused(t, c, tg, "allow_commands", "target_config.reload_command")
+				if _, err := os.Stat(marker); err == nil {
+					t.Error("the refused reload command ran")
+				}
+			})
+			t.Run("HostOutsideAllowSSHHosts", func(t *testing.T) {
+				tg := base
+				tg.Config.SSH = sshd.SSH()
+				tg.Config.SSH.Address = fmt.Sprintf("localhost:%d", sshd.Port) // the same sshd, by a name the policy does not list
+				refused(t, c, tg, "allow_ssh_hosts", "target_config.ssh.address")
+			})
+			t.Run("InsidePolicyDeploys", func(t *testing.T) {
+				fresh := issue(t)
+				wantOutcome(t, deploy(t, base, fresh), 0, contract.Deployed)
+				c.wantServed(t, fresh.LeafSHA256)
+				if err := j.Holds(fresh); err != nil {
+					t.Error(err)
+				}
+			})
+			c.wantClean(t)
+		})
+	}
+}
+
+// policyWorkflowWorker stops the shared workflow worker and starts one
+// whose host policy is file, until the test ends; then the shared one is
+// started again.
+func policyWorkflowWorker(t *testing.T, file string) {
+	t.Helper()
+	workerEnv := []string{"TEMPORAL_ADDRESS=" + env.address}
+	env.workflowWorker.Stop()
+	p, err := testsuite.StartProcess("worker-ssh-policy", filepath.Join(env.workDir, "worker-ssh-policy.log"), append(workerEnv, policy.EnvPath+"="+file), env.worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		again, err := testsuite.StartProcess("worker", filepath.Join(env.workDir, "worker-after-ssh-policy.log"), workerEnv, env.worker)
+		if err != nil {
+			t.Fatalf("restart the workflow worker: %v", err)
+		}
+		env.workflowWorker = again
+	})
+	waitPoller(t, contract.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY, strconv.Itoa(p.Pid())+"@")
 }

@@ -155,13 +155,66 @@ func TestConformanceSSH(t *testing.T) {
 		}
 		logSSHD.Stop()
 	})
+	// The cases only a keystore has: its password files read over SFTP.
+	keystoreCases := []sshCase{
+		{"RenewalKeepsOtherEntries", func(t *testing.T, c *confRun, tg target.Target, _ *testsuite.SSHD) {
+			for i := range 2 {
+				s := issue(t)
+				wantOutcome(t, deploy(t, tg, s), 0, contract.Deployed)
+				c.wantServed(t, s.LeafSHA256)
+				if err := c.srv.(*testsuite.JavaKeystore).Holds(s); err != nil {
+					t.Errorf("deploy %d: %v", i+1, err)
+				}
+			}
+		}},
+		{"PasswordFileSymlinkRefused", func(t *testing.T, c *confRun, tg target.Target, _ *testsuite.SSHD) {
+			j := c.srv.(*testsuite.JavaKeystore)
+			real := j.StorePassFile + ".real"
+			if err := os.Rename(j.StorePassFile, real); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(real, j.StorePassFile); err != nil {
+				t.Fatal(err)
+			}
+			before := c.snapshot(t)
+			r := deploy(t, tg, issue(t))
+			wantOutcome(t, r, 2, contract.InvalidInput)
+			if !strings.Contains(r.stdout, "target_config.keystore_password_file") || !strings.Contains(r.stdout, "symbolic link") {
+				t.Errorf("the refusal does not name keystore_password_file and the link:\n%s", r.stdout)
+			}
+			wantSame(t, before)
+			c.wantServed(t, c.initial.LeafSHA256)
+		}},
+		{"WrongStorePasswordRefused", func(t *testing.T, c *confRun, tg target.Target, _ *testsuite.SSHD) {
+			j := c.srv.(*testsuite.JavaKeystore)
+			if err := os.WriteFile(j.StorePassFile, []byte("not-the-password\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := c.snapshot(t)
+			r := deploy(t, tg, issue(t))
+			wantOutcome(t, r, 2, contract.InvalidInput)
+			if !strings.Contains(r.stdout, "target_config.keystore_password_file") || !strings.Contains(r.stdout, "does not open") {
+				t.Errorf("the refusal does not name keystore_password_file:\n%s", r.stdout)
+			}
+			if strings.Contains(r.stdout+r.stderr, "not-the-password") {
+				t.Error("the password is in certctl's output")
+			}
+			noPasswordIn(t, j, []string{"not-the-password"}, r.workflowID())
+			wantSame(t, before)
+			if b := c.backups(); len(b) != 0 {
+				t.Errorf("backups left: %v", b)
+			}
+			c.wantServed(t, c.initial.LeafSHA256)
+		}},
+	}
 	for _, kind := range []struct {
-		name string
-		sshd *testsuite.SSHD
-	}{{"nginx", sshd}, {"haproxy", sshd}, {"javakeystore-jks", logSSHD}, {"javakeystore-pkcs12", logSSHD}} {
+		name  string
+		sshd  *testsuite.SSHD
+		extra []sshCase
+	}{{"nginx", sshd, nil}, {"haproxy", sshd, nil}, {"javakeystore-jks", logSSHD, keystoreCases}, {"javakeystore-pkcs12", logSSHD, keystoreCases}} {
 		t.Run(kind.name, func(t *testing.T) {
 			t.Parallel()
-			for _, tc := range cases {
+			for _, tc := range append(cases[:len(cases):len(cases)], kind.extra...) {
 				t.Run(tc.name, func(t *testing.T) {
 					c := startConf(t, kind.name)
 					tc.run(t, c, overSSH(c.target(), kind.sshd, c.srv.ReloadScript()), kind.sshd)

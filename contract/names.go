@@ -116,3 +116,26 @@ const (
 	LockGrantedSignal = "certctl-lock-granted"
 	LockPingSignal    = "certctl-lock-ping"
 )
+
+// Notifications (docs/notifications.md): NotifyWorkflow, on the "certctl"
+// queue where the workflow worker's --notify-config lives, sends one event
+// to the channels that subscribe to it. Its workflow ID is the ID of the
+// workflow it reports on + NotifySuffix.
+const (
+	NotifyWorkflow = "NotifyWorkflow"
+	NotifySuffix   = "/notify"
+	// ApprovalPending: an approval request has waited longer than the
+	// workflow worker's approval_pending_after. The other events are the
+	// outcomes RollbackFailed, VerifyFailed, ReloadFailed, HostUnavailable
+	// and RolloutHalted.
+	ApprovalPending = "ApprovalPending"
+	// NotifyRefused: a channel's server refused a notification for good
+	// (an HTTP 4xx other than 408 and 429, an SMTP 5xx): not retried.
+	NotifyRefused = "NotifyRefused"
+	// NotifyFailed: NotifyWorkflow's failure when a channel could not be
+	// reached within its retries (the result names each channel).
+	NotifyFailed = "NotifyFailed"
+)
+
+// NotifyEvents are the events a notification channel may subscribe to.
+var NotifyEvents = []string{RollbackFailed, VerifyFailed, ReloadFailed, HostUnavailable, RolloutHalted, ApprovalPending}

@@ -72,3 +72,17 @@ const (
 	RollbackRestored   = "restored"
 	RollbackAlsoFailed = "also_failed"
 )
+
+// NotificationsTotal counts notifications by channel (its name in the
+// notify config) and outcome ("sent", or "failed" once its retries are
+// over), once per event and channel: NotifyWorkflow counts it when the
+// delivery ends, not on a replay.
+var NotificationsTotal = factory.NewCounterVec(prometheus.CounterOpts{
+	Name: "certctl_notifications_total", Help: "Notifications delivered (sent) or given up (failed), by channel.",
+}, []string{"channel", "outcome"})
+
+// Notification outcomes (certctl_notifications_total's label).
+const (
+	NotificationSent   = "sent"
+	NotificationFailed = "failed"
+)

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -32,11 +31,21 @@ func TestStepLineDecodesFailure(t *testing.T) {
 	if fl.GetMessage() == msg {
 		t.Fatalf("the failure converter did not encode the message: the test proves nothing")
 	}
-	f := follower{names: map[int64]string{5: "verify"}, scheduled: map[int64]time.Time{}, dc: dc}
+	var got []progressEvent
+	f := newFollower(dc, func(e progressEvent) { got = append(got, e) }, map[string]bool{}, "deploy/x", "")
+	f.names[5] = "verify"
+	stepLine := func(ev *historypb.HistoryEvent) (string, string) {
+		got = nil
+		f.handle(ev)
+		if len(got) != 1 || got[0].Event != "step_ended" {
+			t.Fatalf("events %+v", got)
+		}
+		return got[0].Step, stepText(got[0])
+	}
 
 	ev := &historypb.HistoryEvent{EventType: enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED, Attributes: &historypb.HistoryEvent_ActivityTaskFailedEventAttributes{
 		ActivityTaskFailedEventAttributes: &historypb.ActivityTaskFailedEventAttributes{ScheduledEventId: 5, Failure: fl}}}
-	_, line := f.stepLine(ev)
+	_, line := stepLine(ev)
 	if !strings.Contains(line, "verify") || !strings.Contains(line, "FAILED") || !strings.Contains(line, msg) || strings.Contains(line, "Encoded failure") {
 		t.Errorf("step line %q\nwant the decoded message %q", line, msg)
 	}
@@ -45,7 +54,7 @@ func TestStepLineDecodesFailure(t *testing.T) {
 	other, _, _ := codec.GenerateKey("k2")
 	oc, _ := codec.New(other)
 	f.dc = oc.DataConverter()
-	if _, line := f.stepLine(ev); !strings.Contains(line, "Encoded failure (not decoded: it is encrypted under a codec key this certctl does not hold)") {
+	if _, line := stepLine(ev); !strings.Contains(line, "Encoded failure (not decoded: it is encrypted under a codec key this certctl does not hold)") {
 		t.Errorf("step line %q under another key", line)
 	}
 }

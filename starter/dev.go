@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 
 type devFlags struct {
 	config, stateDir, workerBin string
+	notifyConfig, metricsAddr   string
 	once                        bool
 }
 
@@ -55,6 +57,8 @@ it and prints the Web UI link to that workflow. Runs until Ctrl-C (or, with
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where the dev server's database, logs, nginx and certificates live")
 	fl.StringVar(&f.workerBin, "worker-bin", "", "certctl-worker binary (default: beside certctl, then PATH)")
 	fl.BoolVar(&f.once, "once", false, "stop everything after the deploy instead of waiting for Ctrl-C")
+	fl.StringVar(&f.notifyConfig, "notify-config", "", "the worker's notification channels (docs/notifications.md), as certctl-worker --notify-config")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the worker's /metrics here (host:port), as certctl-worker --metrics-addr")
 	return cmd
 }
 
@@ -175,12 +179,26 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	// One process polls the host's queue and "certctl": a one-host setup
 	// needs no second worker.
 	const host = "localhost"
-	wp, err := devenv.StartProcess("certctl-worker", filepath.Join(f.stateDir, "certctl-worker.log"), env, workerBin, "--host", host, "--workflows")
+	args := []string{"--host", host, "--workflows"}
+	if f.notifyConfig != "" {
+		abs, err := filepath.Abs(f.notifyConfig)
+		if err != nil {
+			return fail("--notify-config: %v", err)
+		}
+		args = append(args, "--notify-config", abs)
+	}
+	if f.metricsAddr != "" {
+		args = append(args, "--metrics-addr", f.metricsAddr)
+	}
+	wp, err := devenv.StartProcess("certctl-worker", filepath.Join(f.stateDir, "certctl-worker.log"), env, workerBin, args...)
 	if err != nil {
 		return fail("start certctl-worker: %v", err)
 	}
 	defer wp.Stop()
-	fmt.Fprintf(w, "worker:         certctl-worker --host %s --workflows (pid %d, log %s)\n", host, wp.Pid(), wp.Log)
+	fmt.Fprintf(w, "worker:         certctl-worker %s (pid %d, log %s)\n", strings.Join(args, " "), wp.Pid(), wp.Log)
+	if f.metricsAddr != "" {
+		fmt.Fprintf(w, "metrics:        http://%s/metrics\n", f.metricsAddr)
+	}
 
 	ca, err := devenv.NewCA("certctl dev")
 	if err != nil {
@@ -196,6 +214,21 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 		return fail("%v", err)
 	}
 	certFile, chainFile, newKeyFile, err := fresh.Write(inDir)
+	if err != nil {
+		return fail("%v", err)
+	}
+	// A second leaf, for the deploys a person tries next (README "Break a
+	// deploy on purpose"): the first one is deployed below, so deploying
+	// it again only skips.
+	next, err := ca.Issue(devenv.LeafOptions{})
+	if err != nil {
+		return fail("%v", err)
+	}
+	nextDir := filepath.Join(f.stateDir, "next")
+	if err := os.MkdirAll(nextDir, 0o700); err != nil {
+		return fail("%v", err)
+	}
+	nextCert, nextChain, nextKey, err := next.Write(nextDir)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -216,12 +249,20 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	// The deploy runs on the host's worker when it polls (startDeploy): give
 	// the worker just started a moment to poll.
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && !polled(ctx, c, workflows.HostQueue(host)); {
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-wp.Exited():
+			// A worker that refused its flags (a bad --notify-config,
+			// a metrics address in use) says why in its log.
+			b, _ := os.ReadFile(wp.Log)
+			return fail("certctl-worker exited at start (log %s):\n%s", wp.Log, b)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	fmt.Fprintf(w, "deploying:      a fresh leaf %s to %s\n\n", fresh.LeafSHA256, tgt.TargetID)
 	uiBase := fmt.Sprintf("http://%s:%d", cfg.IP, cfg.UIPort)
 	req := workflows.DeployRequest{Target: tgt, Material: fresh.Material}
-	deployErr := runDeploy(ctx, c, req, false, "text", w, uiBase+"/namespaces/"+cfg.Namespace)
+	progress, _ := progressMode(progressAuto, w)
+	deployErr := runDeploy(ctx, c, req, deployOpts{output: "text", progress: progress, uiBase: uiBase + "/namespaces/" + cfg.Namespace}, w)
 	if deployErr == nil {
 		// Verify saw the new leaf, but an old nginx worker may still accept
 		// a connection or two while it drains after the reload.
@@ -241,6 +282,8 @@ func runDev(ctx context.Context, f devFlags, w io.Writer) (err error) {
 	}
 	fmt.Fprintf(w, "deploy again:   TEMPORAL_ADDRESS=%s %s=%s certctl deploy --target %s --cert %s --chain %s --key %s\n",
 		address, codec.EnvKeyFile, keyFile, targetFile, certFile, chainFile, newKeyFile)
+	fmt.Fprintf(w, "a new leaf:     TEMPORAL_ADDRESS=%s %s=%s certctl deploy --target %s --cert %s --chain %s --key %s\n",
+		address, codec.EnvKeyFile, keyFile, targetFile, nextCert, nextChain, nextKey)
 	if deployErr != nil {
 		return deployErr
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/certctl/certctl/activities"
 	"github.com/certctl/certctl/contract"
+	"github.com/certctl/certctl/notify"
+	"github.com/certctl/certctl/target"
 	"github.com/certctl/certctl/workflows"
 )
 
@@ -74,6 +76,13 @@ func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, 
 	if wait <= 0 {
 		wait = workflows.DefaultHostWait
 	}
+	return giveUpAfter(ctx, c, run, req.Target, wait, wait)
+}
+
+// giveUpAfter is watchHostRun for a run whose host_wait is wait, left
+// from now (`certctl deploy --follow` takes the watch over from the
+// certctl that started the run).
+func giveUpAfter(ctx context.Context, c client.Client, run client.WorkflowRun, t target.Target, wait, left time.Duration) (stop func() string) {
 	done := make(chan struct{})
 	result := make(chan string, 1)
 	go func() {
@@ -81,21 +90,40 @@ func watchHostRun(ctx context.Context, c client.Client, run client.WorkflowRun, 
 		case <-done:
 			result <- ""
 			return
-		case <-time.After(wait):
+		case <-time.After(left):
 		}
 		// Unknown is not absent: an error counts as picked up.
 		if started, err := activities.PickedUp(ctx, c, run.GetID(), run.GetRunID()); started || err != nil {
 			result <- ""
 			return
 		}
-		msg := workflows.HostUnavailableMessage(req.Target.Host, wait) + "; nothing was touched"
+		msg := workflows.HostUnavailableMessage(t.Host, wait) + "; nothing was touched"
 		if err := c.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), msg); err != nil {
 			result <- ""
 			return
 		}
+		notifyGivenUp(ctx, c, run, t, msg)
 		result <- msg
 	}()
 	return func() string { close(done); return <-result }
+}
+
+// notifyGivenUp tells the workflow worker's channels of a host run this
+// certctl gave up: terminated, the run cannot tell them itself, as a
+// HostUnavailable deploy on the "certctl" queue does. It starts the same
+// NotifyWorkflow, under the same ID, the run would have; a failure to
+// start it is not the deploy's: it is dropped.
+func notifyGivenUp(ctx context.Context, c client.Client, run client.WorkflowRun, t target.Target, msg string) {
+	ev := notify.Event{
+		Event: contract.HostUnavailable, WorkflowID: run.GetID(), RunID: run.GetRunID(),
+		TargetID: t.TargetID, TargetType: t.TargetType, Host: t.Host, Error: msg, At: time.Now().UTC(),
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, _ = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.NotifyID(run.GetID()), TaskQueue: contract.TaskQueue,
+		WorkflowExecutionTimeout: workflows.NotifyWorkflowLimit,
+	}, contract.NotifyWorkflow, ev)
 }
 
 // searchAttributeHint says what to do when the server refuses the start

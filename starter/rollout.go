@@ -50,7 +50,8 @@ its own rollback; a target whose host has no worker counts as HostUnavailable af
 CERTCTL_HOST_WAIT without holding up the others.
 
 Exit codes: 0 RolloutCompleted; 1 RolloutHalted or any other end; 2 input refused before
-anything started (the message names the file and field).`,
+anything started (the message names the file and field); 130 detached with Ctrl-C (the
+rollout goes on).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			id := f.rolloutID()
@@ -262,7 +263,7 @@ func followRollout(ctx context.Context, c client.Client, run client.WorkflowRun,
 			p.show(ctx, c, run.GetID())
 		case <-ctx.Done():
 			fmt.Fprintf(w, "detached: the rollout goes on; follow it again with: certctl rollout status %s --follow\n", id)
-			return &exitError{code: 1}
+			return &exitError{code: exitDetached}
 		}
 	}
 	if errors.Is(err, errFinished) {

@@ -1,6 +1,6 @@
 // Command certctl-worker runs certctl's workflows and steps.
 //
-//	certctl-worker [--host NAME [--workflows]] [--metrics-addr 127.0.0.1:9464]
+//	certctl-worker [--host NAME [--workflows]] [--metrics-addr 127.0.0.1:9464] [--notify-config FILE]
 //
 // With --host it polls only "certctl-host-NAME": the file steps of targets on
 // this machine. Without it polls "certctl": the workflows and the steps of
@@ -33,6 +33,7 @@ import (
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/lock"
 	"github.com/certctl/certctl/metrics"
+	"github.com/certctl/certctl/notify"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/profile"
 	"github.com/certctl/certctl/renewal"
@@ -44,6 +45,9 @@ type config struct {
 	host        string // poll certctl-host-HOST
 	workflows   bool   // poll certctl (the workflows); the default without --host
 	metricsAddr string
+	// notifyConfig is the workflow worker's notification channels
+	// (package notify); "" sends none.
+	notifyConfig string
 }
 
 // parseFlags reads args (without the program name); a refused flag is exit 2.
@@ -54,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.host, "host", "", "poll certctl-host-`NAME` (file steps for targets on this host) instead of certctl")
 	fs.BoolVar(&c.workflows, "workflows", false, "with --host: poll certctl as well, in the same process (a one-host setup needs no second worker)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at `ADDR`/metrics (e.g. 127.0.0.1:9464)")
+	fs.StringVar(&c.notifyConfig, "notify-config", "", "the workflow worker's notification channels, a YAML `FILE` (docs/notifications.md)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -65,6 +70,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.host == "" {
 		c.workflows = true
+	}
+	if c.notifyConfig != "" && !c.workflows {
+		return c, errors.New("--notify-config: only where the workflows run (without --host, or with --host NAME --workflows): notifications are sent from the certctl queue")
 	}
 	return c, nil
 }
@@ -88,6 +96,11 @@ func main() {
 func run(cfg config, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A config that does not read stops the worker before it connects.
+	notes, err := notify.Load(cfg.notifyConfig)
+	if err != nil {
+		return err
+	}
 	opts, err := clientenv.Options(logger)
 	if err != nil {
 		return err
@@ -129,7 +142,7 @@ func run(cfg config, logger *slog.Logger) error {
 		ws = append(ws, hostWorker(c, cfg.host, pol, auditLog, logger))
 	}
 	if cfg.workflows {
-		ws = append(ws, workflowWorker(c, pol, auditLog, logger))
+		ws = append(ws, workflowWorker(c, pol, auditLog, notes, logger))
 	}
 	if cfg.host != "" {
 		sweepLeftovers(ctx, c, logger)
@@ -165,7 +178,7 @@ func hostWorker(c client.Client, host string, pol *policy.Policy, auditLog strin
 // workflowWorker polls "certctl": the workflows, the activities without a
 // target (audit, issue, profiles, locks) and the steps of targets without
 // host, which write on its machine (policy.TargetsInterceptor checks those).
-func workflowWorker(c client.Client, pol *policy.Policy, auditLog string, logger *slog.Logger) worker.Worker {
+func workflowWorker(c client.Client, pol *policy.Policy, auditLog string, notes *notify.Config, logger *slog.Logger) worker.Worker {
 	w := worker.New(c, contract.TaskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{policy.TargetsInterceptor(pol)}})
 	workflows.Register(w)
 	// The client serves the local activities by which a deploy asks for a
@@ -173,6 +186,8 @@ func workflowWorker(c client.Client, pol *policy.Policy, auditLog string, logger
 	w.RegisterActivity(&activities.Activities{Client: c})
 	w.RegisterActivity(&lock.Activities{Client: c})
 	w.RegisterActivity(renewal.New(auditLog)) // Audit, Issue, LoadProfile
+	w.RegisterActivity(&notify.Activities{Config: notes})
+	logNotify(logger, notes)
 	logger.Info("approval audit log", "path", auditLog, "env", audit.EnvPath)
 	logger.Info("renewal profiles", "dir", profile.DirFromEnv(), "env", profile.EnvDir)
 	if bypass, err := renewal.BypassFromEnv(); err != nil || bypass {
@@ -194,5 +209,24 @@ func logPolicy(logger *slog.Logger, p *policy.Policy) {
 	logger.Info("host policy", "path", p.File, "allow_paths", p.AllowPaths, "allow_commands", len(p.AllowCommands), "allow_ssh_hosts", p.AllowSSHHosts)
 	if w := p.Wildcards(); len(w) > 0 {
 		logger.Warn("the host policy allows anything (\"*\"): dev and tests only, never production", "path", p.File, "fields", w)
+	}
+}
+
+// logNotify says at start which notification channels the workflow
+// worker sends to.
+func logNotify(logger *slog.Logger, c *notify.Config) {
+	if len(c.Channels) == 0 {
+		logger.Info("no notification channels (--notify-config): failed deploys, halted rollouts and waiting approvals notify nobody")
+		return
+	}
+	for _, ch := range c.Channels {
+		events := ch.Events
+		if len(events) == 0 {
+			events = []string{"every event"}
+		}
+		logger.Info("notification channel", "config", c.File, "name", ch.Name, "type", ch.Type, "events", events)
+	}
+	if c.ApprovalPendingAfter > 0 {
+		logger.Info("approvals pending longer than this notify", "approval_pending_after", c.ApprovalPendingAfter.String())
 	}
 }

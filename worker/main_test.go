@@ -21,6 +21,9 @@ func TestParseFlags(t *testing.T) {
 		{args: "--workflows", err: "only with --host"},
 		{args: "--host web-1 extra", err: `unexpected argument "extra"`},
 		{args: "--no-such-flag", err: "not defined"},
+		{args: "--notify-config n.yaml", workflows: true},
+		{args: "--host web-1 --workflows --notify-config n.yaml", host: "web-1", workflows: true},
+		{args: "--host web-1 --notify-config n.yaml", err: "--notify-config: only where the workflows run"},
 	} {
 		cfg, err := parseFlags(strings.Fields(tc.args), io.Discard)
 		if tc.err != "" {

@@ -242,6 +242,7 @@ func ApprovalWorkflow(ctx workflow.Context, req ApprovalRequest) (ApprovalStatus
 		sel.AddReceive(approveCh, func(c workflow.ReceiveChannel, _ bool) { g.signal(ctx, c, contract.DecisionApprove) })
 		sel.AddReceive(rejectCh, func(c workflow.ReceiveChannel, _ bool) { g.signal(ctx, c, contract.DecisionReject) })
 		sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+		g.remindWhenPending(ctx, timerCtx, sel, timeout)
 		for g.pending() {
 			sel.Select(ctx)
 		}

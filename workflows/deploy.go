@@ -217,12 +217,14 @@ func validTarget(t target.Target) error {
 	return nil
 }
 
-// finish records the outcome and returns the workflow's result or failure.
-// A delegated host run leaves both to the deploy it runs for.
+// finish records the outcome, notifies the outcomes that need a person
+// (notify.go), and returns the workflow's result or failure. A delegated
+// host run leaves all three to the deploy it runs for.
 func (d *deploy) finish(ctx workflow.Context, req DeployRequest) (DeployResult, error) {
 	if !d.quiet {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, OutcomeKey.ValueSet(d.res.Outcome))
 		recordDeploy(ctx, req.Target.TargetType, d.res)
+		d.notifyDeploy(ctx, req)
 	}
 	if contract.Succeeded(d.res.Outcome) {
 		return d.res, nil

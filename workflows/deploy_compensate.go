@@ -40,8 +40,7 @@ func (d *deploy) compensate(ctx workflow.Context, plan activities.Plan, backups 
 		return
 	}
 	if d.req.Target.Config.VerifyEnabled() && plan.ServedSHA256 != "" {
-		var v activities.VerifyResult
-		if err := d.step(ctx, contract.StepRollbackVerify, d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.ServedSHA256}, &v); err != nil {
+		if _, _, err := d.verify(ctx, contract.StepRollbackVerify, activities.VerifyInput{Request: d.req, Expected: plan.ServedSHA256}); err != nil {
 			d.rollbackFailed(cause, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -107,13 +108,86 @@ func (d *deploy) reloadAndVerify(ctx workflow.Context, plan activities.Plan, bac
 		d.res.Steps = append(d.res.Steps, Step{Name: string(contract.StepVerify), Detail: "skipped: post_deploy_verify.enabled is false"})
 		return nil
 	}
-	var v activities.VerifyResult
-	if err := d.step(ctx, contract.StepVerify, d.verifyOpts(), a.Verify, activities.VerifyInput{Request: d.req, Expected: plan.LeafSHA256, ExpectedChain: plan.Chain}, &v); err != nil {
+	v, attempt, err := d.verify(ctx, contract.StepVerify, activities.VerifyInput{Request: d.req, Expected: plan.LeafSHA256, ExpectedChain: plan.Chain})
+	if err != nil {
 		fail(contract.VerifyFailed, err)
 		return err
 	}
-	d.note(fmt.Sprintf("served %s (attempt %d)", v.Served, v.Attempt))
+	d.note(fmt.Sprintf("served %s (attempt %d)", v.Served, attempt))
 	return nil
+}
+
+// verifyChange is the GetVersion change ID of the verify loop: version 1
+// runs a retried verify of the host run (and of an agentless deploy) as one
+// local activity per attempt with a timer between attempts, instead of one
+// local activity whose retry policy hid its attempts and waits until the
+// end. It is asked only once a first attempt has failed, so a deploy whose
+// first attempt passes records no version marker.
+const verifyChange = "verify-attempts"
+
+// VerifyBackoffSummary is the summary of the timer between two verify
+// attempts (the Web UI's and the temporal CLI's name for the wait):
+// attempt is the attempt that failed. `certctl deploy` reads the timer
+// itself (starter/progress.go), not this text.
+func VerifyBackoffSummary(step contract.Step, attempt, attempts int, backoff time.Duration) string {
+	return fmt.Sprintf("%s attempt %d of %d failed; next attempt in %s", step, attempt, attempts, backoff)
+}
+
+// verify runs a verify step (verify, rollback-verify) by the target's verify
+// policy and returns the result with the attempt that gave it. In the host
+// run each attempt is a local activity of its own, recorded as a marker
+// named by the step; between two attempts the workflow sleeps the backoff
+// (first backoff, doubling, capped), and the timer completes the workflow
+// task, so every attempt so far and the wait are in the history while the
+// deploy waits: the attempts are seen live. A non-retryable failure ends
+// the step at once. A first attempt that passes costs no event more than a
+// step. Elsewhere (the activities of versions 0 to 2) the activity's retry
+// policy retries, as before.
+func (d *deploy) verify(ctx workflow.Context, name contract.Step, in activities.VerifyInput) (activities.VerifyResult, int, error) {
+	o := d.verifyOpts()
+	attempts := int(o.RetryPolicy.MaximumAttempts)
+	var v activities.VerifyResult
+	if !d.local || attempts <= 1 {
+		err := d.step(ctx, name, o, a.Verify, in, &v)
+		return v, int(v.Attempt), err
+	}
+	start := workflow.Now(ctx)
+	lo := localOptions(name, o)
+	lo.RetryPolicy = &temporal.RetryPolicy{MaximumAttempts: 1}
+	lctx := workflow.WithLocalActivityOptions(ctx, lo)
+	backoff := o.RetryPolicy.InitialInterval
+	var err error
+	attempt := 1
+	for ; ; attempt++ {
+		v = activities.VerifyResult{}
+		err = workflow.ExecuteLocalActivity(lctx, a.Verify, in).Get(ctx, &v)
+		if err == nil || attempt >= attempts || !retryable(err) {
+			break
+		}
+		// A history recorded before version 1 holds the first local
+		// activity's result after all its retries: that result is final.
+		if attempt == 1 && workflow.GetVersion(ctx, verifyChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			break
+		}
+		if serr := workflow.NewTimerWithOptions(ctx, backoff, workflow.TimerOptions{Summary: VerifyBackoffSummary(name, attempt, attempts, backoff)}).Get(ctx, nil); serr != nil {
+			break
+		}
+		backoff = min(2*backoff, o.RetryPolicy.MaximumInterval)
+	}
+	s := Step{Name: string(name), Ms: workflow.Now(ctx).Sub(start).Milliseconds()}
+	if err != nil {
+		s.Failed, s.Detail = true, errMessage(err)
+	}
+	d.res.Steps = append(d.res.Steps, s)
+	return v, attempt, err
+}
+
+// retryable: what a verify policy retries (everything but a non-retryable
+// application error or a cancel).
+func retryable(err error) bool {
+	var ae *temporal.ApplicationError
+	var ce *temporal.CanceledError
+	return !(errors.As(err, &ae) && ae.NonRetryable()) && !errors.As(err, &ce)
 }
 
 func (d *deploy) verifyOpts() workflow.ActivityOptions {

@@ -16,6 +16,7 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(RenewWorkflow, workflow.RegisterOptions{Name: contract.RenewWorkflow})
 	r.RegisterWorkflowWithOptions(RolloutWorkflow, workflow.RegisterOptions{Name: contract.RolloutWorkflow})
 	r.RegisterWorkflowWithOptions(InspectWorkflow, workflow.RegisterOptions{Name: contract.InspectWorkflow})
+	r.RegisterWorkflowWithOptions(NotifyWorkflow, workflow.RegisterOptions{Name: contract.NotifyWorkflow})
 	lock.Register(r)
 }
 

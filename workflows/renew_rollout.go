@@ -38,6 +38,11 @@ func renewRollout(ctx workflow.Context, p profile.Profile, m material.Material, 
 	r.childID = func(t target.Target) string { return fmt.Sprintf("deploy/%s/renew-%s", t.TargetID, res.RequestID) }
 	r.onDone = func(i int, id string, dr DeployResult) { byIndex[i] = &RenewDeploy{WorkflowID: id, DeployResult: dr} }
 	r.run(ctx)
+	if r.halted() {
+		// A renewal that halts tells the workflow worker's channels, as a
+		// rollout does (its deploys told their own failures).
+		r.notifyHalted(ctx, r.result(contract.RolloutHalted, r.haltReason()))
+	}
 	for _, d := range byIndex {
 		if d != nil {
 			res.Deploys = append(res.Deploys, *d)

@@ -155,6 +155,12 @@ func replayFile(t *testing.T, r worker.WorkflowReplayer, f string) error {
 	var opts worker.ReplayWorkflowHistoryOptions
 	for _, ev := range h.GetEvents() {
 		child := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetWorkflowId()
+		// A notification is named after the workflow that started it
+		// (NotifyID): "<id>/notify".
+		if id, ok := strings.CutSuffix(child, contract.NotifySuffix); ok {
+			opts.OriginalExecution = workflow.Execution{ID: id, RunID: "replay"}
+			break
+		}
 		if id, ok := strings.CutSuffix(child, contract.HostRunSuffix); ok {
 			opts.OriginalExecution = workflow.Execution{ID: id, RunID: "replay"}
 		}

@@ -166,6 +166,7 @@ func RolloutWorkflow(ctx workflow.Context, req RolloutRequest) (RolloutResult, e
 	}
 	if r.halted() {
 		res := r.result(contract.RolloutHalted, r.haltReason())
+		r.notifyHalted(ctx, res)
 		return res, temporal.NewNonRetryableApplicationError(res.Error, contract.RolloutHalted, nil, res)
 	}
 	return r.result(contract.RolloutCompleted, ""), nil

@@ -24,6 +24,7 @@ func newFleetDeploying(t *testing.T, deploy func(*fleet, workflow.Context, Deplo
 	s := &testsuite.WorkflowTestSuite{}
 	f := &fleet{t: t, env: s.NewTestWorkflowEnvironment(), outcome: map[string]string{}, took: 10 * time.Second}
 	f.env.RegisterWorkflowWithOptions(RolloutWorkflow, workflow.RegisterOptions{Name: contract.RolloutWorkflow})
+	f.env.RegisterWorkflowWithOptions(NotifyWorkflow, workflow.RegisterOptions{Name: contract.NotifyWorkflow})
 	f.env.RegisterWorkflowWithOptions(func(ctx workflow.Context, req DeployRequest) (DeployResult, error) { return deploy(f, ctx, req) },
 		workflow.RegisterOptions{Name: contract.DeployWorkflow})
 	f.env.RegisterActivity(a)

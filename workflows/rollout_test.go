@@ -47,6 +47,7 @@ func newFleet(t *testing.T) *fleet {
 	s := &testsuite.WorkflowTestSuite{}
 	f := &fleet{t: t, env: s.NewTestWorkflowEnvironment(), outcome: map[string]string{}, took: 10 * time.Second}
 	f.env.RegisterWorkflowWithOptions(RolloutWorkflow, workflow.RegisterOptions{Name: contract.RolloutWorkflow})
+	f.env.RegisterWorkflowWithOptions(NotifyWorkflow, workflow.RegisterOptions{Name: contract.NotifyWorkflow})
 	f.env.RegisterWorkflowWithOptions(f.deploy, workflow.RegisterOptions{Name: contract.DeployWorkflow})
 	f.env.RegisterActivity(a)
 	f.env.OnActivity(a.GiveUp, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.GiveUpInput) (bool, error) {

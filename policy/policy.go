@@ -166,8 +166,8 @@ func (r *Refused) Error() string {
 		r.File, r.Field, r.Value, r.Reason, r.Rule)
 }
 
-// CheckTarget allows a target whose every destination lies under an
-// allow_paths entry and whose validate and reload commands (the connector's
+// CheckTarget allows a target whose every destination (and every file a
+// connectors.CurrentLayout reads) lies under an allow_paths entry and whose validate and reload commands (the connector's
 // defaults included) each start with an allow_commands entry.
 func (p *Policy) CheckTarget(t target.Target) error {
 	if p.Missing {
@@ -187,7 +187,14 @@ func (p *Policy) CheckTarget(t target.Target) error {
 			return err
 		}
 	}
-	for _, d := range c.Destinations(t.Config) {
+	paths := c.Destinations(t.Config)
+	if cl, ok := c.(connectors.CurrentLayout); ok {
+		// The files its layout reads (a keystore's password files) too:
+		// the worker reads nothing on a namespace writer's word that it
+		// would not write.
+		paths = append(paths, cl.Reads(t.Config)...)
+	}
+	for _, d := range paths {
 		if err := p.CheckPath(d.Field, d.Path); err != nil {
 			return err
 		}

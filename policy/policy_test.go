@@ -16,6 +16,7 @@ import (
 	"github.com/certctl/certctl/activities"
 	_ "github.com/certctl/certctl/connectors/all"
 	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/connectors/javakeystore"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/policy"
 	"github.com/certctl/certctl/target"
@@ -157,6 +158,30 @@ func TestTargetDefaultsChecked(t *testing.T) {
 	}
 	if err := p.CheckTarget(nginxTarget("/etc/nginx/certs")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A keystore's password files are read, not written: allow_paths bounds
+// them too, so a target cannot have the worker read, say, a private key
+// elsewhere on the host as the store's "password".
+func TestKeystorePasswordFilesChecked(t *testing.T) {
+	p := parse(t, "allow_paths: [/etc/tomcat]\nallow_commands: [[keytool, -list]]\n")
+	ks := func(storePW, keyPW string) target.Target {
+		return target.Target{TargetID: "java", TargetType: javakeystore.Name, Host: "h", Config: target.Config{Own: &javakeystore.Config{
+			KeystorePath: "/etc/tomcat/server.p12", KeystoreType: javakeystore.TypePKCS12, Alias: "tomcat",
+			KeystorePasswordFile: storePW, KeyPasswordFile: keyPW}}}
+	}
+	if err := p.CheckTarget(ks("/etc/tomcat/store.pw", "/etc/tomcat/key.pw")); err != nil {
+		t.Fatal(err)
+	}
+	for field, tg := range map[string]target.Target{
+		"target_config.keystore_password_file": ks("/root/.ssh/id_ed25519", ""),
+		"target_config.key_password_file":      ks("/etc/tomcat/store.pw", "/etc/shadow"),
+	} {
+		err := p.CheckTarget(tg)
+		if rule := refusedRule(t, err); rule != "allow_paths" || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s outside allow_paths: %v", field, err)
+		}
 	}
 }
 

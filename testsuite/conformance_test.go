@@ -27,6 +27,7 @@ import (
 	"github.com/certctl/certctl/connectors"
 	"github.com/certctl/certctl/connectors/envoy"
 	"github.com/certctl/certctl/connectors/haproxy"
+	"github.com/certctl/certctl/connectors/javakeystore"
 	"github.com/certctl/certctl/connectors/traefik"
 	"github.com/certctl/certctl/contract"
 	"github.com/certctl/certctl/material"
@@ -61,6 +62,17 @@ var confKinds = map[string]confKind{
 	// server check by default (caddy's API has no dry run).
 	"caddy-api": {start: realServer(testsuite.StartCaddyAPI), certMode: 0o644, keyMode: 0o600, owner: "caddy", noCheck: true},
 	"traefik":   {start: realServer(testsuite.StartTraefik), certMode: 0o644, keyMode: 0o600, owner: "traefik", noCheck: true},
+	// A Java TLS server reading a JKS or a PKCS12 keystore (one file, 0600,
+	// keytool -list its check, SIGHUP its reload): the SSH suite's.
+	"javakeystore-jks":    {start: keystoreKind(javakeystore.TypeJKS), keyMode: javakeystore.StoreMode},
+	"javakeystore-pkcs12": {start: keystoreKind(javakeystore.TypePKCS12), keyMode: javakeystore.StoreMode},
+}
+
+// keystoreKind starts testsuite's Java server on a store of type typ.
+func keystoreKind(typ string) func(string, testsuite.Set) (testsuite.RealServer, error) {
+	return realServer(func(dir string, initial testsuite.Set) (*testsuite.JavaKeystore, error) {
+		return testsuite.StartJavaKeystore(dir, typ, initial)
+	})
 }
 
 // realServer is start as a confKind's start.
@@ -183,7 +195,7 @@ func (c *confRun) wantClean(t *testing.T) {
 	}
 	for _, p := range entries {
 		b, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(b), "PRIVATE KEY") {
+		if err != nil || !strings.Contains(string(b), "PRIVATE KEY") && !c.isStore(p) {
 			continue
 		}
 		if c.readableKeyBackups && strings.Contains(filepath.Base(p), ".certctl-bak.") {
@@ -193,6 +205,13 @@ func (c *confRun) wantClean(t *testing.T) {
 			t.Errorf("%s holds a key and is mode %04o: readable by others", p, fi.Mode().Perm())
 		}
 	}
+}
+
+// isStore reports whether p is the case's keystore or a backup of it: a
+// file holding a key that is not PEM.
+func (c *confRun) isStore(p string) bool {
+	j, ok := c.srv.(*testsuite.JavaKeystore)
+	return ok && (p == j.Keystore || strings.HasPrefix(p, j.Keystore+".certctl-"))
 }
 
 // fileState is a file's bytes, mode and owner.
@@ -285,6 +304,12 @@ func (c *confRun) wantLayout(t *testing.T, s testsuite.Set) {
 	for p, want := range c.srv.Layout(s) {
 		if got := stateOf(t, p).data; got != want {
 			t.Errorf("%s does not hold the %s layout", p, c.kind)
+		}
+	}
+	if j, ok := c.srv.(*testsuite.JavaKeystore); ok {
+		// Not PEM: keytool reads the store back.
+		if err := j.Holds(s); err != nil {
+			t.Error(err)
 		}
 	}
 	certs, err := c.srv.Served(context.Background())

@@ -57,6 +57,8 @@ var env struct {
 	sshPort, deadSSHPort int
 	// umaskSSHPort: an sshd whose SFTP umask is the default (022).
 	umaskSSHPort int
+	// sftpLogSSHPort: an sshd whose SFTP server logs every operation.
+	sftpLogSSHPort int
 }
 
 func TestMain(m *testing.M) {
@@ -86,7 +88,7 @@ func runMain(m *testing.M) int {
 	// Every worker gets a host policy (the tests' temp dirs, any command)
 	// and a profiles directory.
 	taken := map[int]bool{}
-	for _, p := range []*int{&env.sshPort, &env.deadSSHPort, &env.umaskSSHPort} {
+	for _, p := range []*int{&env.sshPort, &env.deadSSHPort, &env.umaskSSHPort, &env.sftpLogSSHPort} {
 		for *p == 0 || taken[*p] {
 			if *p, err = testsuite.FreePort(); err != nil {
 				fmt.Fprintln(os.Stderr, "integration setup:", err)
@@ -95,7 +97,7 @@ func runMain(m *testing.M) int {
 		}
 		taken[*p] = true
 	}
-	if env.profilesDir, err = testsuite.UseTestPolicy(dir, fmt.Sprintf("127.0.0.1:%d", env.sshPort), fmt.Sprintf("127.0.0.1:%d", env.deadSSHPort), fmt.Sprintf("127.0.0.1:%d", env.umaskSSHPort)); err != nil {
+	if env.profilesDir, err = testsuite.UseTestPolicy(dir, fmt.Sprintf("127.0.0.1:%d", env.sshPort), fmt.Sprintf("127.0.0.1:%d", env.deadSSHPort), fmt.Sprintf("127.0.0.1:%d", env.umaskSSHPort), fmt.Sprintf("127.0.0.1:%d", env.sftpLogSSHPort)); err != nil {
 		fmt.Fprintln(os.Stderr, "integration setup:", err)
 		return 1
 	}

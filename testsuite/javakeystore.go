@@ -1,6 +1,7 @@
 package testsuite
 
 import (
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certctl/certctl/connectors/javakeystore"
+	"github.com/certctl/certctl/material"
 	"github.com/certctl/certctl/target"
 )
 
@@ -178,3 +180,70 @@ func (j *JavaKeystore) Target(id, host string) target.Target {
 func (j *JavaKeystore) List(extra ...string) (string, error) {
 	return Keytool(append(javakeystore.ListCommand(*j.Config())[1:], extra...)...)
 }
+
+// LiveFiles is the keystore: the one file a deploy writes.
+func (j *JavaKeystore) LiveFiles() []string { return []string{j.Keystore} }
+
+// Layout is nil: a keystore is not PEM and its bytes depend on the store it
+// replaced (salts, the other entries); Holds reads it back with keytool
+// instead.
+func (j *JavaKeystore) Layout(Set) map[string]string { return nil }
+
+// BrokenCheck is keytool -list of the store asking for an alias it lacks:
+// it fails whatever the store holds.
+func (j *JavaKeystore) BrokenCheck() (target.Command, error) {
+	return append(javakeystore.ListCommand(*j.Config()), "-alias", "no-such-alias"), nil
+}
+
+// ReloadScript sends the JVM SIGHUP: it re-reads the store.
+func (j *JavaKeystore) ReloadScript() string { return "kill -HUP " + strconv.Itoa(j.proc.Pid()) }
+
+// Holds checks with keytool alone that the live store is of its type and
+// holds s's leaf and intermediate under Alias, and that the other entries
+// are kept (Kept).
+func (j *JavaKeystore) Holds(s Set) error {
+	list, err := j.List("-v", "-alias", j.Alias)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(list, "Entry type: PrivateKeyEntry") || !strings.Contains(list, "Certificate chain length: 2\n") {
+		return fmt.Errorf("keytool -list -alias %s: not a key entry with the leaf and its intermediate:\n%s", j.Alias, list)
+	}
+	pemOut, err := Keytool("-exportcert", "-rfc", "-alias", j.Alias, "-keystore", j.Keystore, "-storetype", j.Type, "-storepass:file", j.StorePassFile)
+	if err != nil {
+		return err
+	}
+	blk, _ := pem.Decode([]byte(pemOut))
+	if blk == nil {
+		return fmt.Errorf("keytool -exportcert -alias %s printed no certificate:\n%s", j.Alias, pemOut)
+	}
+	if got := material.Fingerprint(blk.Bytes); got != s.LeafSHA256 {
+		return fmt.Errorf("%s holds leaf %s under %s, want %s", j.Keystore, got, j.Alias, s.LeafSHA256)
+	}
+	return j.Kept()
+}
+
+// Kept checks with keytool alone that the store still holds the entries
+// StartJavaKeystore put beside Alias, of its type, the other key still
+// opening with its own password.
+func (j *JavaKeystore) Kept() error {
+	list, err := j.List("-v")
+	if err != nil {
+		return err
+	}
+	for _, want := range []string{"contains 3 entries", "Alias name: " + j.Alias + "\n", "Alias name: " + KeystoreOtherAlias + "\n", "Alias name: " + KeystoreTrustedAlias + "\n", "Entry type: trustedCertEntry"} {
+		if !strings.Contains(list, want) {
+			return fmt.Errorf("keytool -list lacks %q:\n%s", want, list)
+		}
+	}
+	if !strings.Contains(list, "Keystore type: "+j.Type) && !strings.Contains(list, "Keystore type: "+strings.ToLower(j.Type)) {
+		return fmt.Errorf("keytool -list: not a %s store:\n%s", j.Type, list)
+	}
+	if _, err := Keytool("-certreq", "-alias", KeystoreOtherAlias, "-keystore", j.Keystore, "-storetype", j.Type,
+		"-storepass:file", j.StorePassFile, "-keypass:file", j.OtherPassFile); err != nil {
+		return fmt.Errorf("the other key no longer opens with its own password: %v", err)
+	}
+	return nil
+}
+
+var _ RealServer = (*JavaKeystore)(nil)

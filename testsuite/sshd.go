@@ -26,7 +26,9 @@ type SSHD struct {
 	// KnownHosts trusts HostKey for Address; OtherKnownHosts holds another
 	// key for Address (a changed host key); UnknownHosts holds none for it.
 	KnownHosts, OtherKnownHosts, UnknownHosts string
-	proc                                      *Process
+	// SFTPLog is where the SFTP server logs its operations, if it does.
+	SFTPLog string
+	proc    *Process
 }
 
 // SSHDBinary finds sshd or says how to get it.
@@ -43,6 +45,30 @@ func SSHDBinary() (string, error) {
 // SFTP subsystem is "internal-sftp -u 077", as docs/connectors/ssh.md asks.
 func StartSSHD(dir string, port int) (*SSHD, error) {
 	return StartSSHDWith(dir, port, "internal-sftp -u 077")
+}
+
+// SFTPServer is Debian's sftp-server binary (openssh-sftp-server, which
+// openssh-server depends on): internal-sftp's code in its own process.
+const SFTPServer = "/usr/lib/openssh/sftp-server"
+
+// StartSSHDLoggingSFTP is StartSSHD with the SFTP subsystem run as
+// SFTPServer with the same umask, logging every operation it serves (the
+// open flags and mode, each posix-rename) to SFTPLog: internal-sftp logs
+// only to syslog, which these machines do not run.
+func StartSSHDLoggingSFTP(dir string, port int) (*SSHD, error) {
+	log := filepath.Join(dir, "sftp.log")
+	s, err := StartSSHDWith(dir, port, SFTPServer+" -u 077 -e -l INFO 2>>"+log)
+	if s != nil {
+		s.SFTPLog = log
+	}
+	return s, err
+}
+
+// SFTPOps is what the SFTP server logged (StartSSHDLoggingSFTP), one
+// operation a line (its "\r\n" made "\n").
+func (s *SSHD) SFTPOps() string {
+	b, _ := os.ReadFile(s.SFTPLog)
+	return strings.ReplaceAll(string(b), "\r\n", "\n")
 }
 
 // StartSSHDWith is StartSSHD with another sftp Subsystem line.

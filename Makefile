@@ -112,9 +112,10 @@ dev: apt-deps temporal build
 	bin/certctl dev
 
 # Everything, integration tests included (a real dev server, real workers,
-# a real nginx); nothing skips.
+# a real nginx); nothing skips. testsuite alone runs about 12 minutes on 2
+# cores, past go test's default 10-minute timeout.
 test: deps lint
-	go test -count=1 ./...
+	go test -count=1 -timeout 45m ./...
 
 # Unit tests only: no temporal CLI, no real servers. Under -short testsuite's
 # TestMain starts nothing and exits 0 (its tests are integration tests).
@@ -137,7 +138,7 @@ bench-compare: deps
 	go test -run '^$$' -bench . -benchtime 1x ./testsuite/ | sed -n '/^certctl bench/,/^a group alone/p'
 
 record-histories: deps
-	CERTCTL_RECORD_HISTORIES=1 go test -count=1 -run 'TestIntegration' ./testsuite/
+	CERTCTL_RECORD_HISTORIES=1 go test -count=1 -timeout 45m -run 'TestIntegration' ./testsuite/
 
 lint: $(STATICCHECK)
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -25,6 +25,15 @@ const (
 	// five to seven events (make bench), so a run stays under 3,500 events
 	// whatever the fleet.
 	DefaultContinueAfter = 500
+	// MinStallAfter is the least stall_after, and the default's floor: a
+	// live host worker completes a workflow task of its deploy at least
+	// every workflowTaskTimeout (a step that runs longer heartbeats it),
+	// and a dead one's task times out after as long, so three of them is
+	// a wait no live worker makes.
+	MinStallAfter = 3 * workflowTaskTimeout
+	// workflowTaskTimeout is the deploy's workflow task timeout (the
+	// server's default, which certctl does not change).
+	workflowTaskTimeout = 10 * time.Second
 	// rolloutRecent is how many finished deploys the progress query lists
 	// (the CLI prints each as it sees it).
 	rolloutRecent = 64
@@ -54,7 +63,8 @@ type RolloutRequest struct {
 	HostWait target.Duration `json:"host_wait,omitempty"`
 	// StallAfter bounds how long the rollout waits for a deploy that was
 	// picked up and then makes no progress, a task of it waiting for the
-	// host's worker (default: host_wait): past it the target counts as
+	// host's worker (default: host_wait, at least MinStallAfter; given, at
+	// least MinStallAfter): past it the target counts as
 	// failed, HostLost, its slot is freed, and the deploy is left to finish
 	// or roll back when its worker returns (hostLostChange).
 	StallAfter       target.Duration `json:"stall_after,omitempty"`
@@ -235,7 +245,7 @@ func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
 	}
 	r.stallAfter = req.StallAfter.D()
 	if r.stallAfter <= 0 {
-		r.stallAfter = r.hostWait
+		r.stallAfter = max(r.hostWait, MinStallAfter)
 	}
 	if req.Carried != nil {
 		r.c = *req.Carried
@@ -255,8 +265,8 @@ func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
 		return r, contract.Invalid("batch", fmt.Sprintf("is %d: want 1 or more", r.batch))
 	case req.MaxFailures < 0:
 		return r, contract.Invalid("max_failures", fmt.Sprintf("is %d: want 0 or more", req.MaxFailures))
-	case req.StallAfter < 0:
-		return r, contract.Invalid("stall_after", fmt.Sprintf("is %s: want a positive duration (e.g. 5m), or none for host_wait", req.StallAfter.D()))
+	case req.StallAfter != 0 && req.StallAfter.D() < MinStallAfter:
+		return r, contract.Invalid("stall_after", fmt.Sprintf("is %s: want %s or more (a live worker may hold a workflow task up to its %s timeout), or none for host_wait", req.StallAfter.D(), MinStallAfter, workflowTaskTimeout))
 	}
 	seen := map[string]int{}
 	for i, t := range req.Targets {

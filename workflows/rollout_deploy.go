@@ -310,12 +310,13 @@ func (r *rollout) checkStalls(ctx workflow.Context, now time.Time, lctx workflow
 	}
 }
 
-// HostLostMessage says why a rollout stopped waiting for a deploy, and
-// what to do: contract.NextAction(HostLost) with the host and target
-// named.
+// HostLostMessage says why a rollout stopped waiting for a deploy (left
+// running, never terminated), and what to do: contract.NextAction(HostLost)
+// with the host and target named, within the 300 characters a rollout's
+// output shows of it for short names.
 func HostLostMessage(host, targetID, task string, since time.Time, stallAfter time.Duration) string {
-	return fmt.Sprintf("HostLost: the worker on %s picked the deploy up, then stopped: its %s has waited for a worker on %s since %s, more than stall_after %s; "+
-		"the rollout stopped waiting, the deploy is left running: the deploy resumes when the worker on %s returns; check it with certctl status --target %s",
+	return fmt.Sprintf("HostLost: the worker on %s picked the deploy up, then stopped: its %s has waited on %s since %s (stall_after %s); "+
+		"the deploy resumes when the worker on %s returns; check it with certctl status --target %s",
 		host, task, HostQueue(host), since.UTC().Format(time.RFC3339), stallAfter, host, targetID)
 }
 

@@ -402,13 +402,14 @@ func TestRolloutRefusesBadInput(t *testing.T) {
 		req  RolloutRequest
 		want string
 	}{
-		"empty":      {RolloutRequest{}, "targets: is empty"},
-		"duplicate":  {RolloutRequest{Targets: targets("web-1", "web-2", "web-1")}, `targets[2]: target_id "web-1" is also targets[0]`},
-		"canary":     {RolloutRequest{Targets: targets("web-1"), Canary: intp(-1)}, "canary: is -1"},
-		"batch":      {RolloutRequest{Targets: targets("web-1"), Batch: -2}, "batch: is -2"},
-		"max":        {RolloutRequest{Targets: targets("web-1"), MaxFailures: -1}, "max_failures: is -1"},
-		"stall":      {RolloutRequest{Targets: targets("web-1"), StallAfter: target.Duration(-time.Second)}, "stall_after: is -1s: want a positive duration"},
-		"bad target": {RolloutRequest{Targets: []target.Target{{TargetID: "a b", TargetType: "nginx"}}}, "targets[0]: "},
+		"empty":       {RolloutRequest{}, "targets: is empty"},
+		"duplicate":   {RolloutRequest{Targets: targets("web-1", "web-2", "web-1")}, `targets[2]: target_id "web-1" is also targets[0]`},
+		"canary":      {RolloutRequest{Targets: targets("web-1"), Canary: intp(-1)}, "canary: is -1"},
+		"batch":       {RolloutRequest{Targets: targets("web-1"), Batch: -2}, "batch: is -2"},
+		"max":         {RolloutRequest{Targets: targets("web-1"), MaxFailures: -1}, "max_failures: is -1"},
+		"stall":       {RolloutRequest{Targets: targets("web-1"), StallAfter: target.Duration(-time.Second)}, "stall_after: is -1s: want 30s or more (a live worker may hold a workflow task up to its 10s timeout), or none for host_wait"},
+		"stall short": {RolloutRequest{Targets: targets("web-1"), StallAfter: target.Duration(5 * time.Second)}, "stall_after: is 5s: want 30s or more"},
+		"bad target":  {RolloutRequest{Targets: []target.Target{{TargetID: "a b", TargetType: "nginx"}}}, "targets[0]: "},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFleet(t)

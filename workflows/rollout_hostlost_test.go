@@ -187,3 +187,17 @@ func TestRolloutSlowDeployIsNotLost(t *testing.T) {
 		t.Fatalf("Stall asked %d times in 3h with stall_after 1m", n)
 	}
 }
+
+// A rollout recorded before hostLostChange keeps what it did: it waits for
+// a lost host's deploy as long as that runs, and never asks Stall.
+func TestRolloutBeforeHostLostChangeWaits(t *testing.T) {
+	f := newFleetDeploying(t, goneAfterPickup(2*time.Hour))
+	f.env.OnGetVersion(hostLostChange, workflow.DefaultVersion, hostLostVersion).Return(workflow.DefaultVersion)
+	res, err := f.run(RolloutRequest{Targets: targets("gone-01"), Canary: intp(0), HostWait: target.Duration(time.Minute)})
+	if err != nil || res.Outcome != contract.RolloutCompleted || res.Outcomes[contract.Deployed] != 1 {
+		t.Fatalf("result %+v, %v", res, err)
+	}
+	if len(f.stalls) != 0 {
+		t.Fatalf("Stall asked %v", f.stalls)
+	}
+}

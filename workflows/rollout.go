@@ -63,10 +63,10 @@ type RolloutRequest struct {
 	HostWait target.Duration `json:"host_wait,omitempty"`
 	// StallAfter bounds how long the rollout waits for a deploy that was
 	// picked up and then makes no progress, a task of it waiting for the
-	// host's worker (default: host_wait, at least MinStallAfter; given, at
-	// least MinStallAfter): past it the target counts as
-	// failed, HostLost, its slot is freed, and the deploy is left to finish
-	// or roll back when its worker returns (hostLostChange).
+	// host's worker (at least MinStallAfter; absent: host_wait, or
+	// MinStallAfter if that is longer): past it the target counts as
+	// failed, HostLost, its slot is freed, and the deploy is left to
+	// finish or roll back when its worker returns (hostLostChange).
 	StallAfter       target.Duration `json:"stall_after,omitempty"`
 	HeartbeatTimeout target.Duration `json:"heartbeat_timeout,omitempty"`
 	// ContinueAfter is how many deploys a run starts before it continues
@@ -200,7 +200,8 @@ type rollout struct {
 	canary, batch, limit int
 	hostWait             time.Duration
 	// stallAfter is StallAfter or its default; hostLost is the version of
-	// hostLostChange, asked once a deploy is known picked up (lost).
+	// hostLostChange, asked (asked) when the first deploy is known to have
+	// been picked up.
 	stallAfter time.Duration
 	hostLost   workflow.Version
 	asked      bool

@@ -18,7 +18,7 @@ package stagedview
 import (
 	"errors"
 	"fmt"
-	"os/exec"
+	"os"
 	"strings"
 )
 
@@ -73,9 +73,43 @@ func Enter(binds []Bind, argv0 string) (string, error) {
 	if err := mountAll(binds); err != nil {
 		return "", &Failure{Exit: HelperExit, Err: err}
 	}
-	path, err := exec.LookPath(argv0)
+	path, err := lookPath(argv0)
 	if err != nil {
 		return "", &Failure{Exit: 127, Err: err}
 	}
 	return path, nil
+}
+
+// lookPath is exec.LookPath without os/exec (which the supervisor must not
+// import: see its package comment): a name with a slash as it is, else the
+// first absolute directory of $PATH holding an executable regular file of
+// that name (a relative one is skipped, as exec.LookPath refuses it).
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		return name, nil
+	}
+	for _, dir := range strings.Split(os.Getenv("PATH"), ":") {
+		if !strings.HasPrefix(dir, "/") {
+			continue
+		}
+		p := strings.TrimSuffix(dir, "/") + "/" + name
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%q: executable file not found in $PATH", name)
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", p)
+	}
+	return nil
 }

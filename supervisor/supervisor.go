@@ -4,20 +4,15 @@
 // it). It is the worker's own binary started again with CERTCTL_SUPERVISE=1;
 // this package's init takes over before main.
 //
-// It imports only the standard library on purpose. Go initializes packages
-// in dependency order and, among those ready, by import path, so this init
-// runs after about 160 standard-library inits (~2 ms) and before the
-// Temporal SDK's, client-go's and certctl's own: a command starts ~15 ms
-// sooner, with that much less CPU, than if the check sat in a package with
-// heavy dependencies (measured with GODEBUG=inittrace=1; a deploy runs two or
-// three commands). Keep it that way: no import outside the standard library
-// (and stagedview, which holds to the same rule), and none of os/exec
-// either: the rule picks, at each step, the first package by import path
-// whose imports are ready, so os/exec's path/filepath ("p") waited for every
-// ready package sorting before it (the Temporal API's and protobuf's, about
-// 130 inits) and the supervisor with it: os.StartProcess instead brings its
-// init from ~6.4 ms to ~3.5 ms after exec (GODEBUG=inittrace=1;
-// TestSupervisorInitsBeforeTheHeavyPackages).
+// It imports only the standard library on purpose (and stagedview, which
+// holds to the same rule), and not even os/exec. Go initializes, at each
+// step, the first package by import path whose imports are all ready, so
+// one import that sorts late holds this init back behind every ready
+// package sorting before it: with os/exec (its path/filepath, "p") that was
+// 159 inits, the Temporal API's, protobuf's and client-go's among them, and
+// ~7.5 ms of CPU a start; with os.StartProcess, ~80 small ones (up to
+// encoding/json) and ~4 ms (perf stat; TestSupervisorInitsBeforeTheHeavyPackages
+// reads GODEBUG=inittrace=1). A deploy runs two commands. Keep it that way.
 package supervisor
 
 import (

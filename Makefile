@@ -112,9 +112,10 @@ dev: apt-deps temporal build
 	bin/certctl dev
 
 # Everything, integration tests included (a real dev server, real workers,
-# a real nginx); nothing skips.
+# a real nginx); nothing skips. testsuite alone runs about 12 minutes on 2
+# cores, past go test's default 10-minute timeout.
 test: deps lint
-	go test -count=1 ./...
+	go test -count=1 -timeout 45m ./...
 
 # Unit tests only: no temporal CLI, no real servers. Under -short testsuite's
 # TestMain starts nothing and exits 0 (its tests are integration tests).
@@ -122,7 +123,7 @@ unit:
 	go test -count=1 -short ./...
 
 bench: deps
-	go test -run '^$$' -bench . -benchtime 1x ./testsuite/
+	go test -timeout 30m -run '^$$' -bench . -benchtime 1x ./testsuite/
 
 # Before and after on this machine in one run: the benchmark of BASE (a git
 # revision, checked out in a temporary worktree) and then of this tree,
@@ -132,12 +133,12 @@ bench-compare: deps
 	@set -euo pipefail; w=$$(mktemp -d); git worktree add -q --detach "$$w" $(BASE); \
 	trap 'git worktree remove --force "$$w"' EXIT; \
 	echo "== before: $(BASE) ($$(git log -1 --format=%s $(BASE) | cut -c1-60))"; \
-	(cd "$$w" && go test -run '^$$' -bench . -benchtime 1x ./testsuite/ | sed -n '/^certctl bench/,/^a group alone/p'); \
+	(cd "$$w" && go test -timeout 30m -run '^$$' -bench . -benchtime 1x ./testsuite/ | sed -n '/^certctl bench/,/^a group alone/p'); \
 	echo "== after: $$(git rev-parse --short HEAD) and the working tree"; \
-	go test -run '^$$' -bench . -benchtime 1x ./testsuite/ | sed -n '/^certctl bench/,/^a group alone/p'
+	go test -timeout 30m -run '^$$' -bench . -benchtime 1x ./testsuite/ | sed -n '/^certctl bench/,/^a group alone/p'
 
 record-histories: deps
-	CERTCTL_RECORD_HISTORIES=1 go test -count=1 -run 'TestIntegration' ./testsuite/
+	CERTCTL_RECORD_HISTORIES=1 go test -count=1 -timeout 45m -run 'TestIntegration' ./testsuite/
 
 lint: $(STATICCHECK)
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

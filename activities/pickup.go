@@ -106,3 +106,111 @@ func (a *Activities) GiveUp(ctx context.Context, in GiveUpInput) (bool, error) {
 	}
 	return false, err
 }
+
+// StallInput names a host run a worker has picked up, and its host's
+// queue.
+type StallInput struct {
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+	// Queue is the host's task queue: only the run's tasks there wait for
+	// the host's worker (a notification's activity waits for another).
+	Queue string `json:"queue"`
+}
+
+// StallReport is what Stall found.
+type StallReport struct {
+	// Waiting: a task of the run on the host's queue has waited, since
+	// Since (the server's clock), for a worker to start or finish it with
+	// none doing so. A run whose worker is alive never waits long: it
+	// completes a workflow task at least every few seconds while a step
+	// runs, and an activity it schedules is started at once.
+	Waiting bool      `json:"waiting"`
+	Since   time.Time `json:"since,omitempty"`
+	// Task says which: "workflow task" or "activity <id>".
+	Task string `json:"task,omitempty"`
+	// Closed: the run has ended (its result is on its way to the asker).
+	Closed bool `json:"closed,omitempty"`
+}
+
+// Stall says whether a host run a worker picked up is waiting for a
+// worker, and since when: what a rollout asks of a deploy that was picked
+// up and has not ended, so as to stop waiting for one whose host's worker
+// died for good (HostLost). It reads the run's history, as PickedUp does:
+// a workflow task scheduled and not completed since (its worker was
+// killed while it ran one, or before it was handed the next: the task
+// times out and is scheduled again, never started), or an activity
+// scheduled on the host's queue and not closed, which the run's
+// description says no worker has started (a commit or rollback whose
+// worker died is retried there, and waits however long). It never
+// changes the run.
+func (a *Activities) Stall(ctx context.Context, in StallInput) (StallReport, error) {
+	return Stall(ctx, a.Client, in)
+}
+
+// Stall is the activity's body, for any client.
+func Stall(ctx context.Context, c client.Client, in StallInput) (StallReport, error) {
+	var rep StallReport
+	// wftSince is when the first workflow task after the last completed
+	// one was scheduled; zero while none is pending.
+	var wftSince time.Time
+	open := map[int64]string{} // scheduled event ID -> activity ID, on in.Queue
+	it := c.GetWorkflowHistory(ctx, in.WorkflowID, in.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return rep, err
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+			if wftSince.IsZero() {
+				wftSince = ev.GetEventTime().AsTime()
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			wftSince = time.Time{}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if at := ev.GetActivityTaskScheduledEventAttributes(); at.GetTaskQueue().GetName() == in.Queue {
+				open[ev.GetEventId()] = at.GetActivityId()
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			delete(open, ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId())
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+			delete(open, ev.GetActivityTaskFailedEventAttributes().GetScheduledEventId())
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+			delete(open, ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId())
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+			delete(open, ev.GetActivityTaskCanceledEventAttributes().GetScheduledEventId())
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+			rep.Closed = true
+			return rep, nil
+		}
+	}
+	if !wftSince.IsZero() {
+		rep.Waiting, rep.Since, rep.Task = true, wftSince, "workflow task"
+		return rep, nil
+	}
+	if len(open) == 0 {
+		return rep, nil
+	}
+	ids := map[string]bool{}
+	for _, id := range open {
+		ids[id] = true
+	}
+	d, err := c.DescribeWorkflowExecution(ctx, in.WorkflowID, in.RunID)
+	if err != nil {
+		return rep, err
+	}
+	for _, pa := range d.GetPendingActivities() {
+		if !ids[pa.GetActivityId()] || pa.GetState() != enumspb.PENDING_ACTIVITY_STATE_SCHEDULED || pa.GetScheduledTime() == nil {
+			continue
+		}
+		// Scheduled, not started: a first attempt no worker took, or a
+		// retry after its worker's heartbeat stopped.
+		since := pa.GetScheduledTime().AsTime()
+		if !rep.Waiting || since.Before(rep.Since) {
+			rep.Waiting, rep.Since, rep.Task = true, since, "activity "+pa.GetActivityId()
+		}
+	}
+	return rep, nil
+}

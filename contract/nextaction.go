@@ -17,6 +17,7 @@ var nextActions = map[string]string{
 	VerifyFailed:      "the error says what the endpoint served; fix post_deploy_verify.endpoint/server_name, or the server's chain; deploy again",
 	RollbackFailed:    "restore the named backups by hand (or deploy a known-good cert), reload, check with certctl status --target ID",
 	HostUnavailable:   "start the worker the message names; deploy again",
+	HostLost:          "the deploy resumes when the worker on <host> returns; check it with certctl status --target ID",
 	InsecurePath:      "the message names the directory and the fix; make it writable only by root and the file's owner",
 	PolicyRefused:     "widen the policy on that host only if the target is meant to be allowed",
 	HostKeyMismatch:   "check the key out of band, then add it to known_hosts_path or pin host_key",
@@ -27,8 +28,9 @@ var nextActions = map[string]string{
 // outcome, "" for an outcome that is not a deploy's.
 func NextAction(outcome string) string { return nextActions[outcome] }
 
-// DeployOutcomes are the outcomes a deploy can end with.
+// DeployOutcomes are the outcomes a deploy can end with, and HostLost, a
+// rollout's outcome for a target whose deploy it stopped waiting for.
 func DeployOutcomes() []string {
 	return []string{Deployed, SkippedIdempotent, DryRunPassed, InvalidInput, ValidateFailed, CommitFailed, ReloadFailed,
-		VerifyFailed, RollbackFailed, HostUnavailable, InsecurePath, PolicyRefused, HostKeyMismatch, DeployFailed}
+		VerifyFailed, RollbackFailed, HostUnavailable, HostLost, InsecurePath, PolicyRefused, HostKeyMismatch, DeployFailed}
 }

@@ -22,6 +22,7 @@ const (
 	RollbackFailed    = "RollbackFailed"    // rollback itself failed: the target needs a person (files and backups named)
 	CommitFailed      = "CommitFailed"      // a rename failed (disk, permissions); backups restored, no reload
 	HostUnavailable   = "HostUnavailable"   // no worker polled the host's queue in time; nothing touched
+	HostLost          = "HostLost"          // rollout: the host's worker picked the deploy up, then nothing for stall_after; counted failed, the deploy left to finish or roll back when its worker returns
 	InvalidInput      = "InvalidInput"      // the request was refused before anything was written
 	InsecurePath      = "InsecurePath"      // a directory on the way to a destination is writable by others; refused before anything was written
 	PolicyRefused     = "PolicyRefused"     // the host worker's policy (CERTCTL_WORKER_POLICY) refused the target; nothing written

@@ -33,6 +33,7 @@ type rolloutFlags struct {
 	batch, canary, maxFailures int
 	id, output                 string
 	detach, dryRun, force      bool
+	stallAfter                 time.Duration
 }
 
 func rolloutCmd() *cobra.Command {
@@ -47,7 +48,9 @@ as soon as one ends. Past --max-failures failed targets after the canary (0: the
 the rollout starts nothing new, lets the deploys in flight end, and ends RolloutHalted naming each
 failed target. Each deploy is a DeployWorkflow of its own ("deploy/<target>/rollout-<id>"), with
 its own rollback; a target whose host has no worker counts as HostUnavailable after
-CERTCTL_HOST_WAIT without holding up the others.
+CERTCTL_HOST_WAIT without holding up the others, and one whose worker stopped after
+picking its deploy up counts as HostLost after --stall-after (the deploy itself is
+left to finish or roll back when that worker returns).
 
 Exit codes: 0 RolloutCompleted; 1 RolloutHalted or any other end; 2 input refused before
 anything started (the message names the file and field); 130 detached with Ctrl-C (the
@@ -70,6 +73,7 @@ rollout goes on).`,
 	fl.IntVar(&f.batch, "batch", workflows.DefaultRolloutBatch, "how many deploys run at once after the canary")
 	fl.IntVar(&f.canary, "canary", workflows.DefaultRolloutCanary, "how many targets go first, all of which must succeed before any other starts")
 	fl.IntVar(&f.maxFailures, "max-failures", 0, "how many targets after the canary may fail before the rollout halts")
+	fl.DurationVar(&f.stallAfter, "stall-after", 0, "how long a deploy whose host's worker stopped after picking it up may hold its slot before it counts as HostLost (default: CERTCTL_HOST_WAIT, at least 30s)")
 	fl.StringVar(&f.id, "id", "", "the rollout's ID (default: the time and a random suffix); its workflow is rollout/<id>")
 	fl.BoolVar(&f.detach, "detach", false, "print the rollout's workflow ID and return without waiting")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "run Plan and Validate on every target; touch nothing live")
@@ -104,6 +108,8 @@ func (f *rolloutFlags) request(id string) (workflows.RolloutRequest, error) {
 		return req, fmt.Errorf("--canary: is %d: want 0 or more", f.canary)
 	case f.maxFailures < 0:
 		return req, fmt.Errorf("--max-failures: is %d: want 0 or more", f.maxFailures)
+	case f.stallAfter != 0 && f.stallAfter < workflows.MinStallAfter:
+		return req, fmt.Errorf("--stall-after: is %s: want at least %s (a live worker completes a workflow task well within that)", f.stallAfter, workflows.MinStallAfter)
 	}
 	if f.id != "" {
 		if err := profile.CheckID("--id", f.id); err != nil {
@@ -151,6 +157,10 @@ func (f *rolloutFlags) request(id string) (workflows.RolloutRequest, error) {
 	// neither what a running rollout does nor how its history replays.
 	if req.HostWait == 0 {
 		req.HostWait = target.Duration(workflows.DefaultHostWait)
+	}
+	req.StallAfter = target.Duration(f.stallAfter)
+	if req.StallAfter == 0 {
+		req.StallAfter = target.Duration(max(req.HostWait.D(), workflows.MinStallAfter))
 	}
 	req.ContinueAfter = workflows.DefaultContinueAfter
 	return req, nil

@@ -25,6 +25,15 @@ const (
 	// five to seven events (make bench), so a run stays under 3,500 events
 	// whatever the fleet.
 	DefaultContinueAfter = 500
+	// MinStallAfter is the least stall_after, and the default's floor: a
+	// live host worker completes a workflow task of its deploy at least
+	// every workflowTaskTimeout (a step that runs longer heartbeats it),
+	// and a dead one's task times out after as long, so three of them is
+	// a wait no live worker makes.
+	MinStallAfter = 3 * workflowTaskTimeout
+	// workflowTaskTimeout is the deploy's workflow task timeout (the
+	// server's default, which certctl does not change).
+	workflowTaskTimeout = 10 * time.Second
 	// rolloutRecent is how many finished deploys the progress query lists
 	// (the CLI prints each as it sees it).
 	rolloutRecent = 64
@@ -51,7 +60,14 @@ type RolloutRequest struct {
 	// HostWait bounds each deploy's wait for its host's worker (default
 	// 5m): past it the target counts as failed, HostUnavailable, and the
 	// rollout goes on with the others.
-	HostWait         target.Duration `json:"host_wait,omitempty"`
+	HostWait target.Duration `json:"host_wait,omitempty"`
+	// StallAfter bounds how long the rollout waits for a deploy that was
+	// picked up and then makes no progress, a task of it waiting for the
+	// host's worker (at least MinStallAfter; absent: host_wait, or
+	// MinStallAfter if that is longer): past it the target counts as
+	// failed, HostLost, its slot is freed, and the deploy is left to
+	// finish or roll back when its worker returns (hostLostChange).
+	StallAfter       target.Duration `json:"stall_after,omitempty"`
 	HeartbeatTimeout target.Duration `json:"heartbeat_timeout,omitempty"`
 	// ContinueAfter is how many deploys a run starts before it continues
 	// as new (0: DefaultContinueAfter).
@@ -136,7 +152,10 @@ type RolloutResult struct {
 // after it, halts the rollout: it starts nothing new, lets the deploys in
 // flight end, and fails RolloutHalted naming each failed target. A target
 // whose host's worker does not pick its deploy up within host_wait counts
-// as failed (HostUnavailable) without holding up the others. Signals pause
+// as failed (HostUnavailable) without holding up the others; one whose
+// worker picked it up and then made no progress for stall_after counts as
+// failed too (HostLost), its slot freed, the deploy left to finish or roll
+// back when its worker returns (hostLostChange). Signals pause
 // and resume stop and restart the starting of deploys; the progress query
 // says where it is. Every ContinueAfter deploys it continues as new, once
 // those in flight have ended, so its history stays bounded.
@@ -180,7 +199,13 @@ type rollout struct {
 	req                  RolloutRequest
 	canary, batch, limit int
 	hostWait             time.Duration
-	c                    RolloutCarried
+	// stallAfter is StallAfter or its default; hostLost is the version of
+	// hostLostChange, asked (asked) when the first deploy is known to have
+	// been picked up.
+	stallAfter time.Duration
+	hostLost   workflow.Version
+	asked      bool
+	c          RolloutCarried
 	// next indexes req.Targets: the next target to start.
 	next int
 	// started counts the deploys this run started (continue-as-new).
@@ -203,7 +228,7 @@ type rollout struct {
 }
 
 func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
-	r := &rollout{id: strings.TrimPrefix(workflow.GetInfo(ctx).WorkflowExecution.ID, contract.RolloutIDPrefix), req: req, ctx: ctx}
+	r := &rollout{id: strings.TrimPrefix(workflow.GetInfo(ctx).WorkflowExecution.ID, contract.RolloutIDPrefix), req: req, ctx: ctx, hostLost: workflow.DefaultVersion}
 	r.childID = func(t target.Target) string { return RolloutDeployID(r.id, t.TargetID) }
 	r.canary, r.batch, r.limit = DefaultRolloutCanary, req.Batch, req.ContinueAfter
 	if req.Canary != nil {
@@ -218,6 +243,10 @@ func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
 	r.hostWait = req.HostWait.D()
 	if r.hostWait <= 0 {
 		r.hostWait = DefaultHostWait
+	}
+	r.stallAfter = req.StallAfter.D()
+	if r.stallAfter <= 0 {
+		r.stallAfter = max(r.hostWait, MinStallAfter)
 	}
 	if req.Carried != nil {
 		r.c = *req.Carried
@@ -237,6 +266,8 @@ func newRollout(ctx workflow.Context, req RolloutRequest) (*rollout, error) {
 		return r, contract.Invalid("batch", fmt.Sprintf("is %d: want 1 or more", r.batch))
 	case req.MaxFailures < 0:
 		return r, contract.Invalid("max_failures", fmt.Sprintf("is %d: want 0 or more", req.MaxFailures))
+	case req.StallAfter != 0 && req.StallAfter.D() < MinStallAfter:
+		return r, contract.Invalid("stall_after", fmt.Sprintf("is %s: want %s or more (a live worker may hold a workflow task up to its %s timeout), or none for host_wait", req.StallAfter.D(), MinStallAfter, workflowTaskTimeout))
 	}
 	seen := map[string]int{}
 	for i, t := range req.Targets {
@@ -368,6 +399,11 @@ func (r *rollout) carry() RolloutRequest {
 	next := r.req
 	canary := r.canary
 	next.Canary, next.Batch, next.ContinueAfter, next.HostWait = &canary, r.batch, r.limit, target.Duration(r.hostWait)
+	if r.hostLost >= hostLostVersion {
+		// Pinned only by runs that watch for lost hosts: the input of a
+		// run recorded before hostLostChange stays what it was.
+		next.StallAfter = target.Duration(r.stallAfter)
+	}
 	next.Targets = r.req.Targets[r.next:]
 	c := r.c
 	c.Offset += r.next

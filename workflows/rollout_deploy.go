@@ -28,7 +28,25 @@ type inFlight struct {
 	// givenUp is the HostUnavailable message once the rollout gave the
 	// deploy up.
 	givenUp string
+	// stallCheck is when the rollout next asks whether the deploy, picked
+	// up, is waiting for its host's worker (hostLostChange); zero when it
+	// is not watched.
+	stallCheck time.Time
+	// lost is the HostLost message once the rollout stopped waiting for
+	// the deploy: it was counted then, and its end, if it comes while the
+	// rollout runs, changes nothing.
+	lost string
 }
+
+// hostLostChange is the GetVersion change ID under which a rollout stops
+// waiting for a deploy whose host's worker picked it up and then died for
+// good: version 1 asks Stall of each picked-up deploy every stall_after
+// and counts one waiting longer than that HostLost. Rollouts recorded
+// before it wait for such a deploy as long as it runs.
+const (
+	hostLostChange  = "rollout-host-lost"
+	hostLostVersion = workflow.Version(1)
+)
 
 // RolloutDeployID is the workflow ID of a rollout's deploy of a target,
 // beside `certctl deploy`'s "deploy/<target>/<stamp>" and a renewal's
@@ -93,6 +111,11 @@ func hostWaitMargin(wait time.Duration) time.Duration { return time.Second + wai
 
 // finished records a deploy that ended.
 func (r *rollout) finished(ctx workflow.Context, f *inFlight, fu workflow.Future) {
+	if f.lost != "" {
+		// Counted HostLost already, and no longer in flight: its worker
+		// came back and it ended; its own result says how.
+		return
+	}
 	var dr DeployResult
 	err := fu.Get(ctx, &dr)
 	t := r.req.Targets[f.index-r.c.Offset]
@@ -135,6 +158,9 @@ func (r *rollout) watch(ctx workflow.Context) {
 	for _, f := range r.flight {
 		if !f.deadline.IsZero() && f.givenUp == "" && (next.IsZero() || f.deadline.Before(next)) {
 			next = f.deadline
+		}
+		if !f.stallCheck.IsZero() && (next.IsZero() || f.stallCheck.Before(next)) {
+			next = f.stallCheck
 		}
 	}
 	if next.IsZero() {
@@ -206,10 +232,92 @@ func (r *rollout) checkHosts(ctx workflow.Context) {
 			due[i].deadline = now.Add(hostWaitMargin(r.hostWait))
 		case picked:
 			due[i].deadline = time.Time{}
+			if r.watchesLostHosts(ctx) {
+				due[i].stallCheck = now.Add(r.stallAfter)
+			}
 		default:
 			due[i].givenUp = hostUnavailable(r.req.Targets[due[i].index-r.c.Offset].Host, r.hostWait)
 		}
 	}
+	r.checkStalls(ctx, now, lctx)
+}
+
+// watchesLostHosts says whether this run stops waiting for a deploy whose
+// host's worker was lost (hostLostChange), asked once, when the first
+// deploy is known picked up.
+func (r *rollout) watchesLostHosts(ctx workflow.Context) bool {
+	if !r.asked {
+		r.asked = true
+		r.hostLost = workflow.GetVersion(ctx, hostLostChange, workflow.DefaultVersion, hostLostVersion)
+	}
+	return r.hostLost >= hostLostVersion
+}
+
+// checkStalls asks, of each picked-up deploy whose stall check is due,
+// whether a task of it has waited for its host's worker (Stall). One that
+// has waited stall_after or longer counts as failed, HostLost, and leaves
+// the flight, freeing its slot: it is never terminated (it may be past
+// commit), and finishes or rolls back when its worker returns. One waiting
+// less is asked again once it would have waited that long; one not
+// waiting, stall_after from now. The waits are the server's clock against
+// the workflow's, which is the server's too.
+func (r *rollout) checkStalls(ctx workflow.Context, now time.Time, lctx workflow.Context) {
+	var due []*inFlight
+	var checks []workflow.Future
+	for _, f := range r.flight {
+		if f.stallCheck.IsZero() || now.Before(f.stallCheck) {
+			continue
+		}
+		var we workflow.Execution
+		if err := f.child.GetChildWorkflowExecution().Get(ctx, &we); err != nil {
+			f.stallCheck = time.Time{}
+			continue
+		}
+		due = append(due, f)
+		checks = append(checks, workflow.ExecuteLocalActivity(lctx, a.Stall, activities.StallInput{
+			WorkflowID: we.ID, RunID: we.RunID, Queue: queueFor(r.req.Targets[f.index-r.c.Offset]),
+		}))
+	}
+	var lost []*inFlight
+	for i, c := range checks {
+		f := due[i]
+		var rep activities.StallReport
+		switch err := c.Get(ctx, &rep); {
+		case err != nil:
+			// Unknown is not lost: ask again.
+			f.stallCheck = now.Add(hostWaitMargin(r.stallAfter))
+		case rep.Closed:
+			f.stallCheck = time.Time{} // its result is on its way
+		case rep.Waiting && now.Sub(rep.Since) >= r.stallAfter:
+			t := r.req.Targets[f.index-r.c.Offset]
+			f.stallCheck, f.lost = time.Time{}, HostLostMessage(t.Host, t.TargetID, rep.Task, rep.Since, r.stallAfter)
+			lost = append(lost, f)
+		case rep.Waiting:
+			f.stallCheck = rep.Since.Add(r.stallAfter + time.Second)
+		default:
+			f.stallCheck = now.Add(r.stallAfter)
+		}
+	}
+	for _, f := range lost {
+		for i, g := range r.flight {
+			if g == f {
+				r.flight = append(r.flight[:i], r.flight[i+1:]...)
+				break
+			}
+		}
+		t := r.req.Targets[f.index-r.c.Offset]
+		r.record(f, DeployResult{TargetID: t.TargetID, Outcome: contract.HostLost, Error: f.lost}, now.Sub(f.start).Milliseconds())
+	}
+}
+
+// HostLostMessage says why a rollout stopped waiting for a deploy (left
+// running, never terminated), and what to do: contract.NextAction(HostLost)
+// with the host and target named, within the 300 characters a rollout's
+// output shows of it for short names.
+func HostLostMessage(host, targetID, task string, since time.Time, stallAfter time.Duration) string {
+	return fmt.Sprintf("HostLost: the worker on %s picked the deploy up, then stopped: its %s has waited on %s since %s (stall_after %s); "+
+		"the deploy resumes when the worker on %s returns; check it with certctl status --target %s",
+		host, task, HostQueue(host), since.UTC().Format(time.RFC3339), stallAfter, host, targetID)
 }
 
 // hostUnavailable says why a deploy was given up, and what to do.

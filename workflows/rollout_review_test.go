@@ -34,6 +34,7 @@ func newFleetDeploying(t *testing.T, deploy func(*fleet, workflow.Context, Deplo
 		f.giveUps = append(f.giveUps, in.WorkflowID)
 		return !strings.Contains(in.WorkflowID, "/dead-"), nil
 	}).Maybe()
+	f.mockStall()
 	return f
 }
 

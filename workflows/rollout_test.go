@@ -41,6 +41,38 @@ type fleet struct {
 	running int
 	peak    int
 	giveUps []string
+	// lostAt is when a picked-up deploy's host worker died, per target
+	// (set by a deploy fake): Stall says it waits since then.
+	lostAt map[string]time.Time
+	stalls []string
+	// back lists the lost deploys whose worker returned.
+	back []string
+}
+
+// mockStall answers Stall as the server would: a deploy whose worker the
+// fake killed waits since then, any other is making progress.
+func (f *fleet) mockStall() {
+	f.env.OnActivity(a.Stall, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StallInput) (activities.StallReport, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		id := strings.Split(in.WorkflowID, "/")[1]
+		f.stalls = append(f.stalls, id)
+		if at, ok := f.lostAt[id]; ok {
+			return activities.StallReport{Waiting: true, Since: at, Task: "workflow task"}, nil
+		}
+		return activities.StallReport{}, nil
+	}).Maybe()
+}
+
+// dies records that target id's host worker died now, its deploy picked
+// up.
+func (f *fleet) dies(ctx workflow.Context, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lostAt == nil {
+		f.lostAt = map[string]time.Time{}
+	}
+	f.lostAt[id] = workflow.Now(ctx)
 }
 
 func newFleet(t *testing.T) *fleet {
@@ -56,6 +88,7 @@ func newFleet(t *testing.T) *fleet {
 		f.giveUps = append(f.giveUps, in.WorkflowID)
 		return !strings.Contains(in.WorkflowID, "/dead-"), nil
 	}).Maybe()
+	f.mockStall()
 	return f
 }
 
@@ -369,12 +402,14 @@ func TestRolloutRefusesBadInput(t *testing.T) {
 		req  RolloutRequest
 		want string
 	}{
-		"empty":      {RolloutRequest{}, "targets: is empty"},
-		"duplicate":  {RolloutRequest{Targets: targets("web-1", "web-2", "web-1")}, `targets[2]: target_id "web-1" is also targets[0]`},
-		"canary":     {RolloutRequest{Targets: targets("web-1"), Canary: intp(-1)}, "canary: is -1"},
-		"batch":      {RolloutRequest{Targets: targets("web-1"), Batch: -2}, "batch: is -2"},
-		"max":        {RolloutRequest{Targets: targets("web-1"), MaxFailures: -1}, "max_failures: is -1"},
-		"bad target": {RolloutRequest{Targets: []target.Target{{TargetID: "a b", TargetType: "nginx"}}}, "targets[0]: "},
+		"empty":       {RolloutRequest{}, "targets: is empty"},
+		"duplicate":   {RolloutRequest{Targets: targets("web-1", "web-2", "web-1")}, `targets[2]: target_id "web-1" is also targets[0]`},
+		"canary":      {RolloutRequest{Targets: targets("web-1"), Canary: intp(-1)}, "canary: is -1"},
+		"batch":       {RolloutRequest{Targets: targets("web-1"), Batch: -2}, "batch: is -2"},
+		"max":         {RolloutRequest{Targets: targets("web-1"), MaxFailures: -1}, "max_failures: is -1"},
+		"stall":       {RolloutRequest{Targets: targets("web-1"), StallAfter: target.Duration(-time.Second)}, "stall_after: is -1s: want 30s or more (a live worker may hold a workflow task up to its 10s timeout), or none for host_wait"},
+		"stall short": {RolloutRequest{Targets: targets("web-1"), StallAfter: target.Duration(5 * time.Second)}, "stall_after: is 5s: want 30s or more"},
+		"bad target":  {RolloutRequest{Targets: []target.Target{{TargetID: "a b", TargetType: "nginx"}}}, "targets[0]: "},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFleet(t)

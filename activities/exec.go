@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/certctl/certctl/scrub"
+	"github.com/certctl/certctl/stagedview"
 	"github.com/certctl/certctl/supervisor"
 	"github.com/certctl/certctl/target"
 )
@@ -108,15 +109,31 @@ func isStartError(err error) bool {
 // never started itself) under a supervisor, within limit, heartbeating while
 // it runs, and returns the scrubbed tail of its combined output.
 func runCommand(ctx context.Context, cmd *exec.Cmd, limit time.Duration, sc *scrub.Scrubber) (string, error) {
-	spec := supervisor.Spec{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Parent: os.Getpid()}
 	if cmd.Err != nil {
 		return "", &startError{cmd.Err}
 	}
-	if spec.Path == "" || len(spec.Args) == 0 {
+	return supervise(ctx, supervisor.Spec{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env}, limit, sc)
+}
+
+// runInView is runCommand for argv inside the staged view: the supervisor
+// mounts binds in a private mount namespace and resolves argv[0] there
+// (stagedview.Enter). A view that cannot be had at all is a start error; a
+// bind that fails is stagedview.IsHelperFailure.
+func runInView(ctx context.Context, binds []stagedview.Bind, argv []string, limit time.Duration, sc *scrub.Scrubber) (string, error) {
+	if len(argv) == 0 {
 		return "", &startError{errors.New("empty command")}
 	}
-	if a := cmd.SysProcAttr; a != nil && a.Unshareflags&syscall.CLONE_NEWNS != 0 {
-		spec.NewMountNS = true
+	if binds == nil {
+		binds = []stagedview.Bind{}
+	}
+	return supervise(ctx, supervisor.Spec{Path: argv[0], Args: argv, Binds: binds}, limit, sc)
+}
+
+// supervise runs spec under a supervisor (runCommand).
+func supervise(ctx context.Context, spec supervisor.Spec, limit time.Duration, sc *scrub.Scrubber) (string, error) {
+	spec.Parent = os.Getpid()
+	if spec.Path == "" || len(spec.Args) == 0 {
+		return "", &startError{errors.New("empty command")}
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -98,13 +98,10 @@ func (a *Activities) validate(ctx context.Context, in ValidateInput) (ValidateRe
 		binds = append(binds, stagedview.Bind{Src: s.Temp, Dst: s.Path})
 	}
 	if res.Note == "" {
-		cmd, err := stagedview.Command(ctx, binds, argv)
-		if err == nil {
-			res.ServerCheck = CheckStaged
-			res.Output, err = runCommand(ctx, cmd, limit, sc)
-			if !isStartError(err) && !stagedview.IsHelperFailure(err, res.Output) {
-				return res, validateErr(argv, res.Output, err, sc)
-			}
+		res.ServerCheck = CheckStaged
+		res.Output, err = runInView(ctx, binds, argv, limit, sc)
+		if !isStartError(err) && !stagedview.IsHelperFailure(err, res.Output) {
+			return res, validateErr(argv, res.Output, err, sc)
 		}
 		res.Note = fmt.Sprintf("no private mount namespace here (%v)", err)
 	}

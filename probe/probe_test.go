@@ -7,6 +7,7 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"strings"
@@ -249,5 +250,51 @@ func TestProbeStartTLSHonoursContext(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("probe took %v past a 200ms context", d)
+	}
+}
+
+// A probe's handshake uses a classical key exchange (probeCurves: no ML-KEM
+// key share to make on either side), and a server that takes only P-256
+// still serves it (after a HelloRetryRequest).
+func TestProbeKeyExchange(t *testing.T) {
+	s := newSet(t)
+	cert, err := tls.X509KeyPair([]byte(s.CertPEM+s.ChainPEM), []byte(s.KeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		server []tls.CurveID // nil: Go's defaults, the hybrid first
+		want   tls.CurveID
+	}{
+		{nil, tls.X25519},
+		{[]tls.CurveID{tls.CurveP256}, tls.CurveP256},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan tls.CurveID, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				got <- 0
+				return
+			}
+			defer c.Close()
+			sc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}, CurvePreferences: tc.server})
+			if sc.Handshake() != nil {
+				got <- 0
+				return
+			}
+			got <- sc.ConnectionState().CurveID
+		}()
+		leaf, err := Leaf(ctx, ln.Addr().String(), "", target.ProtocolTLS, 3*time.Second)
+		ln.Close()
+		if err != nil || leaf != s.LeafSHA256 {
+			t.Errorf("server curves %v: served %q, %v; want %s", tc.server, leaf, err, s.LeafSHA256)
+		}
+		if c := <-got; c != tc.want {
+			t.Errorf("server curves %v: the handshake used %v, want %v", tc.server, c, tc.want)
+		}
 	}
 }

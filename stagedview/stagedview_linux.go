@@ -2,14 +2,19 @@ package stagedview
 
 import (
 	"fmt"
-	"os/exec"
 	"syscall"
 )
 
-func setNamespace(cmd *exec.Cmd) error {
-	// With CLONE_NEWNS the runtime also makes "/" recursively private in the
-	// child, so the binds never propagate back to the host.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+// enterNamespace unshares the calling thread's mount namespace and makes
+// "/" recursively private in it, as the runtime does for a child started
+// with Unshareflags CLONE_NEWNS.
+func enterNamespace() error {
+	if err := syscall.Unshare(syscall.CLONE_NEWNS); err != nil {
+		return err
+	}
+	if err := syscall.Mount("none", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make / private: %w", err)
+	}
 	return nil
 }
 
@@ -21,5 +26,3 @@ func mountAll(binds []Bind) error {
 	}
 	return nil
 }
-
-func execve(path string, argv, env []string) error { return syscall.Exec(path, argv, env) }

@@ -26,14 +26,7 @@ func (e *exitError) Error() string { return e.msg }
 func invalid(msg string) error { return &exitError{code: 2, msg: "invalid input: " + msg} }
 
 func main() {
-	root := &cobra.Command{
-		Use:           "certctl",
-		Short:         "Deploy certificates with Temporal: atomic, verified, rolled back on failure",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(deployCmd(), devCmd(), codecServerCmd())
-	root.AddCommand(approvalsCmd(), renewCmd(), rolloutCmd(), setupCmd(), statusCmd(), historyCmd())
+	root := newRoot()
 	if err := root.Execute(); err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
@@ -45,4 +38,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "certctl:", err)
 		os.Exit(2) // cobra's own errors are bad flags: input refused
 	}
+}
+
+// newRoot is certctl's command tree.
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "certctl",
+		Short:         "Deploy certificates with Temporal: atomic, verified, rolled back on failure",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(deployCmd(), devCmd(), codecServerCmd())
+	root.AddCommand(approvalsCmd(), renewCmd(), rolloutCmd(), setupCmd(), statusCmd(), historyCmd())
+	tuneGC(root)
+	return root
 }
